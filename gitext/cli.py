@@ -1,0 +1,481 @@
+"""`git mlx ...`: thin commands over the modules below. The only place that calls sys.exit
+(through `main`'s return value) and the only place that maps errors to exit codes.
+
+Imports stay lazy so that `git mlx --version` and a hook with nothing to do start fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from gitext import __version__
+from gitext.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, MlxError
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def human(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+def _ctx() -> Any:
+    from gitext.context import Context
+
+    return Context.discover()
+
+
+def say(message: str) -> None:
+    print(message, flush=True)
+
+
+# -- set-up --------------------------------------------------------------------------------------
+def cmd_install(args: argparse.Namespace) -> int:
+    from gitext.gitutil import find_repo
+    from gitext.install import install
+
+    repo: Path | None = None
+    if args.local:
+        repo = find_repo().work_tree or find_repo().git_dir
+    else:
+        try:
+            paths = find_repo()
+            repo = paths.work_tree or paths.git_dir
+        except MlxError:
+            repo = None
+    scope = "local" if args.local else "global"
+    for line in install(scope, repo, skip_hooks=args.skip_hooks, force=args.force):
+        say(line)
+    return EXIT_OK
+
+
+def cmd_uninstall(args: argparse.Namespace) -> int:
+    from gitext.gitutil import find_repo
+    from gitext.install import uninstall
+
+    repo: Path | None = None
+    try:
+        paths = find_repo()
+        repo = paths.work_tree or paths.git_dir
+    except MlxError:
+        if args.local:
+            raise
+    for line in uninstall("local" if args.local else "global", repo):
+        say(line)
+    return EXIT_OK
+
+
+def cmd_track(args: argparse.Namespace) -> int:
+    from gitext.attributes import track, tracked_patterns
+    from gitext.gitutil import find_repo
+
+    work_tree = find_repo().work_tree
+    if work_tree is None:
+        raise MlxError("track needs a work tree (this repository is bare)")
+    attrs = work_tree / ".gitattributes"
+    if not args.patterns:
+        text = attrs.read_text(encoding="utf-8") if attrs.exists() else ""
+        patterns = tracked_patterns(text)
+        say("Tracked patterns:" if patterns else "No patterns tracked. Use `git mlx track PATTERN`.")
+        for pattern in patterns:
+            say(f"    {pattern}")
+        return EXIT_OK
+    added = track(attrs, args.patterns)
+    for pattern in args.patterns:
+        say(f'Tracking "{pattern}"' if pattern in added else f'"{pattern}" already tracked')
+    if added:
+        say("Remember to commit .gitattributes.")
+    return EXIT_OK
+
+
+def cmd_untrack(args: argparse.Namespace) -> int:
+    from gitext.attributes import untrack
+    from gitext.gitutil import find_repo
+
+    work_tree = find_repo().work_tree
+    if work_tree is None:
+        raise MlxError("untrack needs a work tree (this repository is bare)")
+    removed = untrack(work_tree / ".gitattributes", args.patterns)
+    for pattern in args.patterns:
+        say(f'Untracking "{pattern}"' if pattern in removed else f'"{pattern}" was not tracked')
+    return EXIT_OK if len(removed) == len(set(args.patterns)) else EXIT_FAILURE
+
+
+# -- remotes -------------------------------------------------------------------------------------
+def _settings_file(args: argparse.Namespace) -> tuple[Any, Path]:
+    from gitext.config import Config
+
+    config = Config.discover()
+    if args.local:
+        return config, config.local_path
+    if config.committed_path is None:
+        raise MlxError("this repository is bare: use --local")
+    return config, config.committed_path
+
+
+def cmd_remote_add(args: argparse.Namespace) -> int:
+    from gitext.config import load_yaml, save_yaml
+    from gitext.remotes import parse_url
+
+    parse_url(args.url)  # a clear error now beats one at push time
+    config, path = _settings_file(args)
+    data = load_yaml(path)
+    remotes = data.setdefault("remotes", {})
+    if args.name in remotes and not args.force:
+        raise MlxError(f"remote {args.name!r} already exists in {path.name}",
+                       hint=f"git mlx remote modify {args.name} url URL, or add --force")
+    remotes[args.name] = {"url": args.url}
+    if args.default:
+        data["remote"] = args.name
+    save_yaml(path, data)
+    say(f"Added remote {args.name} -> {args.url}" + (" (default)" if args.default else "")
+        + f" in {path.name}")
+    return EXIT_OK
+
+
+def cmd_remote_modify(args: argparse.Namespace) -> int:
+    from gitext.config import load_yaml, save_yaml
+
+    config, path = _settings_file(args)
+    data = load_yaml(path)
+    remotes = data.setdefault("remotes", {})
+    if args.name not in remotes and args.name not in config.mlx_remotes():
+        raise MlxError(f"no remote named {args.name!r}", hint="see `git mlx remote list`")
+    if args.key in ("secret_access_key", "access_key_id", "password") and not args.local:
+        raise MlxError(f"{args.key} must not go into the committed .mlx.yaml", hint="use --local")
+    remotes.setdefault(args.name, {})[args.key] = args.value
+    save_yaml(path, data)
+    say(f"Set {args.name}.{args.key} = {args.value} in {path.name}")
+    return EXIT_OK
+
+
+def cmd_remote_remove(args: argparse.Namespace) -> int:
+    from gitext.config import load_yaml, save_yaml
+
+    _, path = _settings_file(args)
+    data = load_yaml(path)
+    remotes = data.get("remotes") or {}
+    if args.name not in remotes:
+        raise MlxError(f"no remote named {args.name!r} in {path.name}")
+    del remotes[args.name]
+    if data.get("remote") == args.name:
+        del data["remote"]
+    save_yaml(path, data)
+    say(f"Removed remote {args.name}")
+    return EXIT_OK
+
+
+def cmd_remote_default(args: argparse.Namespace) -> int:
+    from gitext.config import load_yaml, save_yaml
+
+    config, path = _settings_file(args)
+    if args.name not in config.mlx_remotes():
+        raise MlxError(f"no remote named {args.name!r}", hint="git mlx remote add NAME URL")
+    data = load_yaml(path)
+    data["remote"] = args.name
+    save_yaml(path, data)
+    say(f"Default remote is now {args.name}")
+    return EXIT_OK
+
+
+def cmd_remote_list(args: argparse.Namespace) -> int:
+    from gitext.config import Config
+    from gitext.remotes import parse_url
+
+    config = Config.discover()
+    default = config.default_remote_name()
+    remotes = config.mlx_remotes()
+    for name, spec in remotes.items():
+        kind, where = parse_url(spec.url)
+        mark = "*" if name == default else " "
+        extra = "".join(f" {k}={v}" for k, v in sorted(spec.options.items()))
+        say(f"{mark} {name}\t{kind}\t{where}{extra}")
+    if not remotes:
+        try:
+            spec = config.resolve_remote()
+            say(f"  {spec.name}\tlocal\t{spec.url}\t(zero-config: {spec.reason})")
+        except MlxError:
+            say("No remotes. Add one with `git mlx remote add -d NAME URL`.")
+    return EXIT_OK
+
+
+# -- transfers -----------------------------------------------------------------------------------
+def cmd_push(args: argparse.Namespace) -> int:
+    from gitext.hooks import push
+
+    n = push(_ctx(), args.remote, args.all, args.include, args.exclude)
+    say(f"Uploaded {n} object(s).")
+    return EXIT_OK
+
+
+def cmd_fetch(args: argparse.Namespace) -> int:
+    from gitext.hooks import fetch
+
+    n = fetch(_ctx(), args.remote, args.all, args.include, args.exclude)
+    say(f"Downloaded {n} object(s).")
+    return EXIT_OK
+
+
+def cmd_pull(args: argparse.Namespace) -> int:
+    from gitext.hooks import pull
+
+    failed = pull(_ctx(), args.remote, args.include, args.exclude)
+    return EXIT_FAILURE if failed else EXIT_OK
+
+
+# -- inspection ----------------------------------------------------------------------------------
+def _entries(ctx: Any) -> list[Any]:
+    from gitext.scan import open_repo, pointers_in_index
+
+    return sorted(pointers_in_index(open_repo(ctx.config.repo.git_dir)), key=lambda e: e.path)
+
+
+def cmd_ls_files(args: argparse.Namespace) -> int:
+    from gitext.hooks import unhydrated
+
+    ctx = _ctx()
+    pointers = unhydrated(ctx)
+    rows = []
+    for entry in _entries(ctx):
+        hydrated = entry.path not in pointers
+        rows.append({"path": entry.path, "oid": entry.pointer.oid, "size": entry.pointer.size,
+                     "hydrated": hydrated})
+    if args.json:
+        say(json.dumps(rows, indent=2))
+        return EXIT_OK
+    for row in rows:
+        mark = "*" if row["hydrated"] else "-"
+        say(f"{row['oid'][:12]} {mark} {row['path']} ({human(row['size'])})")
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from gitext.hooks import missing_on_remote, referenced, unhydrated
+
+    ctx = _ctx()
+    found = referenced(ctx, False, [], [])
+    try:
+        spec = ctx.remote_spec(args.remote)
+        missing = missing_on_remote(ctx, found, args.remote)
+        say(f"Remote: {spec.name} ({spec.url})")
+        if missing:
+            say(f"Objects not yet on the remote ({len(missing)}); `git push` uploads them:")
+            paths = {e.pointer.oid: e.path for e in _entries(ctx)}
+            for oid in missing:
+                say(f"    {paths.get(oid, 'sha256:' + oid[:12])} ({human(found[oid].size)})")
+        else:
+            say("All objects referenced by HEAD are on the remote.")
+    except MlxError as exc:
+        say(f"Remote: none usable ({exc.message})")
+    pointers = unhydrated(ctx)
+    if pointers:
+        say(f"Pointers not hydrated in the work tree ({len(pointers)}); `git mlx pull` fetches them:")
+        for path in sorted(pointers):
+            say(f"    {path}")
+    else:
+        say("Every tracked file in the work tree is hydrated.")
+    return EXIT_OK
+
+
+def cmd_env(args: argparse.Namespace) -> int:
+    from gitext.chunker import HAVE_C_CHUNKER
+    from gitext.gitutil import git_config_get
+
+    say(f"git-mlx/{__version__} (Python {sys.version.split()[0]}, "
+        f"{'C' if HAVE_C_CHUNKER else 'pure-Python'} chunker)")
+    for key in ("filter.mlx.process", "filter.mlx.clean", "filter.mlx.smudge", "filter.mlx.required"):
+        say(f"{key}={git_config_get(key) or ''}")
+    for var in ("GIT_MLX_SKIP_SMUDGE", "GIT_MLX_SKIP_PUSH", "GIT_MLX_TRACE"):
+        say(f"{var}={os.environ.get(var, '')}")
+    try:
+        ctx = _ctx()
+    except MlxError:
+        say("repository=(none)")
+        return EXIT_OK
+    repo = ctx.config.repo
+    say(f"repository={repo.work_tree or repo.git_dir}")
+    say(f"cache.dir={ctx.config.cache_dir()}")
+    settings = ctx.config.store_settings()
+    say(f"chunking=min {settings.min_chunk} avg {settings.avg_chunk} max {settings.max_chunk}")
+    say(f"compression=zstd level {settings.level}")
+    say(f"transfer.jobs={ctx.config.jobs()}")
+    try:
+        from gitext.install import hooks_dir, hooks_installed
+
+        hdir = hooks_dir(repo.git_dir, repo.work_tree)
+        say(f"hooks={hdir} ({'installed' if hooks_installed(hdir) else 'not installed'})")
+    except MlxError as exc:
+        say(f"hooks=({exc.message})")
+    try:
+        spec = ctx.remote_spec()
+        say(f"remote={spec.name} {spec.url} ({spec.reason})")
+    except MlxError as exc:
+        say(f"remote=(none: {exc.message})")
+    return EXIT_OK
+
+
+# -- plumbing ------------------------------------------------------------------------------------
+def cmd_filter_process(args: argparse.Namespace) -> int:
+    from gitext.filters import serve_filter_process
+
+    serve_filter_process(_ctx())
+    return EXIT_OK
+
+
+def cmd_clean(args: argparse.Namespace) -> int:
+    from gitext.filters import MlxFilter
+
+    out = sys.stdout.buffer
+    MlxFilter(_ctx()).clean_stream(args.path or "<stdin>", sys.stdin.buffer.read, out.write)
+    out.flush()
+    return EXIT_OK
+
+
+def cmd_smudge(args: argparse.Namespace) -> int:
+    from gitext.filters import MlxFilter
+
+    out = sys.stdout.buffer
+    handler = MlxFilter(_ctx())
+    handler.smudge_stream(args.path or "<stdin>", sys.stdin.buffer.read, out.write)
+    out.flush()
+    return EXIT_FAILURE if handler.failed else EXIT_OK
+
+
+def cmd_pre_push(args: argparse.Namespace) -> int:
+    from gitext.hooks import pre_push
+
+    pre_push(_ctx(), args.remote, args.url, sys.stdin.read())
+    return EXIT_OK
+
+
+def cmd_post_checkout(args: argparse.Namespace) -> int:
+    from gitext.hooks import post_checkout
+
+    return post_checkout(_ctx(), args.args)
+
+
+def cmd_post_merge(args: argparse.Namespace) -> int:
+    from gitext.hooks import post_merge
+
+    return post_merge(_ctx(), args.args)
+
+
+# -- parser --------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="git mlx",
+        description="Version large ML files with plain git: compressed, chunk-deduplicated "
+                    "storage behind git add/commit/push/clone/checkout.",
+    )
+    parser.add_argument("--version", action="version", version=f"git-mlx/{__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def command(name: str, handler: Handler, help: str, parent: Any = sub) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = parent.add_parser(name, help=help, description=help)
+        p.set_defaults(handler=handler)
+        return p
+
+    p = command("install", cmd_install, "configure the git filter (for this user) and this repo's hooks")
+    p.add_argument("--local", action="store_true", help="configure only the current repository")
+    p.add_argument("--force", action="store_true", help="overwrite a different existing filter config")
+    p.add_argument("--skip-hooks", action="store_true", help="do not install hooks")
+    p = command("uninstall", cmd_uninstall, "remove the git filter config and git-mlx's hooks")
+    p.add_argument("--local", action="store_true", help="only the current repository's config")
+    p = command("track", cmd_track, "store files matching PATTERN through git-mlx (.gitattributes)")
+    p.add_argument("patterns", nargs="*", metavar="PATTERN", help="e.g. '*.pt' or 'data/**'")
+    p = command("untrack", cmd_untrack, "stop storing files matching PATTERN through git-mlx")
+    p.add_argument("patterns", nargs="+", metavar="PATTERN")
+
+    remote = command("remote", lambda a: cmd_remote_list(a), "manage storage remotes")
+    rsub = remote.add_subparsers(dest="remote_command", metavar="ACTION")
+    p = command("add", cmd_remote_add, "add a remote (a path, file://, s3://, ssh://)", rsub)
+    p.add_argument("-d", "--default", action="store_true", help="make it the default remote")
+    p.add_argument("--local", action="store_true", help="write to .git/mlx/config.yaml, not .mlx.yaml")
+    p.add_argument("--force", action="store_true", help="replace a remote of the same name")
+    p.add_argument("name")
+    p.add_argument("url")
+    p = command("modify", cmd_remote_modify, "set an option of a remote (url, endpoint_url, region, profile, ...)", rsub)
+    p.add_argument("--local", action="store_true", help="write to .git/mlx/config.yaml, not .mlx.yaml")
+    p.add_argument("name")
+    p.add_argument("key")
+    p.add_argument("value")
+    p = command("remove", cmd_remote_remove, "remove a remote", rsub)
+    p.add_argument("--local", action="store_true", help="remove from .git/mlx/config.yaml")
+    p.add_argument("name")
+    p = command("default", cmd_remote_default, "make NAME the default remote", rsub)
+    p.add_argument("--local", action="store_true", help="only for this clone")
+    p.add_argument("name")
+    command("list", cmd_remote_list, "list remotes (the default is marked *)", rsub)
+
+    for name, handler, help in (
+        ("push", cmd_push, "upload the objects HEAD's history references (--all: every ref)"),
+        ("fetch", cmd_fetch, "download the objects HEAD references into the cache (--all: every ref)"),
+        ("pull", cmd_pull, "download and hydrate every pointer in the work tree"),
+    ):
+        p = command(name, handler, help)
+        p.add_argument("remote", nargs="?", help="remote name (default: see `git mlx env`)")
+        if name != "pull":
+            p.add_argument("--all", action="store_true", help="every ref, not just HEAD")
+        p.add_argument("-I", "--include", action="append", default=[], metavar="PATTERN",
+                       help="only paths matching PATTERN (repeatable)")
+        p.add_argument("-X", "--exclude", action="append", default=[], metavar="PATTERN",
+                       help="skip paths matching PATTERN (repeatable)")
+
+    p = command("status", cmd_status, "objects not yet on the remote; pointers not hydrated")
+    p.add_argument("remote", nargs="?", help="remote to compare with")
+    p = command("ls-files", cmd_ls_files, "tracked files: oid, * hydrated / - pointer, path, size")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    command("env", cmd_env, "show configuration, cache, hooks and which remote would be used")
+
+    command("filter-process", cmd_filter_process, "plumbing: git's long-running filter (filter.mlx.process)")
+    for name, handler, help in (("clean", cmd_clean, "plumbing: content on stdin -> pointer on stdout"),
+                                ("smudge", cmd_smudge, "plumbing: pointer on stdin -> content on stdout")):
+        p = command(name, handler, help)
+        p.add_argument("path", nargs="?", help="the path git is filtering (for messages)")
+    p = command("pre-push", cmd_pre_push, "hook: upload what the pushed commits need")
+    p.add_argument("remote")
+    p.add_argument("url")
+    for name, handler in (("post-checkout", cmd_post_checkout), ("post-merge", cmd_post_merge)):
+        p = command(name, handler, f"hook: hydrate pointers after {name[5:]}")
+        p.add_argument("args", nargs="*")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Handler | None = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return handler(args)
+    except MlxError as exc:
+        if os.environ.get("GIT_MLX_TRACE") == "1":
+            traceback.print_exc()
+        print(f"git-mlx: error: {exc.message}", file=sys.stderr)
+        if exc.hint:
+            print(f"hint: {exc.hint}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("git-mlx: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return EXIT_FAILURE
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: no tracebacks for users
+        if os.environ.get("GIT_MLX_TRACE") == "1":
+            traceback.print_exc()
+        print(f"git-mlx: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print("hint: rerun with GIT_MLX_TRACE=1 for details and report it", file=sys.stderr)
+        return EXIT_FAILURE

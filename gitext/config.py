@@ -1,0 +1,270 @@
+"""All settings, read in one place.
+
+Two YAML files, the per-clone one winning key by key:
+- `.mlx.yaml` at the work tree root: committed, shared by the team (remotes, default remote,
+  chunking and compression);
+- `<git common dir>/mlx/config.yaml`: this clone only (cache.dir, a private remote, secrets).
+
+    remote: storage              # the default remote's name
+    remotes:
+      storage:
+        url: /mnt/models         # a path, file://, s3://bucket/prefix, ssh://host/path
+    cache:
+      dir: /srv/mlx-cache        # share one cache between clones
+    chunking: {min_size: 65536, avg_size: 262144, max_size: 1048576}
+    compression: {level: 3}
+    transfer: {jobs: 8}
+
+When no mlx remote is configured, a git remote on a local path is the storage, at
+`<that repository's git dir>/mlx` (the zero-config default).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+from gitext.errors import RemoteUnsupported, UsageError
+from gitext.gitutil import RepoPaths, find_repo, git_config_get, git_remotes
+
+COMMITTED_FILE = ".mlx.yaml"
+LOCAL_FILE = "config.yaml"
+DEFAULT_JOBS = 8
+
+
+@dataclass(frozen=True)
+class RemoteSpec:
+    """A remote to move objects to/from, and why it was chosen (for `git mlx env`)."""
+
+    name: str
+    url: str
+    options: dict[str, str] = field(default_factory=dict)
+    reason: str = ""
+
+
+def load_yaml(path: Path) -> dict[str, Any]:
+    """A settings file as a dict; a missing file is empty, a broken one a clear error."""
+    import yaml
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise UsageError(f"{path} is not valid YAML: {exc}", hint="fix or remove the file") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UsageError(f"{path} must hold a mapping of settings, not {type(data).__name__}")
+    return data
+
+
+def save_yaml(path: Path, data: dict[str, Any]) -> None:
+    """Write settings atomically (temp + rename), so a crash never leaves half a file."""
+    import yaml
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(yaml.safe_dump(data, sort_keys=False, default_flow_style=False), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    """Deep merge: mappings merge key by key, anything else in `top` replaces."""
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def local_path_from_url(url: str, base: Path) -> Path | None:
+    """The directory a path or file:// URL names (relative to `base`), or None for other URLs."""
+    if url.startswith("file://"):
+        return Path(unquote(urlparse(url).path))
+    if "://" in url:
+        return None
+    colon = url.find(":")
+    slash = url.find("/")
+    if colon > 0 and (slash < 0 or colon < slash):
+        return None  # scp-like [user@]host:path, as git reads it
+    path = Path(url).expanduser()
+    return path if path.is_absolute() else (base / path)
+
+
+def repository_storage(path: Path) -> Path:
+    """Where the zero-config default keeps objects for the git repository at `path`."""
+    dotgit = path / ".git"
+    if dotgit.is_dir():
+        return dotgit / "mlx"
+    return path / "mlx"
+
+
+class Config:
+    """Settings of one repository. Cheap to build: files are read once, lazily."""
+
+    def __init__(self, repo: RepoPaths) -> None:
+        self.repo = repo
+        self._data: dict[str, Any] | None = None
+
+    @classmethod
+    def discover(cls, start: Path | None = None) -> Config:
+        return cls(find_repo(start))
+
+    @property
+    def committed_path(self) -> Path | None:
+        return self.repo.work_tree / COMMITTED_FILE if self.repo.work_tree else None
+
+    @property
+    def local_path(self) -> Path:
+        return self.repo.common_dir / "mlx" / LOCAL_FILE
+
+    @property
+    def data(self) -> dict[str, Any]:
+        if self._data is None:
+            committed = load_yaml(self.committed_path) if self.committed_path else {}
+            self._data = merge(committed, load_yaml(self.local_path))
+        return self._data
+
+    def get(self, dotted: str, default: Any = None) -> Any:
+        node: Any = self.data
+        for part in dotted.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return default
+            node = node[part]
+        return node
+
+    def _int(self, dotted: str, default: int, minimum: int = 0) -> int:
+        value = self.get(dotted, default)
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise UsageError(f"setting {dotted} must be an integer >= {minimum}, not {value!r}")
+        return value
+
+    # -- the store --------------------------------------------------------------------------
+    def cache_dir(self) -> Path:
+        configured = self.get("cache.dir")
+        if configured:
+            path = Path(str(configured)).expanduser()
+            if not path.is_absolute():
+                path = (self.repo.work_tree or self.repo.common_dir) / path
+            return path
+        return self.repo.common_dir / "mlx"
+
+    def store_settings(self) -> Any:
+        from gitext.store import StoreSettings
+
+        defaults = StoreSettings()
+        avg = self._int("chunking.avg_size", defaults.avg_chunk, 4096)
+        if self.get("chunking.avg_size") is not None:
+            low, high = avg // 4, avg * 4
+        else:
+            low, high = defaults.min_chunk, defaults.max_chunk
+        return StoreSettings(
+            min_chunk=self._int("chunking.min_size", low, 1024),
+            avg_chunk=avg,
+            max_chunk=self._int("chunking.max_size", high, 4096),
+            level=self._int("compression.level", defaults.level, 1),
+        )
+
+    def open_store(self) -> Any:
+        from gitext.store import Store
+
+        return Store(self.cache_dir(), self.store_settings())
+
+    def jobs(self) -> int:
+        return self._int("transfer.jobs", DEFAULT_JOBS, 1)
+
+    # -- remotes ----------------------------------------------------------------------------
+    def mlx_remotes(self) -> dict[str, RemoteSpec]:
+        remotes = self.get("remotes", {}) or {}
+        if not isinstance(remotes, dict):
+            raise UsageError("setting `remotes` must be a mapping of name -> {url: ...}")
+        specs: dict[str, RemoteSpec] = {}
+        for name, body in remotes.items():
+            if not isinstance(body, dict) or not body.get("url"):
+                raise UsageError(f"remote {name!r} has no url",
+                                 hint=f"git mlx remote modify {name} url URL")
+            options = {str(k): str(v) for k, v in body.items() if k != "url"}
+            specs[str(name)] = RemoteSpec(str(name), str(body["url"]), options)
+        return specs
+
+    def default_remote_name(self) -> str | None:
+        name = self.get("remote")
+        return str(name) if name else None
+
+    def zero_config(self, git_name: str, git_url: str, why: str) -> RemoteSpec:
+        base = self.repo.work_tree or self.repo.git_dir
+        path = local_path_from_url(git_url, base)
+        if path is None:
+            raise RemoteUnsupported(
+                f"git remote {git_name!r} ({git_url}) is not on a local path; this version of "
+                "git-mlx stores objects only in local directories",
+                hint="add a storage remote: git mlx remote add -d NAME /path/to/storage",
+            )
+        return RemoteSpec(git_name, str(repository_storage(path)), {},
+                          f"{why}: git remote {git_name!r} is a local repository, objects go in its mlx/")
+
+    def resolve_remote(self, requested: str | None = None, *, git_remote: str | None = None,
+                       git_url: str | None = None) -> RemoteSpec:
+        """The remote a command should use, with the reason it was chosen.
+
+        Order: an explicit name; the configured default; the only mlx remote; the git remote a
+        hook was called for; the current branch's upstream remote; `origin`; the only git remote.
+        """
+        mlx = self.mlx_remotes()
+        if requested:
+            if requested in mlx:
+                spec = mlx[requested]
+                return RemoteSpec(spec.name, spec.url, spec.options, "named on the command line")
+            gits = git_remotes(self.repo.work_tree)
+            if requested in gits:
+                return self.zero_config(requested, gits[requested], "named on the command line")
+            raise UsageError(f"no remote named {requested!r}",
+                             hint="see `git mlx remote list` and `git remote -v`")
+        default = self.default_remote_name()
+        if default:
+            if default not in mlx:
+                raise UsageError(f"default remote {default!r} is not defined",
+                                 hint=f"git mlx remote add {default} URL")
+            spec = mlx[default]
+            return RemoteSpec(spec.name, spec.url, spec.options, "the default remote (`remote:`)")
+        if len(mlx) == 1:
+            spec = next(iter(mlx.values()))
+            return RemoteSpec(spec.name, spec.url, spec.options, "the only mlx remote")
+        if mlx:
+            raise UsageError("several mlx remotes and no default",
+                             hint="choose one: git mlx remote add -d NAME URL, or name it")
+        if git_remote and git_url:
+            return self.zero_config(git_remote, git_url, "the git remote being pushed to")
+        gits = git_remotes(self.repo.work_tree)
+        branch_remote = self._upstream_remote()
+        for name, why in ((branch_remote, "the current branch's upstream"), ("origin", "origin")):
+            if name and name in gits:
+                return self.zero_config(name, gits[name], why)
+        if len(gits) == 1:
+            name, url = next(iter(gits.items()))
+            return self.zero_config(name, url, "the only git remote")
+        raise UsageError(
+            "no remote to store large files in",
+            hint="add one with `git mlx remote add -d NAME PATH_OR_URL`, or a git remote on a local path",
+        )
+
+    def _upstream_remote(self) -> str | None:
+        head = self.repo.git_dir / "HEAD"
+        try:
+            ref = head.read_text().strip()
+        except OSError:
+            return None
+        if not ref.startswith("ref: refs/heads/"):
+            return None
+        branch = ref[len("ref: refs/heads/"):]
+        return git_config_get(f"branch.{branch}.remote", self.repo.work_tree)

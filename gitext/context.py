@@ -1,0 +1,72 @@
+"""One repository's working set: its config, its cache and, when needed, its remote.
+
+Built once per command or filter process; the store and the remote open lazily so that a
+command which needs neither (and the filter-process start-up) stays cheap.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterable
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from gitext.config import Config, RemoteSpec
+
+if TYPE_CHECKING:
+    from gitext.remotes import Remote
+    from gitext.store import Store
+    from gitext.transfer import TransferResult
+
+
+def trace(message: str) -> None:
+    """GIT_MLX_TRACE=1 logs to stderr (never stdout: it belongs to git in filter mode)."""
+    if os.environ.get("GIT_MLX_TRACE") == "1":
+        print(f"trace git-mlx: {message}", file=sys.stderr, flush=True)
+
+
+def warn(message: str) -> None:
+    print(f"git-mlx: {message}", file=sys.stderr, flush=True)
+
+
+class Context:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self._remotes: dict[tuple[str | None, str | None, str | None], Remote] = {}
+
+    @classmethod
+    def discover(cls, start: Path | None = None) -> Context:
+        return cls(Config.discover(start))
+
+    @cached_property
+    def store(self) -> Store:
+        return self.config.open_store()  # type: ignore[no-any-return]
+
+    def remote_spec(self, requested: str | None = None, *, git_remote: str | None = None,
+                    git_url: str | None = None) -> RemoteSpec:
+        return self.config.resolve_remote(requested, git_remote=git_remote, git_url=git_url)
+
+    def remote(self, requested: str | None = None, *, git_remote: str | None = None,
+               git_url: str | None = None) -> Remote:
+        key = (requested, git_remote, git_url)
+        if key not in self._remotes:
+            from gitext.remotes import open_remote
+
+            spec = self.remote_spec(requested, git_remote=git_remote, git_url=git_url)
+            trace(f"remote {spec.name} -> {spec.url} ({spec.reason})")
+            self._remotes[key] = open_remote(spec.name, spec.url, spec.options)
+        return self._remotes[key]
+
+    def download(self, oids: Iterable[str], remote: Remote | None = None,
+                 progress: bool | None = None) -> TransferResult:
+        from gitext.transfer import download
+
+        return download(self.store, remote or self.remote(), oids, jobs=self.config.jobs(),
+                        progress=progress)
+
+    def upload(self, oids: Iterable[str], remote: Remote, progress: bool | None = None) -> TransferResult:
+        from gitext.transfer import upload
+
+        return upload(self.store, remote, oids, jobs=self.config.jobs(), progress=progress)

@@ -1,0 +1,205 @@
+"""Clean and smudge: the same logic serves git's long-running filter process and the one-shot
+`git mlx clean` / `git mlx smudge` commands.
+
+clean:  content -> (chunked, compressed into the cache) -> pointer. Empty stays empty; a valid
+        pointer passes through unchanged, so clean is idempotent.
+smudge: pointer -> content from the cache. Content that is not a pointer passes through.
+        When the cache lacks the object and git allows `delay`, the request is parked; on
+        `list_available_blobs` every parked object is downloaded in one parallel transfer.
+        Whatever cannot be had is left as its pointer, with a message naming the path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from gitext.context import Context, trace, warn
+from gitext.errors import CorruptObject, MlxError, ObjectMissing
+from gitext.pointer import MAX_POINTER_SIZE, Pointer, try_parse
+
+if TYPE_CHECKING:
+    from gitext.filter_protocol import ContentReader, ContentWriter
+    from gitext.remotes import Remote
+    from gitext.store import ChunkRef
+
+Read = Callable[[int], bytes]
+Write = Callable[[bytes], object]
+COPY_BLOCK = 1 << 20
+
+
+def read_upto(read: Read, n: int) -> bytes:
+    """Up to n bytes; fewer only at the end of the input."""
+    parts: list[bytes] = []
+    want = n
+    while want > 0:
+        block = read(want)
+        if not block:
+            break
+        parts.append(block)
+        want -= len(block)
+    return b"".join(parts)
+
+
+def prefixed(head: bytes, read: Read) -> Read:
+    """A reader that yields `head` first, then the rest of `read`."""
+    pending = [memoryview(head)]
+
+    def reader(n: int) -> bytes:
+        if pending and len(pending[0]):
+            view = pending[0]
+            take = len(view) if n < 0 else min(n, len(view))
+            pending[0] = view[take:]
+            return bytes(view[:take])
+        return read(n)
+
+    return reader
+
+
+def skip_smudge() -> bool:
+    return os.environ.get("GIT_MLX_SKIP_SMUDGE", "") not in ("", "0")
+
+
+class MlxFilter:
+    """The filter logic; also the FilterHandler that filter_protocol.serve drives."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self._pending: dict[str, Pointer] = {}  # delayed: path -> pointer, not yet downloaded
+        self._ready: dict[str, Pointer] = {}  # delayed and downloaded (or given up on)
+        self._remote_error: MlxError | None = None
+        self.failed: dict[str, str] = {}  # path -> why it was left as a pointer
+
+    # -- clean ------------------------------------------------------------------------------
+    def clean_stream(self, pathname: str, read: Read, write: Write) -> None:
+        head = read_upto(read, MAX_POINTER_SIZE)
+        if not head:
+            return  # an empty file stays empty
+        if len(head) < MAX_POINTER_SIZE and try_parse(head) is not None:
+            write(head)  # already a pointer: clean is idempotent
+            return
+        pointer = self.ctx.store.add_stream(prefixed(head, read))
+        trace(f"clean {pathname}: {pointer.oid} ({pointer.size} bytes)")
+        write(pointer.encode())
+
+    def clean(self, pathname: str, content: ContentReader, out: ContentWriter) -> None:
+        self.clean_stream(pathname, content.read, out.write)
+
+    # -- smudge -----------------------------------------------------------------------------
+    def smudge_stream(self, pathname: str, read: Read, write: Write, *, can_delay: bool = False,
+                      ) -> bool:
+        """Write the content for `pathname`; True means 'delayed, ask again later'."""
+        pointer = self._ready.pop(pathname, None)
+        if pointer is None:
+            head = read_upto(read, MAX_POINTER_SIZE)
+            pointer = try_parse(head) if len(head) < MAX_POINTER_SIZE else None
+            if pointer is None:
+                write(head)  # not a pointer: pass it through untouched
+                while block := read(COPY_BLOCK):
+                    write(block)
+                return False
+        if skip_smudge() or pointer.size == 0:
+            write(pointer.encode() if pointer.size else b"")
+            return False
+        store = self.ctx.store
+        if not store.has_file(pointer.oid):
+            if pathname in self.failed:
+                write(pointer.encode())
+                return False
+            if can_delay:
+                self._pending[pathname] = pointer
+                return True
+            self._download({pathname: pointer})
+            if not store.has_file(pointer.oid):
+                write(pointer.encode())
+                return False
+        self.write_content(pathname, pointer, write)
+        return False
+
+    def smudge(self, pathname: str, content: ContentReader, out: ContentWriter,
+               can_delay: bool) -> bool:
+        return self.smudge_stream(pathname, content.read, out.write, can_delay=can_delay)
+
+    def available_blobs(self) -> list[str]:
+        """Download every parked object in one parallel transfer; hand back their paths."""
+        if not self._pending:
+            return []
+        batch, self._pending = self._pending, {}
+        self._download(batch)
+        self._ready.update(batch)
+        return list(batch)
+
+    # -- helpers ----------------------------------------------------------------------------
+    def _remote(self) -> Remote | None:
+        if self._remote_error is not None:
+            return None
+        try:
+            return self.ctx.remote()
+        except MlxError as exc:
+            self._remote_error = exc
+            return None
+
+    def _download(self, wanted: dict[str, Pointer]) -> None:
+        remote = self._remote()
+        if remote is None:
+            for path in wanted:
+                self._give_up(path, wanted[path], str(self._remote_error))
+            return
+        result = self.ctx.download({p.oid for p in wanted.values()}, remote)
+        for path, pointer in wanted.items():
+            if pointer.oid in result.failed:
+                self._give_up(path, pointer, result.failed[pointer.oid])
+
+    def _give_up(self, path: str, pointer: Pointer, reason: str) -> None:
+        self.failed[path] = reason
+        warn(f"{path}: content not available ({reason}); left as a pointer "
+             f"(sha256 {pointer.oid[:12]}, {pointer.size} bytes). "
+             "Fix the remote and run `git mlx pull`.")
+
+    def write_content(self, pathname: str, pointer: Pointer, write: Write) -> None:
+        """Stream verified chunks; a damaged or missing chunk is refetched from the remote."""
+        manifest = self.ctx.store.read_manifest(pointer.oid)
+        digest = hashlib.sha256()
+        for ref in manifest.chunks:
+            data = self._chunk(pathname, ref)
+            digest.update(data)
+            write(data)
+        if digest.hexdigest() != pointer.oid:
+            raise CorruptObject(f"{pathname}: content does not match its pointer "
+                                f"(sha256 {pointer.oid})", oid=pointer.oid,
+                                hint="run `git mlx fsck` to find damaged objects")
+
+    def _chunk(self, pathname: str, ref: ChunkRef) -> bytes:
+        store = self.ctx.store
+        try:
+            return store.read_chunk(ref.id)  # type: ignore[no-any-return]
+        except (CorruptObject, ObjectMissing) as exc:
+            remote = self._remote()
+            if remote is None:
+                raise
+            warn(f"{pathname}: {exc.message}; fetching chunk {ref.id[:12]} again from {remote.name}")
+        from gitext.store import CHUNKS, object_key
+
+        tmp = store.new_tmp_path()
+        remote.download(object_key(CHUNKS, ref.id), tmp)
+        store.import_object(CHUNKS, ref.id, tmp)
+        return store.read_chunk(ref.id)  # type: ignore[no-any-return]
+
+
+def serve_filter_process(ctx: Context) -> None:
+    """git's `filter.mlx.process`: serve requests until git closes the pipe."""
+    from gitext.filter_protocol import serve
+
+    try:
+        from gitext.install import ensure_hooks
+
+        ensure_hooks(ctx.config.repo.git_dir, ctx.config.repo.work_tree)
+    except MlxError as exc:
+        warn(f"could not install hooks: {exc}")
+    handler = MlxFilter(ctx)
+    stdin = sys.stdin.buffer
+    stdout = sys.stdout.buffer
+    serve(stdin.read, stdout.write, stdout.flush, handler)

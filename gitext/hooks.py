@@ -1,0 +1,254 @@
+"""What the pre-push, post-checkout and post-merge hooks do, and explicit push/fetch/pull.
+
+pre-push:   upload every object the pushed commits reference that the remote lacks; any
+            failure blocks the push (no pointer reaches a remote without its content).
+post-*:     hydrate: work-tree files that are still pointers get their content downloaded in
+            parallel and re-checked-out through the smudge filter, so git records fresh stat data
+            and `git status` stays clean and cheap.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from gitext.context import Context, trace, warn
+from gitext.errors import MlxError, TransferFailed, UsageError
+from gitext.gitutil import git
+from gitext.pointer import MAX_POINTER_SIZE, Pointer, try_parse
+
+ZERO_SHA = "0" * 40
+
+
+@dataclass(frozen=True)
+class PushLine:
+    local_ref: str
+    local_sha: str
+    remote_ref: str
+    remote_sha: str
+
+
+def parse_push_lines(text: str) -> list[PushLine]:
+    lines = []
+    for raw in text.splitlines():
+        parts = raw.split()
+        if not parts:
+            continue
+        if len(parts) != 4:
+            raise UsageError(f"pre-push: unexpected input line {raw!r}")
+        lines.append(PushLine(*parts))
+    return lines
+
+
+def matches(path: str, include: Sequence[str], exclude: Sequence[str]) -> bool:
+    """gitignore-ish filters: a pattern matches the whole path or any leading directory."""
+
+    def hit(pattern: str) -> bool:
+        pattern = pattern.rstrip("/")
+        if fnmatch.fnmatchcase(path, pattern) or fnmatch.fnmatchcase(path, pattern + "/*"):
+            return True
+        if "/" not in pattern:
+            return fnmatch.fnmatchcase(path.rsplit("/", 1)[-1], pattern)
+        return False
+
+    if include and not any(hit(p) for p in include):
+        return False
+    return not any(hit(p) for p in exclude)
+
+
+def upload(ctx: Context, oids: Iterable[str], *, requested: str | None = None,
+           git_remote: str | None = None, git_url: str | None = None,
+           progress: bool | None = None) -> int:
+    """Upload objects the remote lacks; raise TransferFailed (naming the remote) on any failure."""
+    wanted = sorted(set(oids))
+    if not wanted:
+        return 0
+    store = ctx.store
+    remote = ctx.remote(requested, git_remote=git_remote, git_url=git_url)
+    absent = [oid for oid in wanted if not store.has_file(oid)]
+    if absent:
+        # Not in this cache: fine only if the remote already has it.
+        from gitext.store import FILES, object_key
+
+        have = remote.exists([object_key(FILES, oid) for oid in absent])
+        missing = [oid for oid in absent if object_key(FILES, oid) not in have]
+        if missing:
+            raise TransferFailed(
+                f"{len(missing)} object(s) to push are neither in the local cache nor on "
+                f"remote {remote.name} (first: sha256 {missing[0]})",
+                {oid: "not in the local cache" for oid in missing},
+                hint="fetch them from where they were committed (`git mlx fetch --all`), "
+                     "or set GIT_MLX_SKIP_PUSH=1 to push anyway",
+            )
+        wanted = [oid for oid in wanted if oid not in set(absent)]
+    result = ctx.upload(wanted, remote, progress=progress)
+    if result.failed:
+        first_oid, first_reason = next(iter(result.failed.items()))
+        raise TransferFailed(
+            f"could not upload {len(result.failed)} object(s) to remote {remote.name} "
+            f"({remote.describe()}): {first_reason}",
+            result.failed,
+            hint=f"check that {remote.describe()} exists and is writable, then push again; "
+                 "nothing was pushed",
+        )
+    return result.objects
+
+
+def pre_push(ctx: Context, remote_name: str, remote_url: str, stdin_text: str) -> None:
+    if os.environ.get("GIT_MLX_SKIP_PUSH", "") not in ("", "0"):
+        trace("GIT_MLX_SKIP_PUSH set: not uploading")
+        return
+    from gitext.scan import open_repo, pointers_in_range, remote_tracking_oids
+
+    lines = [line for line in parse_push_lines(stdin_text) if line.local_sha != ZERO_SHA]
+    if not lines:
+        return  # deletions only: nothing to upload
+    repo = open_repo(ctx.config.repo.git_dir)
+    exclude = [line.remote_sha for line in lines if line.remote_sha != ZERO_SHA]
+    exclude += remote_tracking_oids(repo, remote_name)
+    found = pointers_in_range(repo, [line.local_sha for line in lines], exclude)
+    trace(f"pre-push: {len(found)} pointer(s) in the pushed commits")
+    upload(ctx, found, git_remote=remote_name, git_url=remote_url)
+
+
+# -- hydration ---------------------------------------------------------------------------------
+def unhydrated(ctx: Context, include: Sequence[str] = (), exclude: Sequence[str] = (),
+               ) -> dict[str, Pointer]:
+    """Index entries whose work-tree file still holds the pointer instead of the content."""
+    from gitext.scan import open_repo, pointers_in_index
+
+    work_tree = ctx.config.repo.work_tree
+    if work_tree is None:
+        return {}
+    found: dict[str, Pointer] = {}
+    for entry in pointers_in_index(open_repo(ctx.config.repo.git_dir)):
+        if entry.pointer.size == 0 or not matches(entry.path, include, exclude):
+            continue
+        path = work_tree / entry.path
+        try:
+            size = path.stat().st_size
+            if size >= MAX_POINTER_SIZE:
+                continue
+            if try_parse(path.read_bytes()) == entry.pointer:
+                found[entry.path] = entry.pointer
+        except OSError:
+            continue  # deleted or unreadable: not ours to recreate
+    return found
+
+
+def checkout_paths(ctx: Context, paths: Sequence[str]) -> None:
+    """Rewrite these work-tree files through the smudge filter; git updates the index stat."""
+    if paths:
+        data = b"".join(p.encode() + b"\0" for p in paths)
+        git(["checkout-index", "--force", "-z", "--stdin"], cwd=ctx.config.repo.work_tree, input=data)
+
+
+def hydrate(ctx: Context, include: Sequence[str] = (), exclude: Sequence[str] = (), *,
+            requested: str | None = None, progress: bool | None = None) -> list[str]:
+    """Bring every pointer in the work tree to its content; return the paths that failed."""
+    if os.environ.get("GIT_MLX_SKIP_SMUDGE", "") not in ("", "0"):
+        return []
+    pending = unhydrated(ctx, include, exclude)
+    if not pending:
+        return []
+    store = ctx.store
+    failed: dict[str, str] = {}
+    absent = {p.oid for p in pending.values() if not store.has_file(p.oid)}
+    if absent:
+        try:
+            result = ctx.download(absent, ctx.remote(requested), progress=progress)
+            reasons = result.failed
+        except MlxError as exc:
+            reasons = {oid: str(exc) for oid in absent}
+        for path, pointer in pending.items():
+            if pointer.oid in reasons:
+                failed[path] = reasons[pointer.oid]
+    ready = [path for path in pending if path not in failed]
+    checkout_paths(ctx, ready)
+    for path, reason in sorted(failed.items()):
+        warn(f"{path}: content not available ({reason}); left as a pointer. "
+             "Fix the remote and run `git mlx pull`.")
+    return sorted(failed)
+
+
+def post_checkout(ctx: Context, args: Sequence[str]) -> int:
+    trace(f"post-checkout {' '.join(args)}")
+    return 1 if hydrate(ctx) else 0
+
+
+def post_merge(ctx: Context, args: Sequence[str]) -> int:
+    trace(f"post-merge {' '.join(args)}")
+    return 1 if hydrate(ctx) else 0
+
+
+# -- explicit push / fetch / pull ----------------------------------------------------------------
+def referenced(ctx: Context, all_refs: bool, include: Sequence[str], exclude: Sequence[str],
+               ) -> dict[str, Pointer]:
+    """oid -> pointer for what HEAD (or every ref) references, filtered by path patterns."""
+    from gitext.scan import open_repo, pointers_in_range, pointers_in_tree
+
+    repo = open_repo(ctx.config.repo.git_dir)
+    if repo.head_is_unborn:
+        return {}
+    if include or exclude:
+        tips = _ref_tips(repo) if all_refs else ["HEAD"]
+        found: dict[str, Pointer] = {}
+        for tip in tips:
+            for entry in pointers_in_tree(repo, tip):
+                if matches(entry.path, include, exclude):
+                    found[entry.pointer.oid] = entry.pointer
+        return found
+    tips = _ref_tips(repo) if all_refs else [str(repo.head.target)]
+    return pointers_in_range(repo, tips, [])
+
+
+def _ref_tips(repo: object) -> list[str]:
+    import pygit2
+
+    assert isinstance(repo, pygit2.Repository)
+    tips = []
+    for name in repo.references:
+        try:
+            target = repo.references[name].peel(pygit2.Commit)
+        except (pygit2.InvalidSpecError, ValueError, KeyError):
+            continue
+        tips.append(str(target.id))
+    return tips
+
+
+def push(ctx: Context, remote: str | None, all_refs: bool, include: Sequence[str],
+         exclude: Sequence[str]) -> int:
+    found = referenced(ctx, all_refs, include, exclude)
+    local = [oid for oid in found if ctx.store.has_file(oid)]
+    return upload(ctx, local, requested=remote)
+
+
+def fetch(ctx: Context, remote: str | None, all_refs: bool, include: Sequence[str],
+          exclude: Sequence[str]) -> int:
+    found = referenced(ctx, all_refs, include, exclude)
+    result = ctx.download(found, ctx.remote(remote))
+    if result.failed:
+        raise TransferFailed(
+            f"could not download {len(result.failed)} object(s) from {remote or 'the remote'}: "
+            f"{next(iter(result.failed.values()))}",
+            result.failed, hint="check the remote (`git mlx env`) and fetch again",
+        )
+    return result.objects
+
+
+def pull(ctx: Context, remote: str | None, include: Sequence[str], exclude: Sequence[str]) -> list[str]:
+    if include or exclude:
+        fetch(ctx, remote, False, include, exclude)
+    return hydrate(ctx, include, exclude, requested=remote)
+
+
+def missing_on_remote(ctx: Context, oids: Iterable[str], remote_name: str | None) -> list[str]:
+    from gitext.store import FILES, object_key
+
+    remote = ctx.remote(remote_name)
+    wanted = list(oids)
+    have = remote.exists([object_key(FILES, oid) for oid in wanted])
+    return [oid for oid in wanted if object_key(FILES, oid) not in have]
+
