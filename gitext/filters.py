@@ -193,6 +193,8 @@ def serve_filter_process(ctx: Context) -> None:
     """git's `filter.mlx.process`: serve requests until git closes the pipe."""
     from gitext.filter_protocol import serve
 
+    trace(f"filter-process started (pid {os.getpid()})")
+
     try:
         from gitext.install import ensure_hooks
 

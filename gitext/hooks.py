@@ -110,7 +110,7 @@ def pre_push(ctx: Context, remote_name: str, remote_url: str, stdin_text: str) -
     exclude += remote_tracking_oids(repo, remote_name)
     found = pointers_in_range(repo, [line.local_sha for line in lines], exclude)
     trace(f"pre-push: {len(found)} pointer(s) in the pushed commits")
-    upload(ctx, found, git_remote=remote_name, git_url=remote_url)
+    upload(ctx, {p.oid for p in found.values()}, git_remote=remote_name, git_url=remote_url)
 
 
 # -- hydration ---------------------------------------------------------------------------------
@@ -139,10 +139,18 @@ def unhydrated(ctx: Context, include: Sequence[str] = (), exclude: Sequence[str]
 
 
 def checkout_paths(ctx: Context, paths: Sequence[str]) -> None:
-    """Rewrite these work-tree files through the smudge filter; git updates the index stat."""
-    if paths:
-        data = b"".join(p.encode() + b"\0" for p in paths)
-        git(["checkout-index", "--force", "-z", "--stdin"], cwd=ctx.config.repo.work_tree, input=data)
+    """Rewrite these work-tree files through the smudge filter and refresh their index stat.
+
+    The files hold only their pointers (the index has those), so removing them first loses
+    nothing; it is needed because checkout-index skips files whose stat matches the index.
+    """
+    work_tree = ctx.config.repo.work_tree
+    if not paths or work_tree is None:
+        return
+    for path in paths:
+        (work_tree / path).unlink(missing_ok=True)
+    data = b"".join(p.encode() + b"\0" for p in paths)
+    git(["checkout-index", "--force", "-u", "-z", "--stdin"], cwd=work_tree, input=data)
 
 
 def hydrate(ctx: Context, include: Sequence[str] = (), exclude: Sequence[str] = (), *,
@@ -201,7 +209,7 @@ def referenced(ctx: Context, all_refs: bool, include: Sequence[str], exclude: Se
                     found[entry.pointer.oid] = entry.pointer
         return found
     tips = _ref_tips(repo) if all_refs else [str(repo.head.target)]
-    return pointers_in_range(repo, tips, [])
+    return {p.oid: p for p in pointers_in_range(repo, tips, []).values()}
 
 
 def _ref_tips(repo: object) -> list[str]:

@@ -1,0 +1,349 @@
+"""What `git mlx install` / `uninstall` change: the filter config and the hook shims.
+
+Config: the four `filter.mlx.*` keys, in the user's global config or one repository's. A key
+that already holds a different value is a conflict: nothing is written and UsageError says
+which keys differ, unless `force=True` (git-lfs's `install --force` rule). Uninstall removes
+the whole `[filter "mlx"]` section of that scope.
+
+Hooks: the shims in the top-level hooks/ folder (shipped inside the package as gitext/hooks/).
+Each carries the marker line `# git-mlx hook v<N>`; a hook file without it is foreign and is
+never overwritten: install moves it aside to `<name>.mlx-chained` (only if that name is free)
+and every shim runs a `<name>.mlx-chained` it finds, so the hook files are identical in every
+repository. Uninstall deletes only files with the marker and moves a chained hook back.
+
+This module does not import pygit2: `ensure_hooks` runs at every filter-process start and
+must stay cheap (one `git config` call and a few small reads).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import gitext
+from gitext.errors import MlxError, NotARepository, UsageError
+
+FILTER_CONFIG = {
+    "filter.mlx.process": "git-mlx filter-process",
+    "filter.mlx.clean": "git-mlx clean -- %f",
+    "filter.mlx.smudge": "git-mlx smudge -- %f",
+    "filter.mlx.required": "true",
+}
+HOOKS = ("pre-push", "post-checkout", "post-merge")
+HOOK_VERSION = 1
+CHAINED_SUFFIX = ".mlx-chained"
+SCOPES = ("global", "local")
+
+_MARKER_RE = re.compile(rb"^# git-mlx hook v(\d+)[ \t]*\r?$", re.MULTILINE)
+_HEAD_BYTES = 256  # the marker is on line 2 of our shims; foreign files are never read whole
+
+
+# ---------------------------------------------------------------- install / uninstall
+
+
+def install(
+    scope: str = "global",
+    repo: Path | None = None,
+    *,
+    skip_hooks: bool = False,
+    force: bool = False,
+) -> list[str]:
+    """Configure the filter in `scope`; install hooks in the repository at `repo` (or cwd).
+
+    Outside a repository a global install only configures the filter. Returns one line per
+    thing done, for the user.
+    """
+    _check_scope(scope)
+    found = _find_repo(repo if repo is not None else Path.cwd())
+    if found is None and (scope == "local" or repo is not None):
+        raise _not_a_repo(repo if repo is not None else Path.cwd())
+    git_dir = found[0] if found else None
+    lines = _set_filter_config(scope, git_dir, force)
+    if found is not None and not skip_hooks:
+        lines += install_hooks(hooks_dir(*found))
+    return lines
+
+
+def uninstall(scope: str = "global", repo: Path | None = None) -> list[str]:
+    """Remove the filter config of `scope` and git-mlx's hooks from the repository (if any)."""
+    _check_scope(scope)
+    found = _find_repo(repo if repo is not None else Path.cwd())
+    if found is None and (scope == "local" or repo is not None):
+        raise _not_a_repo(repo if repo is not None else Path.cwd())
+    git_dir = found[0] if found else None
+    base = _config_cmd(scope, git_dir)
+    if _git([*base, "--get-regexp", r"^filter\.mlx\."]).returncode == 0:
+        _git_checked([*base, "--remove-section", "filter.mlx"])
+        lines = [f"Git filter removed ({scope})."]
+    else:
+        lines = [f"Git filter was not configured ({scope})."]
+    if found is not None:
+        lines += uninstall_hooks(hooks_dir(*found))
+    return lines
+
+
+def _check_scope(scope: str) -> None:
+    if scope not in SCOPES:
+        raise UsageError(f"unknown config scope {scope!r}: expected 'global' or 'local'")
+
+
+def _not_a_repo(path: Path) -> NotARepository:
+    return NotARepository(
+        f"not a git repository: {path}",
+        hint="run this inside a git work tree, or use the global install (the default)",
+    )
+
+
+def _set_filter_config(scope: str, git_dir: Path | None, force: bool) -> list[str]:
+    base = _config_cmd(scope, git_dir)
+    current: dict[str, list[str]] = {}
+    for key in FILTER_CONFIG:
+        proc = _git([*base, "--get-all", key])
+        current[key] = proc.stdout.splitlines() if proc.returncode == 0 else []
+    conflicts = {k: v for k, v in current.items() if v and v != [FILTER_CONFIG[k]]}
+    if conflicts and not force:
+        details = "\n".join(
+            f"  {k} is {' / '.join(map(repr, v))}, git-mlx needs {FILTER_CONFIG[k]!r}"
+            for k, v in conflicts.items()
+        )
+        raise UsageError(
+            f"git config ({scope}) already sets the mlx filter differently:\n{details}",
+            hint="run `git mlx install --force` to overwrite these settings",
+        )
+    lines = [f"Git filter configured ({scope})."]
+    for key, want in FILTER_CONFIG.items():
+        if current[key] != [want]:
+            _git_checked([*base, "--replace-all", key, want])
+        if key in conflicts:
+            lines.append(f"Overwrote {key} (was {' / '.join(map(repr, conflicts[key]))}).")
+    return lines
+
+
+def _config_cmd(scope: str, git_dir: Path | None) -> list[str]:
+    if scope == "global":
+        return ["config", "--global"]
+    assert git_dir is not None  # install/uninstall refuse a local scope outside a repository
+    return [f"--git-dir={git_dir}", "config", "--local"]
+
+
+# ---------------------------------------------------------------- where hooks live
+
+
+def hooks_dir(repo_git_dir: Path, work_tree: Path | None) -> Path:
+    """The directory git runs hooks from, as git itself decides it.
+
+    core.hooksPath wins (`~` expanded; a relative value is relative to where hooks run: the
+    work tree root, or the git dir of a bare repository); otherwise `hooks/` in the common
+    git dir, which linked worktrees share with their main repository.
+    """
+    proc = _git(
+        [f"--git-dir={repo_git_dir}", "config", "--type=path", "--get", "core.hooksPath"]
+    )
+    value = proc.stdout.rstrip("\n") if proc.returncode == 0 else ""
+    if value:
+        path = Path(value).expanduser()
+        if not path.is_absolute():
+            path = (work_tree if work_tree is not None else repo_git_dir) / path
+        return path
+    return _common_dir(repo_git_dir) / "hooks"
+
+
+def _common_dir(git_dir: Path) -> Path:
+    try:
+        text = (git_dir / "commondir").read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return git_dir
+    common = Path(text)
+    return common if common.is_absolute() else Path(os.path.normpath(git_dir / common))
+
+
+def _find_repo(start: Path) -> tuple[Path, Path | None] | None:
+    """(absolute git dir, work tree root or None when bare) of the repository at `start`."""
+    # One call; in a bare repository --show-toplevel fails after the first two lines printed.
+    proc = _git(
+        ["-C", str(start), "rev-parse", "--absolute-git-dir", "--is-bare-repository",
+         "--show-toplevel"]
+    )
+    lines = proc.stdout.splitlines()
+    if len(lines) < 2:
+        return None
+    work_tree = Path(lines[2]) if len(lines) > 2 and lines[1] == "false" else None
+    return Path(lines[0]), work_tree
+
+
+# ---------------------------------------------------------------- hook files
+
+
+def install_hooks(hooks_path: Path) -> list[str]:
+    """Write git-mlx's shims into `hooks_path`, keeping any foreign hook as `<name>.mlx-chained`.
+
+    Idempotent: a shim identical to the template is left untouched (not even rewritten).
+    A shim of ours with an older marker version is replaced; one from a newer git-mlx is kept.
+    A foreign hook whose `.mlx-chained` name is taken is left alone with a warning line.
+    """
+    hooks_path.mkdir(parents=True, exist_ok=True)
+    changed = False
+    skipped: list[str] = []
+    details: list[str] = []
+    for name in HOOKS:
+        template = _template(name)
+        target = hooks_path / name
+        chained = hooks_path / (name + CHAINED_SUFFIX)
+        current = _read_head(target, len(template) + 1)
+        if current is None:
+            _write_hook(target, template)
+            changed = True
+        elif current == template:
+            if not os.access(target, os.X_OK):
+                target.chmod(0o755)
+                changed = True
+        elif (version := _marker_version(current)) is not None:
+            if version > HOOK_VERSION:
+                details.append(f"Kept {target}: it comes from a newer git-mlx (hook v{version}).")
+                continue
+            _write_hook(target, template)
+            changed = True
+            details.append(f"Updated the {name} hook (v{version} -> v{HOOK_VERSION}).")
+        elif os.path.lexists(chained):
+            skipped.append(name)
+            details.append(
+                f"warning: {target} is not git-mlx's and {chained.name} already exists, so "
+                f"git-mlx's {name} hook is NOT installed; add `git mlx {name} \"$@\"` "
+                "to it yourself."
+            )
+        else:
+            os.rename(target, chained)
+            _write_hook(target, template)
+            changed = True
+            when = "before git-mlx's" if name == "pre-push" else "after git-mlx's"
+            details.append(
+                f"Your existing {name} hook is now {chained.name}; it still runs, {when}."
+            )
+    summary = "Hooks installed in" if changed else "Hooks already installed in"
+    but = f" (except {', '.join(skipped)})" if skipped else ""
+    return [f"{summary} {hooks_path}{but}.", *details]
+
+
+def uninstall_hooks(hooks_path: Path) -> list[str]:
+    """Delete git-mlx's shims from `hooks_path` and move chained foreign hooks back."""
+    removed = False
+    details: list[str] = []
+    for name in HOOKS:
+        target = hooks_path / name
+        chained = hooks_path / (name + CHAINED_SUFFIX)
+        current = _read_head(target, _HEAD_BYTES)
+        ours = current is not None and _marker_version(current) is not None
+        if ours:
+            target.unlink()
+            removed = True
+        if os.path.lexists(chained):
+            if os.path.lexists(target):
+                details.append(
+                    f"warning: left {chained} in place: {target} is not git-mlx's hook."
+                )
+            else:
+                os.rename(chained, target)
+                details.append(f"Restored your {name} hook.")
+    summary = "Hooks removed from" if removed else "No git-mlx hooks in"
+    return [f"{summary} {hooks_path}.", *details]
+
+
+def hooks_installed(hooks_path: Path) -> bool:
+    """True when every hook is an executable shim of ours, current or newer (a few reads)."""
+    for name in HOOKS:
+        target = hooks_path / name
+        head = _read_head(target, _HEAD_BYTES)
+        if head is None:
+            return False
+        version = _marker_version(head)
+        if version is None or version < HOOK_VERSION or not os.access(target, os.X_OK):
+            return False
+    return True
+
+
+def ensure_hooks(git_dir: Path, work_tree: Path | None) -> None:
+    """Install missing hooks quietly (called at filter-process start, e.g. in a fresh clone).
+
+    Never fails the filter: a problem is one warning line on stderr.
+    """
+    path: Path | None = None
+    try:
+        path = hooks_dir(git_dir, work_tree)
+        if hooks_installed(path):
+            return
+        for line in install_hooks(path):
+            if line.startswith("warning:"):
+                print(f"git-mlx: {line}", file=sys.stderr)
+    except (OSError, MlxError) as exc:
+        where = f" in {path}" if path is not None else ""
+        print(f"git-mlx: warning: could not install hooks{where}: {exc}", file=sys.stderr)
+
+
+def templates_dir() -> Path:
+    """Where the shim templates are: inside the installed package, else the source checkout."""
+    package = Path(gitext.__file__).parent
+    candidates = (package / "hooks", package.parent / "hooks")
+    for candidate in candidates:
+        if (candidate / HOOKS[0]).is_file():
+            return candidate
+    raise MlxError(
+        f"git-mlx's hook templates are missing (looked in {', '.join(map(str, candidates))})",
+        hint="reinstall git-mlx",
+    )
+
+
+def _template(name: str) -> bytes:
+    data = (templates_dir() / name).read_bytes()
+    if _marker_version(data[:_HEAD_BYTES]) != HOOK_VERSION:
+        raise MlxError(f"hook template {name} lacks the marker '# git-mlx hook v{HOOK_VERSION}'")
+    return data
+
+
+def _marker_version(head: bytes) -> int | None:
+    match = _MARKER_RE.search(head[:_HEAD_BYTES])
+    return int(match.group(1)) if match else None
+
+
+def _read_head(path: Path, size: int) -> bytes | None:
+    """The first `size` bytes of `path`; None if nothing is there, b"" if it is unreadable
+    as a file (a broken symlink, a directory): that still counts as a foreign hook."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(size)
+    except FileNotFoundError:
+        return b"" if os.path.lexists(path) else None
+    except (IsADirectoryError, PermissionError):
+        return b""
+
+
+def _write_hook(target: Path, data: bytes) -> None:
+    """Atomically put an executable `data` at `target`."""
+    tmp = target.with_name(f".{target.name}.mlx-tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+        tmp.chmod(0o755)
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+# ---------------------------------------------------------------- running git
+
+
+def _git(args: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["git", *args], stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False,
+    )
+
+
+def _git_checked(args: list[str]) -> None:
+    proc = _git(args)
+    if proc.returncode != 0:
+        raise MlxError(
+            f"`git {' '.join(args)}` failed (exit {proc.returncode}): {proc.stderr.strip()}"
+        )

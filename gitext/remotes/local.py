@@ -1,0 +1,152 @@
+"""A remote that is a directory: a shared disk, a mounted volume, or `<bare repo>/mlx/`.
+
+Objects live at `<root>/<key>`. Uploads are copied to `<root>/tmp/` and renamed into place,
+so a reader (or a push killed half-way) never leaves a partial object under a real key.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import shutil
+import stat
+import uuid
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from gitext.errors import ObjectMissing, RemoteError
+from gitext.remotes import Remote, check_key
+
+TMP_DIR = "tmp"
+_WRITE_HINT = "check that the directory exists and is writable by you, or fix the remote's URL"
+
+
+class LocalRemote(Remote):
+    """Objects stored as plain files under `root`, with the store's layout."""
+
+    def __init__(self, root: Path, *, name: str | None = None, url: str | None = None) -> None:
+        self.root = Path(os.path.abspath(root))
+        self.name = name or str(self.root)
+        self.url = url or str(self.root)
+
+    def describe(self) -> str:
+        return f"local directory {self.root}"
+
+    def _path(self, key: str) -> Path:
+        return self.root / check_key(key)
+
+    def _unreadable(self, path: Path, exc: OSError) -> RemoteError:
+        return RemoteError(
+            f"cannot read {path} on remote {self.name} ({self.describe()}): "
+            f"{exc.strerror or exc}",
+            hint="check the directory's permissions, or fix the remote's URL")
+
+    def _check_root(self) -> bool:
+        """True if the root is a directory, False if it does not exist yet; RemoteError if it
+        is something else (a file), which is a misconfigured URL rather than a missing object."""
+        try:
+            if self.root.is_dir():
+                return True
+            if not self.root.exists():
+                return False
+        except OSError as exc:
+            raise self._unreadable(self.root, exc) from None
+        raise RemoteError(f"remote {self.name}: {self.root} exists but is not a directory",
+                          hint="fix the remote's URL")
+
+    def exists(self, keys: Sequence[str]) -> set[str]:
+        paths = [(key, self._path(key)) for key in keys]
+        if not paths or not self._check_root():
+            return set()
+        present: set[str] = set()
+        for key, path in paths:
+            try:
+                if stat.S_ISREG(path.stat().st_mode):
+                    present.add(key)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            except OSError as exc:
+                raise self._unreadable(path, exc) from None
+        return present
+
+    def upload(self, key: str, src: Path) -> None:
+        dest = self._path(key)
+        with open(src, "rb"):
+            pass  # a missing or unreadable source is a local problem: let its OSError through
+        tmp_dir = self.root / TMP_DIR
+        tmp = tmp_dir / f"{uuid.uuid4().hex}.part"
+        try:
+            tmp_dir.mkdir(parents=True, exist_ok=True)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, tmp)  # sendfile / copy_file_range where the OS has them
+            _fsync(tmp)
+            os.replace(tmp, dest)
+        except OSError as exc:
+            _discard(tmp)
+            raise self._unwritable(exc) from None
+        except BaseException:
+            _discard(tmp)
+            raise
+
+    def _unwritable(self, exc: OSError) -> RemoteError:
+        reason = exc.strerror or str(exc)
+        if exc.errno in (errno.ENOTDIR, errno.EEXIST):
+            reason = "a path component is a file, not a directory"
+        where = f" (at {os.fspath(exc.filename)})" if exc.filename is not None else ""
+        return RemoteError(
+            f"cannot write to remote {self.name} ({self.describe()}): {reason}{where}",
+            hint=_WRITE_HINT)
+
+    def download(self, key: str, dst: Path) -> None:
+        src = self._path(key)
+        try:
+            shutil.copyfile(src, dst)
+        except OSError as exc:
+            side = os.fspath(exc.filename) if exc.filename is not None else None
+            if side == os.fspath(src) and isinstance(exc, FileNotFoundError | NotADirectoryError):
+                where = "" if self._check_root() else f" (directory {self.root} does not exist)"
+                raise ObjectMissing(f"{key} is not on remote {self.name}{where}",
+                                    oid=key.rsplit("/", 1)[-1]) from None
+            if side == os.fspath(dst) and exc.filename2 is None:
+                raise  # opening our own destination failed: a local problem
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise  # our disk is full
+            raise self._unreadable(src, exc) from None
+
+    def list_keys(self, prefix: str) -> Iterator[str]:
+        if not self._check_root():
+            return
+        # Walk only the deepest directory the prefix names, then filter by the full prefix.
+        base = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
+        start = self.root / check_key(base) if base else self.root
+        for dirpath, dirnames, filenames in os.walk(start, onerror=self._raise_walk_error):
+            rel_dir = Path(dirpath).relative_to(self.root).as_posix()
+            rel_dir = "" if rel_dir == "." else rel_dir + "/"
+            if not rel_dir:
+                dirnames[:] = [d for d in dirnames if d != TMP_DIR]
+            dirnames.sort()
+            for filename in sorted(filenames):
+                key = rel_dir + filename
+                if key.startswith(prefix) and not key.startswith(TMP_DIR + "/"):
+                    yield key
+
+    def _raise_walk_error(self, exc: OSError) -> None:
+        if isinstance(exc, FileNotFoundError | NotADirectoryError):
+            return  # the prefix names nothing: no keys
+        raise self._unreadable(Path(exc.filename or self.root), exc)
+
+
+def _discard(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        path.unlink(missing_ok=True)
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file's data before it is renamed into place, so a power cut cannot leave a
+    complete-looking name over incomplete bytes."""
+    fd = os.open(path, os.O_RDWR)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,477 @@
+"""The content-addressed store: chunk objects, file manifests, atomic writes, verified reads.
+
+The local cache and every remote share one layout (spec: docs/store.md):
+
+    <root>/chunks/ab/<sha256 of the chunk>   one zstd frame (content size in its header)
+    <root>/files/ab/<sha256 of the file>     the manifest: the file's chunks in order
+    <root>/tmp/                               temp files, renamed into place
+    <root>/bad/                               objects that failed verification (never deleted)
+
+Writes go to tmp/ then os.replace into place, chunks before the manifest, so a visible
+manifest means a complete file and a crash leaves no half-written object visible. Reads check
+every chunk's sha256 before it is used and the whole file's sha256 at the end.
+
+Threads: hashlib and zstandard release the GIL, so `add_stream` overlaps reading, chunking and
+whole-file hashing (calling thread) with per-chunk hashing, compressing and writing (workers),
+and `iter_content` overlaps reading and decompressing the next chunks with the consumer.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import re
+import shutil
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import zstandard
+
+from gitext.chunker import MAX_CHUNK_LIMIT, ChunkParams, iter_chunks
+from gitext.errors import CorruptObject, ObjectMissing
+from gitext.pointer import EMPTY_OID, Pointer
+
+CHUNKS = "chunks"
+FILES = "files"
+KINDS = (CHUNKS, FILES)
+TMP = "tmp"
+BAD = "bad"
+
+_HEX = re.compile(r"[0-9a-f]{64}")
+_FETCH_HINT = "run `git mlx fetch` to download it again, or re-add the file if you still have it"
+
+
+def _check_id(kind: str, hexid: str) -> None:
+    if kind not in KINDS:
+        raise ValueError(f"unknown object kind {kind!r} (expected one of {KINDS})")
+    if not isinstance(hexid, str) or not _HEX.fullmatch(hexid):
+        raise ValueError(f"invalid object id {hexid!r}: expected 64 lowercase hex digits")
+
+
+def object_key(kind: str, hexid: str) -> str:
+    """The object's path relative to a store root, also its key on every remote."""
+    _check_id(kind, hexid)
+    return f"{kind}/{hexid[:2]}/{hexid}"
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    """Chunking and compression knobs (defaults measured: docs/store.md, "Decisions")."""
+
+    min_chunk: int = 64 << 10
+    avg_chunk: int = 256 << 10
+    max_chunk: int = 1 << 20
+    level: int = 3
+    workers: int = 2
+    fsync: bool = False
+
+    def __post_init__(self) -> None:
+        self.chunk_params()  # validates the sizes
+        if not -7 <= self.level <= 22:
+            raise ValueError(f"zstd level must be in [-7, 22], got {self.level}")
+        if self.workers < 1:
+            raise ValueError(f"workers must be >= 1, got {self.workers}")
+
+    def chunk_params(self) -> ChunkParams:
+        return ChunkParams(self.min_chunk, self.avg_chunk, self.max_chunk)
+
+
+@dataclass(frozen=True)
+class ChunkRef:
+    """One chunk of a file: the sha256 of its uncompressed bytes and their count."""
+
+    id: str
+    size: int
+
+
+_MANIFEST_MAGIC = b"version git-mlx-manifest/1\n"
+_MANIFEST_HEAD = re.compile(
+    rb"version git-mlx-manifest/1\n"
+    rb"oid sha256:(?P<oid>[0-9a-f]{64})\n"
+    rb"size (?P<size>0|[1-9][0-9]{0,19})\n"
+    rb"chunks (?P<count>0|[1-9][0-9]{0,19})\n"
+)
+_MANIFEST_LINE = re.compile(rb"([0-9a-f]{64}) ([1-9][0-9]{0,19})\n")
+_MANIFEST_TAIL = re.compile(rb"checksum sha256:([0-9a-f]{64})\n")
+_CHECKSUM_PREFIX = b"checksum sha256:"
+_TAIL_LEN = len(_CHECKSUM_PREFIX) + 64 + 1
+_LINE_LEN = 64 + 1 + 1 + 1  # id, space, at least one digit, LF
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """Which chunks, in order, make up the file whose sha256 is `oid`."""
+
+    oid: str
+    size: int
+    chunks: tuple[ChunkRef, ...]
+
+    def encode(self) -> bytes:
+        """The canonical bytes (docs/store.md): header, one line per chunk, checksum line."""
+        lines = [
+            _MANIFEST_MAGIC,
+            f"oid sha256:{self.oid}\nsize {self.size}\nchunks {len(self.chunks)}\n".encode(),
+        ]
+        lines.extend(f"{c.id} {c.size}\n".encode() for c in self.chunks)
+        body = b"".join(lines)
+        return body + _CHECKSUM_PREFIX + hashlib.sha256(body).hexdigest().encode() + b"\n"
+
+    @classmethod
+    def decode(cls, data: bytes, oid: str) -> Manifest:
+        """Parse canonical manifest bytes for file `oid`; CorruptObject on any deviation."""
+
+        def bad(why: str) -> CorruptObject:
+            return CorruptObject(f"manifest of {oid} is corrupt: {why}", oid=oid, hint=_FETCH_HINT)
+
+        if len(data) < _TAIL_LEN:
+            raise bad("too short")
+        body, tail = data[:-_TAIL_LEN], data[-_TAIL_LEN:]
+        tail_match = _MANIFEST_TAIL.fullmatch(tail)
+        if tail_match is None:
+            raise bad("no checksum line at the end")
+        if hashlib.sha256(body).hexdigest().encode() != tail_match.group(1):
+            raise bad("checksum mismatch")
+        head = _MANIFEST_HEAD.match(body)
+        if head is None:
+            raise bad("malformed header")
+        if head.group("oid").decode() != oid:
+            raise bad(f"it describes {head.group('oid').decode()}")
+        size = int(head.group("size"))
+        count = int(head.group("count"))
+        pos = head.end()
+        if count > (len(body) - pos) // _LINE_LEN:
+            raise bad(f"declares {count} chunks but is too short for them")
+        chunks = []
+        total = 0
+        for _ in range(count):
+            line = _MANIFEST_LINE.match(body, pos)
+            if line is None:
+                raise bad(f"malformed chunk line at byte {pos}")
+            chunk_size = int(line.group(2))
+            if chunk_size > MAX_CHUNK_LIMIT:
+                raise bad(f"chunk of {chunk_size} bytes exceeds the {MAX_CHUNK_LIMIT} limit")
+            chunks.append(ChunkRef(line.group(1).decode(), chunk_size))
+            total += chunk_size
+            pos = line.end()
+        if pos != len(body):
+            raise bad("unexpected bytes after the chunk list")
+        if total != size:
+            raise bad(f"chunk sizes add up to {total}, not {size}")
+        if size == 0 and oid != EMPTY_OID:
+            raise bad("empty content under a non-empty oid")
+        return cls(oid, size, tuple(chunks))
+
+
+class Store:
+    """One store root (the cache, or a local remote): see the module docstring for the layout."""
+
+    def __init__(self, root: Path, settings: StoreSettings | None = None) -> None:
+        self.root = Path(root)
+        self.settings = settings or StoreSettings()
+        self._local = threading.local()
+        self._tmp_ready = False
+
+    # -- layout -------------------------------------------------------------------------------
+
+    def path(self, kind: str, hexid: str) -> Path:
+        return self.root / object_key(kind, hexid)
+
+    def has(self, kind: str, hexid: str) -> bool:
+        return self.path(kind, hexid).is_file()
+
+    def has_file(self, oid: str) -> bool:
+        """True when the manifest is present (and therefore all its chunks)."""
+        return self.has(FILES, oid)
+
+    def new_tmp_path(self) -> Path:
+        """A fresh path under <root>/tmp, on the objects' file system so renames are atomic."""
+        tmp = self.root / TMP
+        if not self._tmp_ready:
+            tmp.mkdir(parents=True, exist_ok=True)
+            self._tmp_ready = True
+        return tmp / f"{os.getpid()}-{uuid.uuid4().hex}"
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def _compressor(self) -> zstandard.ZstdCompressor:
+        cctx: zstandard.ZstdCompressor | None = getattr(self._local, "cctx", None)
+        if cctx is None:  # one per thread: a ZstdCompressor must not be shared
+            cctx = zstandard.ZstdCompressor(
+                level=self.settings.level, write_content_size=True, write_checksum=False
+            )
+            self._local.cctx = cctx
+        return cctx
+
+    def _decompressor(self) -> zstandard.ZstdDecompressor:
+        dctx: zstandard.ZstdDecompressor | None = getattr(self._local, "dctx", None)
+        if dctx is None:
+            dctx = zstandard.ZstdDecompressor()
+            self._local.dctx = dctx
+        return dctx
+
+    def _place(self, tmp: Path, kind: str, hexid: str) -> None:
+        """Atomically move a finished temp file into place (identical content may race: fine)."""
+        dest = self.path(kind, hexid)
+        try:
+            os.replace(tmp, dest)
+        except FileNotFoundError:
+            if not tmp.exists():
+                raise
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, dest)
+        if self.settings.fsync:
+            _fsync_dir(dest.parent)
+
+    def _write_object(self, kind: str, hexid: str, data: bytes) -> None:
+        tmp = self.new_tmp_path()
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                if self.settings.fsync:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+            self._place(tmp, kind, hexid)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+    def _store_chunk(self, chunk: memoryview) -> ChunkRef:
+        """Worker: hash one chunk and write it unless present (dedup happens here)."""
+        hexid = hashlib.sha256(chunk).hexdigest()
+        if not self.has(CHUNKS, hexid):
+            self._write_object(CHUNKS, hexid, self._compressor().compress(chunk))
+        return ChunkRef(hexid, len(chunk))
+
+    def add_stream(self, read: Callable[[int], bytes]) -> Pointer:
+        """The clean path: store everything `read(n)` yields, return its pointer.
+
+        Memory stays flat: at most `4 * workers` chunks are in flight at once.
+        """
+        whole = hashlib.sha256()
+        size = 0
+        refs: list[ChunkRef] = []
+        pending: deque[Future[ChunkRef]] = deque()
+        limit = 4 * self.settings.workers
+        with ThreadPoolExecutor(self.settings.workers, thread_name_prefix="mlx-store") as pool:
+            try:
+                for chunk in iter_chunks(read, self.settings.chunk_params()):
+                    whole.update(chunk)
+                    size += len(chunk)
+                    pending.append(pool.submit(self._store_chunk, chunk))
+                    if len(pending) >= limit:
+                        refs.append(pending.popleft().result())
+                while pending:
+                    refs.append(pending.popleft().result())
+            except BaseException:
+                for fut in pending:
+                    fut.cancel()
+                raise
+        manifest = Manifest(whole.hexdigest(), size, tuple(refs))
+        self._write_object(FILES, manifest.oid, manifest.encode())
+        return Pointer(manifest.oid, size)
+
+    def add_file(self, path: Path) -> Pointer:
+        with open(path, "rb", buffering=0) as f:
+            return self.add_stream(f.read)
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def _quarantine(self, kind: str, hexid: str) -> Path:
+        """Move a bad object to <root>/bad/<kind>/ under a fresh name; return where it went."""
+        dest = self.root / BAD / kind / f"{hexid}.{time.time_ns()}"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.replace(self.path(kind, hexid), dest)
+        except FileNotFoundError:
+            pass  # someone else moved or replaced it already
+        return dest
+
+    def read_manifest(self, oid: str) -> Manifest:
+        """The manifest of `oid`: ObjectMissing if absent, CorruptObject (moved to bad/) if bad."""
+        try:
+            data = self.path(FILES, oid).read_bytes()
+        except FileNotFoundError:
+            raise ObjectMissing(
+                f"{oid} is not in the store at {self.root}", oid=oid,
+                hint="run `git mlx fetch` to download it",
+            ) from None
+        try:
+            return Manifest.decode(data, oid)
+        except CorruptObject:
+            self._quarantine(FILES, oid)
+            raise
+
+    def _decode_chunk(self, raw: bytes, hexid: str) -> bytes | None:
+        """The verified uncompressed bytes of a chunk object, or None if it is not valid."""
+        try:
+            params = zstandard.get_frame_parameters(raw)
+            if params.content_size > MAX_CHUNK_LIMIT:  # also "unknown" (2**64 - 1)
+                return None
+            data: bytes = self._decompressor().decompress(raw, allow_extra_data=False)
+        except zstandard.ZstdError:
+            return None
+        if len(data) != params.content_size or hashlib.sha256(data).hexdigest() != hexid:
+            return None
+        return data
+
+    def read_chunk(self, hexid: str, *, of: str = "") -> bytes:
+        """One chunk's verified bytes: ObjectMissing, or CorruptObject (moved to bad/).
+
+        `of` names the file it belongs to, for the error message.
+        """
+        what = f"chunk {hexid}" + (f" of {of}" if of else "")
+        try:
+            raw = self.path(CHUNKS, hexid).read_bytes()
+        except FileNotFoundError:
+            raise ObjectMissing(
+                f"{what} is not in the store at {self.root}", oid=hexid,
+                hint="run `git mlx fetch` to download it",
+            ) from None
+        data = self._decode_chunk(raw, hexid)
+        if data is None:
+            where = self._quarantine(CHUNKS, hexid)
+            raise CorruptObject(
+                f"{what} failed its sha256 check (moved to {where})", oid=hexid, hint=_FETCH_HINT
+            )
+        return data
+
+    def _load_chunk(self, ref: ChunkRef, oid: str) -> bytes:
+        """Worker: read, decompress and verify one chunk of file `oid`."""
+        data = self.read_chunk(ref.id, of=oid)
+        if len(data) != ref.size:
+            self._quarantine(FILES, oid)
+            raise CorruptObject(
+                f"manifest of {oid} gives chunk {ref.id} {ref.size} bytes, it has {len(data)}",
+                oid=oid, hint=_FETCH_HINT,
+            )
+        return data
+
+    def iter_content(self, oid: str) -> Iterator[bytes]:
+        """The smudge path: the file's bytes chunk by chunk, each verified before it is yielded.
+
+        Raises ObjectMissing / CorruptObject (oid = the chunk's id) on a bad chunk, and
+        CorruptObject (oid = the file's) after the last chunk if the whole does not hash to oid.
+        """
+        manifest = self.read_manifest(oid)
+        whole = hashlib.sha256()
+        ahead = self.settings.workers + 2
+        refs = iter(manifest.chunks)
+        pending: deque[Future[bytes]] = deque()
+        with ThreadPoolExecutor(self.settings.workers, thread_name_prefix="mlx-read") as pool:
+            try:
+                for ref in refs:
+                    pending.append(pool.submit(self._load_chunk, ref, oid))
+                    if len(pending) >= ahead:
+                        break
+                while pending:
+                    data = pending.popleft().result()
+                    ref = next(refs, None)
+                    if ref is not None:
+                        pending.append(pool.submit(self._load_chunk, ref, oid))
+                    whole.update(data)
+                    yield data
+            finally:
+                for fut in pending:
+                    fut.cancel()
+        if whole.hexdigest() != oid:
+            self._quarantine(FILES, oid)
+            raise CorruptObject(
+                f"content of {oid} hashes to {whole.hexdigest()}: its manifest is wrong "
+                "(moved to bad/)", oid=oid, hint=_FETCH_HINT,
+            )
+
+    def write_content(self, oid: str, out: BinaryIO) -> None:
+        for data in self.iter_content(oid):
+            out.write(data)
+
+    def missing_chunks(self, manifest: Manifest) -> list[ChunkRef]:
+        """The manifest's chunks absent from this store, each once, in manifest order."""
+        seen: set[str] = set()
+        missing = []
+        for ref in manifest.chunks:
+            if ref.id not in seen:
+                seen.add(ref.id)
+                if not self.has(CHUNKS, ref.id):
+                    missing.append(ref)
+        return missing
+
+    # -- downloads and checks -----------------------------------------------------------------
+
+    def import_object(self, kind: str, hexid: str, src: Path) -> None:
+        """Verify a downloaded object and move it into place; CorruptObject (src deleted) if bad.
+
+        A manifest is accepted only once all its chunks are here (ObjectMissing otherwise, src
+        deleted): that keeps "manifest present" meaning "file complete".
+        """
+        _check_id(kind, hexid)
+        src = Path(src)
+        try:
+            raw = src.read_bytes()
+            if kind == CHUNKS:
+                if self._decode_chunk(raw, hexid) is None:
+                    raise CorruptObject(
+                        f"downloaded chunk {hexid} failed its sha256 check", oid=hexid,
+                        hint="the remote's copy may be damaged: run `git mlx fsck` there",
+                    )
+            else:
+                missing = self.missing_chunks(Manifest.decode(raw, hexid))
+                if missing:
+                    raise ObjectMissing(
+                        f"manifest {hexid} imported before its chunk {missing[0].id}",
+                        oid=missing[0].id, hint="download a file's chunks before its manifest",
+                    )
+            os.chmod(src, 0o444)
+            if self.settings.fsync:
+                with open(src, "rb") as f:
+                    os.fsync(f.fileno())
+            try:
+                self._place(src, kind, hexid)
+            except OSError as exc:
+                if exc.errno != errno.EXDEV:
+                    raise
+                tmp = self.new_tmp_path()  # src was on another file system: copy, then rename
+                shutil.copyfile(src, tmp)
+                os.chmod(tmp, 0o444)
+                self._place(tmp, kind, hexid)
+                src.unlink()
+        except BaseException:
+            src.unlink(missing_ok=True)
+            raise
+
+    def verify(self, kind: str, hexid: str) -> bool:
+        """True if the object is present and intact; a damaged one is moved to bad/."""
+        try:
+            raw = self.path(kind, hexid).read_bytes()
+        except FileNotFoundError:
+            return False
+        if kind == CHUNKS:
+            ok = self._decode_chunk(raw, hexid) is not None
+        else:
+            try:
+                Manifest.decode(raw, hexid)
+                ok = True
+            except CorruptObject:
+                ok = False
+        if not ok:
+            self._quarantine(kind, hexid)
+        return ok
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

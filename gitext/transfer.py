@@ -1,0 +1,405 @@
+"""Move sets of files (by pointer oid) between the local Store and a Remote.
+
+Both directions keep one invariant on the receiving side: a manifest is written only after
+every chunk it lists is there, so "manifest present" means "file complete". A push or fetch
+killed half-way leaves only chunks behind, and the next run sends only what is still missing.
+
+The work is: dedupe oids, ask the destination in one batch which manifests it has, then in one
+batch which chunks the missing files need, move the missing chunks with `jobs` worker threads
+(largest first, each retried on RemoteError with capped exponential backoff), and write each
+file's manifest as soon as its last chunk lands. One file's failure never stops the others;
+each failed oid gets a reason a user can act on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gitext.errors import CorruptObject, MlxError, ObjectMissing, RemoteError, RemoteUnsupported
+from gitext.progress import Progress, format_summary
+from gitext.remotes import Remote
+from gitext.store import CHUNKS, FILES, Manifest, Store, object_key
+
+ATTEMPTS = 3          # tries per object, counting the first
+BACKOFF_BASE = 0.5    # seconds before the first retry; doubles each time
+BACKOFF_CAP = 8.0     # never wait longer than this between tries
+
+
+@dataclass
+class TransferResult:
+    """What a transfer achieved: complete files, failed files with reasons, and what moved."""
+
+    done: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    objects: int = 0
+    nbytes: int = 0
+    seconds: float = 0.0
+
+    def summary(self, verb: str) -> str:
+        """e.g. "uploaded 12 objects (34.5 MiB) in 2.1 s"."""
+        return format_summary(verb, self.objects, self.nbytes, self.seconds)
+
+
+_Tag = tuple[str, str]  # (CHUNKS or FILES, hex id)
+_Done = tuple[_Tag, int, BaseException | None]
+
+
+class _Runner:
+    """A bounded worker pool whose completions are handed back to the calling thread, so all
+    bookkeeping happens in one thread and needs no locks.
+
+    Retries live here too, with a breaker: once `give_up_after` objects in a row have failed
+    every attempt, the remote is taken to be down and queued objects fail at once instead of
+    each spending its own retries on it.
+    """
+
+    def __init__(self, remote: Remote, jobs: int) -> None:
+        self.remote = remote
+        self._pool = ThreadPoolExecutor(max_workers=max(1, jobs),
+                                        thread_name_prefix="git-mlx-transfer")
+        self._results: queue.SimpleQueue[_Done] = queue.SimpleQueue()
+        self._pending = 0
+        self._lock = threading.Lock()
+        self._failures_in_a_row = 0
+        self._give_up_after = max(8, 2 * jobs)
+        self._gave_up: RemoteError | None = None
+
+    def submit(self, tag: _Tag, task: Callable[[], int]) -> None:
+        self._pending += 1
+        self._pool.submit(self._run, tag, task)
+
+    def _run(self, tag: _Tag, task: Callable[[], int]) -> None:
+        try:
+            self._results.put((tag, self.retrying(task), None))
+        except BaseException as exc:  # reported to the main thread, which decides
+            self._results.put((tag, 0, exc))
+
+    def completions(self) -> Iterator[_Done]:
+        """Each submitted task's (tag, bytes moved, error or None), as they finish; tasks
+        submitted while iterating are included."""
+        while self._pending:
+            try:
+                item = self._results.get(timeout=0.5)  # a timeout keeps Ctrl-C responsive
+            except queue.Empty:
+                continue
+            self._pending -= 1
+            yield item
+
+    def retrying(self, task: Callable[[], int]) -> int:
+        """Run `task`, retrying only on RemoteError (a local or integrity error would just
+        fail again)."""
+        for attempt in range(ATTEMPTS):
+            with self._lock:
+                gave_up = self._gave_up
+            if gave_up is not None:
+                raise RemoteError(f"not tried: remote {self.remote.name} failed "
+                                  f"{self._give_up_after} times in a row (last: {gave_up.message})",
+                                  hint=gave_up.hint)
+            try:
+                result = task()
+            except RemoteUnsupported:
+                raise
+            except RemoteError as exc:
+                if attempt + 1 < ATTEMPTS:
+                    time.sleep(_backoff(attempt))
+                    continue
+                with self._lock:
+                    self._failures_in_a_row += 1
+                    if self._failures_in_a_row >= self._give_up_after:
+                        self._gave_up = exc
+                raise
+            with self._lock:
+                self._failures_in_a_row = 0
+            return result
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        # On Ctrl-C: drop queued tasks, let running ones finish their (atomic) object.
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _backoff(attempt: int) -> float:
+    delay: float = min(BACKOFF_CAP, BACKOFF_BASE * (2**attempt))
+    return delay * random.uniform(0.5, 1.0)  # jitter: parallel workers do not retry in step
+
+
+def _reason(exc: BaseException, remote: Remote, chunk: str | None = None) -> str:
+    """A one-line, actionable reason for a failed object (`chunk`: which chunk, if one).
+
+    ObjectMissing and CorruptObject raised by a remote or by `Store.import_object` are about
+    the remote's copy; `_LocalDamage` is about ours.
+    """
+    which = f"chunk {chunk[:12]}" if chunk else ""
+    if isinstance(exc, _LocalDamage):
+        return exc.message + (f" ({exc.hint})" if exc.hint else "")
+    if isinstance(exc, ObjectMissing):
+        return f"missing on remote {remote.name}" + (f" ({which})" if chunk else "")
+    if isinstance(exc, CorruptObject):
+        return f"corrupt on remote {remote.name} (sha256 mismatch{' in ' + which if chunk else ''})"
+    prefix = f"{which}: " if chunk else ""
+    if isinstance(exc, MlxError):
+        return prefix + exc.message + (f" ({exc.hint})" if exc.hint else "")
+    if isinstance(exc, OSError):
+        where = f" {exc.filename}" if exc.filename else ""
+        return f"{prefix}local error{where}: {exc.strerror or exc}"
+    return f"{prefix}unexpected error: {type(exc).__name__}: {exc}"
+
+
+class _LocalDamage(CorruptObject):
+    """An object in the local cache failed verification before upload (moved to bad/)."""
+
+
+class _Ledger:
+    """Which files are done, which failed (first reason wins) and what moved."""
+
+    def __init__(self, oids: Iterable[str]) -> None:
+        self.order = list(dict.fromkeys(oids))
+        self.done: set[str] = set()
+        self.failed: dict[str, str] = {}
+        self.objects = 0
+        self.nbytes = 0
+        self.start = time.monotonic()
+
+    def fail(self, oid: str, reason: str) -> None:
+        self.failed.setdefault(oid, reason)
+
+    def result(self) -> TransferResult:
+        return TransferResult(
+            done=[oid for oid in self.order if oid in self.done and oid not in self.failed],
+            failed={oid: self.failed[oid] for oid in self.order if oid in self.failed},
+            objects=self.objects, nbytes=self.nbytes, seconds=time.monotonic() - self.start)
+
+
+def upload(store: Store, remote: Remote, oids: Iterable[str], *, jobs: int = 8,
+           progress: bool | None = None) -> TransferResult:
+    """Send the files `oids` (and the chunks they need) from `store` to `remote`."""
+    ledger = _Ledger(oids)
+    manifests: dict[str, Manifest] = {}
+    for oid in ledger.order:
+        try:
+            manifests[oid] = store.read_manifest(oid)
+        except ObjectMissing:
+            ledger.fail(oid, "not in the local cache, so this clone cannot upload it "
+                             "(fetch it from a remote that has it, or add the file again)")
+        except CorruptObject as exc:
+            ledger.fail(oid, f"its manifest in the local cache is corrupt ({exc.message}); "
+                             "add the file again to rebuild it")
+        except (MlxError, ValueError, OSError) as exc:
+            ledger.fail(oid, f"cannot read its local manifest: {exc}")
+
+    runner = _Runner(remote, jobs)
+    bar: Progress | None = None
+    try:
+        file_keys = {object_key(FILES, oid): oid for oid in manifests}
+        on_remote = _exists(runner, list(file_keys), ledger, manifests)
+        if on_remote is None:
+            return ledger.result()
+        todo = [oid for key, oid in file_keys.items() if key not in on_remote]
+        ledger.done.update(oid for key, oid in file_keys.items() if key in on_remote)
+
+        needed_by: dict[str, list[str]] = {}  # chunk id -> files waiting for it
+        for oid in todo:
+            for cid in dict.fromkeys(c.id for c in manifests[oid].chunks):
+                needed_by.setdefault(cid, []).append(oid)
+        chunk_keys = {object_key(CHUNKS, cid): cid for cid in needed_by}
+        have = _exists(runner, list(chunk_keys), ledger, todo)
+        if have is None:
+            return ledger.result()
+        missing = [cid for key, cid in chunk_keys.items() if key not in have]
+
+        sizes: dict[str, int] = {}
+        for cid in missing:
+            try:
+                sizes[cid] = store.path(CHUNKS, cid).stat().st_size
+            except OSError:
+                for oid in needed_by[cid]:
+                    ledger.fail(oid, f"chunk {cid} is missing from the local cache, so the "
+                                     "file cannot be uploaded (add the file again)")
+        waiting = {oid: 0 for oid in todo}
+        for cid in sizes:
+            for oid in needed_by[cid]:
+                waiting[oid] += 1
+        ready = [oid for oid in todo if oid not in ledger.failed]
+
+        bar = Progress(f"Uploading to {remote.name}", len(sizes) + len(ready), sum(sizes.values()),
+                       enabled=progress)
+
+        def send(kind: str, hexid: str) -> None:
+            src = store.path(kind, hexid)
+
+            def task() -> int:
+                # Verify before sending: a damaged cache must not spread to a shared remote.
+                if kind == CHUNKS and not store.verify(CHUNKS, hexid):
+                    raise _LocalDamage(
+                        f"chunk {hexid[:12]} in the local cache failed its sha256 check "
+                        f"(moved to {store.root / 'bad'})", oid=hexid,
+                        hint="add the file again, or fetch it from a remote that has it")
+                remote.upload(object_key(kind, hexid), src)
+                return src.stat().st_size
+            runner.submit((kind, hexid), task)
+
+        for cid in sorted(sizes, key=lambda c: sizes[c], reverse=True):
+            if any(oid not in ledger.failed for oid in needed_by[cid]):
+                send(CHUNKS, cid)
+        for oid in ready:
+            if waiting[oid] == 0:
+                send(FILES, oid)
+
+        for (kind, hexid), nbytes, error in runner.completions():
+            if error is None:
+                ledger.objects += 1
+                ledger.nbytes += nbytes
+                bar.advance(1, nbytes)
+            if kind == FILES:
+                if error is None:
+                    ledger.done.add(hexid)
+                else:
+                    ledger.fail(hexid, f"manifest: {_reason(error, remote)}")
+                continue
+            for oid in needed_by[hexid]:
+                if oid in ledger.failed:
+                    continue
+                if error is not None:
+                    ledger.fail(oid, _reason(error, remote, hexid))
+                    continue
+                waiting[oid] -= 1
+                if waiting[oid] == 0:  # every chunk is confirmed: now, and only now, the manifest
+                    send(FILES, oid)
+        return ledger.result()
+    finally:
+        runner.close()
+        if bar is not None:
+            bar.close()
+
+
+def download(store: Store, remote: Remote, oids: Iterable[str], *, jobs: int = 8,
+             progress: bool | None = None) -> TransferResult:
+    """Fetch the files `oids` (manifests and the chunks the store lacks) from `remote`."""
+    ledger = _Ledger(oids)
+    need: list[str] = []
+    for oid in ledger.order:
+        try:
+            if store.has_file(oid):
+                ledger.done.add(oid)
+            else:
+                need.append(oid)
+        except (MlxError, ValueError) as exc:
+            ledger.fail(oid, f"invalid object id: {exc}")
+
+    runner = _Runner(remote, jobs)
+    bar = Progress(f"Downloading from {remote.name}", len(need), 0, enabled=progress)
+    manifest_tmp: dict[str, Path] = {}
+    try:
+        def fetch(kind: str, hexid: str, dst: Path | None,
+                  then: Callable[[Path], None] | None = None) -> None:
+            def task() -> int:
+                tmp = dst if dst is not None else store.new_tmp_path()
+                try:
+                    remote.download(object_key(kind, hexid), tmp)
+                    nbytes = tmp.stat().st_size
+                    if then is not None:
+                        then(tmp)  # verifies, then renames into the store
+                    return nbytes
+                except BaseException:
+                    tmp.unlink(missing_ok=True)
+                    raise
+            runner.submit((kind, hexid), task)
+
+        # 1. Manifests, to temp files: not imported until their chunks are in.
+        for oid in need:
+            manifest_tmp[oid] = store.new_tmp_path()
+            fetch(FILES, oid, manifest_tmp[oid])
+        manifests: dict[str, Manifest] = {}
+        for (_, oid), nbytes, error in runner.completions():
+            if error is not None:
+                ledger.fail(oid, _reason(error, remote))
+                continue
+            ledger.objects += 1
+            ledger.nbytes += nbytes
+            bar.advance(1, nbytes)
+            try:
+                manifests[oid] = Manifest.decode(manifest_tmp[oid].read_bytes(), oid)
+            except CorruptObject as exc:
+                ledger.fail(oid, f"corrupt on remote {remote.name} ({exc.message})")
+            except (MlxError, ValueError, OSError) as exc:
+                ledger.fail(oid, _reason(exc, remote))
+
+        # 2. The chunks the store lacks, largest first, shared between files.
+        needed_by: dict[str, list[str]] = {}
+        sizes: dict[str, int] = {}
+        waiting: dict[str, int] = {}
+        for oid, manifest in manifests.items():
+            lacking = {c.id: c.size for c in store.missing_chunks(manifest)}
+            waiting[oid] = len(lacking)
+            for cid, size in lacking.items():
+                needed_by.setdefault(cid, []).append(oid)
+                sizes[cid] = size
+        bar.grow(len(sizes))
+
+        def finish(oid: str) -> None:
+            try:
+                store.import_object(FILES, oid, manifest_tmp[oid])
+            except CorruptObject as exc:
+                ledger.fail(oid, f"corrupt on remote {remote.name} ({exc.message})")
+            except (MlxError, OSError) as exc:
+                ledger.fail(oid, _reason(exc, remote))
+            else:
+                ledger.done.add(oid)
+
+        def import_chunk(cid: str) -> Callable[[Path], None]:
+            return lambda tmp: store.import_object(CHUNKS, cid, tmp)
+
+        for oid, count in waiting.items():
+            if count == 0:
+                finish(oid)
+        for cid in sorted(sizes, key=lambda c: sizes[c], reverse=True):
+            fetch(CHUNKS, cid, None, import_chunk(cid))
+        for (_, cid), nbytes, error in runner.completions():
+            if error is None:
+                ledger.objects += 1
+                ledger.nbytes += nbytes
+                bar.advance(1, nbytes)
+            for oid in needed_by[cid]:
+                if oid in ledger.failed:
+                    continue
+                if error is not None:
+                    ledger.fail(oid, _reason(error, remote, cid))
+                    continue
+                waiting[oid] -= 1
+                if waiting[oid] == 0:  # all chunks verified and in the store: now the manifest
+                    finish(oid)
+        return ledger.result()
+    finally:
+        runner.close()
+        bar.close()
+        for tmp in manifest_tmp.values():
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+
+
+def _exists(runner: _Runner, keys: list[str], ledger: _Ledger, oids: Iterable[str]) -> (
+        set[str] | None):
+    """One batched exists() (retried); if it fails, every oid in `oids` fails and None is
+    returned."""
+    if not keys:
+        return set()
+    found: set[str] = set()
+
+    def task() -> int:
+        found.update(runner.remote.exists(keys))
+        return len(found)
+    try:
+        runner.retrying(task)
+    except RemoteError as exc:
+        for oid in oids:
+            ledger.fail(oid, _reason(exc, runner.remote))
+        return None
+    return found

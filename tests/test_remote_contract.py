@@ -1,0 +1,231 @@
+"""One contract every remote kind must honour; `transfer` relies on nothing else.
+
+To add a kind (s3, ssh), add its name to REMOTE_KINDS and a branch to `make_remote` and
+`make_unwritable_remote` that build one against its loopback server fixture.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from gitext.errors import ObjectMissing, RemoteError, RemoteUnsupported
+from gitext.remotes import Remote, open_remote
+from gitext.remotes.local import LocalRemote
+
+REMOTE_KINDS = ["local"]
+
+Factory = Callable[[], Remote]
+
+
+def make_remote(kind: str, tmp_path: Path) -> Remote:
+    if kind == "local":
+        return open_remote("origin", str(tmp_path / "remote-store"))
+    raise AssertionError(f"no fixture for remote kind {kind}")
+
+
+def make_unwritable_remote(kind: str, tmp_path: Path) -> tuple[Remote, str]:
+    """A remote whose writes must fail, and the location its error must name.
+
+    For a local directory: a root under a regular FILE, which stops root as well as anyone
+    (chmod 0o555 does not stop root, and CI runs tests as root).
+    """
+    if kind == "local":
+        blocker = tmp_path / "not-a-directory"
+        blocker.write_bytes(b"a file where a directory should be")
+        root = blocker / "mlx"
+        return LocalRemote(root, name="origin"), str(root)
+    raise AssertionError(f"no fixture for remote kind {kind}")
+
+
+@pytest.fixture(params=REMOTE_KINDS)
+def kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def remote(kind: str, tmp_path: Path) -> Remote:
+    return make_remote(kind, tmp_path)
+
+
+def key_for(data: bytes, kind: str = "chunks") -> str:
+    h = hashlib.sha256(data).hexdigest()
+    return f"{kind}/{h[:2]}/{h}"
+
+
+def put(remote: Remote, tmp_path: Path, data: bytes, key: str | None = None) -> str:
+    key = key or key_for(data)
+    src = tmp_path / f"src-{hashlib.sha256(data).hexdigest()[:16]}"
+    src.write_bytes(data)
+    remote.upload(key, src)
+    return key
+
+
+def get(remote: Remote, tmp_path: Path, key: str) -> bytes:
+    dst = tmp_path / "downloaded"
+    remote.download(key, dst)
+    return dst.read_bytes()
+
+
+def test_identity(remote: Remote) -> None:
+    assert remote.name == "origin"
+    assert remote.url
+    assert remote.describe()
+
+
+@pytest.mark.parametrize("size", [0, 1, 100_000, 3 * 1024 * 1024 + 7])
+def test_round_trip(remote: Remote, tmp_path: Path, size: int) -> None:
+    data = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+    key = put(remote, tmp_path, data)
+    assert get(remote, tmp_path, key) == data
+
+
+def test_download_overwrites_existing_destination(remote: Remote, tmp_path: Path) -> None:
+    key = put(remote, tmp_path, b"short")
+    dst = tmp_path / "dst"
+    dst.write_bytes(b"a much longer stale file that must not survive")
+    remote.download(key, dst)
+    assert dst.read_bytes() == b"short"
+
+
+def test_exists_on_a_mix_of_present_and_absent_keys(remote: Remote, tmp_path: Path) -> None:
+    present = [put(remote, tmp_path, f"object {i}".encode()) for i in range(5)]
+    present.append(put(remote, tmp_path, b"a manifest", key_for(b"a manifest", "files")))
+    absent = [key_for(f"never uploaded {i}".encode()) for i in range(5)]
+    absent.append(key_for(b"object 0", "files"))  # same id, other kind
+    assert remote.exists(present + absent) == set(present)
+    assert remote.exists([]) == set()
+    assert remote.exists(absent) == set()
+
+
+def test_exists_before_anything_was_uploaded(remote: Remote) -> None:
+    assert remote.exists([key_for(b"x"), key_for(b"y", "files")]) == set()
+    assert list(remote.list_keys("")) == []
+
+
+def test_list_keys(remote: Remote, tmp_path: Path) -> None:
+    chunks = {put(remote, tmp_path, f"chunk {i}".encode()) for i in range(20)}
+    files = {put(remote, tmp_path, f"file {i}".encode(), key_for(f"file {i}".encode(), "files"))
+             for i in range(3)}
+    assert set(remote.list_keys("chunks/")) == chunks
+    assert set(remote.list_keys("files/")) == files
+    assert set(remote.list_keys("")) == chunks | files  # no temp files among the keys
+    some = sorted(chunks)[0]
+    two = some[: len("chunks/ab")]
+    assert set(remote.list_keys(two)) == {k for k in chunks if k.startswith(two)}
+    three = some[: len("chunks/ab/abc")]
+    assert set(remote.list_keys(three)) == {k for k in chunks if k.startswith(three)}
+    assert list(remote.list_keys("chunks/zz/")) == []
+
+
+def test_overwrite_replaces_the_object(remote: Remote, tmp_path: Path) -> None:
+    key = key_for(b"name")
+    put(remote, tmp_path, b"first version, longer than the second", key)
+    put(remote, tmp_path, b"second", key)
+    assert get(remote, tmp_path, key) == b"second"
+    assert list(remote.list_keys("")) == [key]
+
+
+def test_concurrent_uploads_of_one_key(remote: Remote, tmp_path: Path) -> None:
+    """Racing writers never leave a mix of their bytes: the object is one of them, whole."""
+    key = key_for(b"contended")
+    versions = [bytes([i]) * (512 * 1024 + i) for i in range(8)]
+    sources = []
+    for i, data in enumerate(versions):
+        src = tmp_path / f"v{i}"
+        src.write_bytes(data)
+        sources.append(src)
+    barrier = threading.Barrier(len(sources))
+    errors: list[BaseException] = []
+
+    def worker(src: Path) -> None:
+        barrier.wait()
+        try:
+            for _ in range(5):
+                remote.upload(key, src)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(s,)) for s in sources]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert get(remote, tmp_path, key) in versions
+    assert list(remote.list_keys("")) == [key]
+
+
+def test_download_of_a_missing_key(remote: Remote, tmp_path: Path) -> None:
+    put(remote, tmp_path, b"something else")
+    with pytest.raises(ObjectMissing):
+        remote.download(key_for(b"absent"), tmp_path / "dst")
+
+
+def test_download_from_a_remote_never_written(remote: Remote, tmp_path: Path) -> None:
+    with pytest.raises(ObjectMissing):
+        remote.download(key_for(b"absent"), tmp_path / "dst")
+
+
+def test_unwritable_remote_names_the_path(kind: str, tmp_path: Path) -> None:
+    remote, location = make_unwritable_remote(kind, tmp_path)
+    src = tmp_path / "src"
+    src.write_bytes(b"payload")
+    with pytest.raises(RemoteError) as info:
+        remote.upload(key_for(b"payload"), src)
+    assert location in str(info.value)
+    assert not isinstance(info.value, RemoteUnsupported)
+
+
+def test_missing_local_source_is_a_local_error(remote: Remote, tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        remote.upload(key_for(b"x"), tmp_path / "no-such-file")
+    assert list(remote.list_keys("")) == []
+
+
+@pytest.mark.parametrize("bad", ["../escape", "chunks/../../etc", "/abs/key", "chunks//x", ""])
+def test_keys_cannot_escape_the_remote(remote: Remote, tmp_path: Path, bad: str) -> None:
+    src = tmp_path / "src"
+    src.write_bytes(b"x")
+    with pytest.raises(ValueError):
+        remote.upload(bad, src)
+    with pytest.raises(ValueError):
+        remote.download(bad, tmp_path / "dst")
+    with pytest.raises(ValueError):
+        remote.exists([bad])
+
+
+# --- the local kind specifically ------------------------------------------------------------
+
+def test_local_remote_leaves_no_temp_files(tmp_path: Path) -> None:
+    remote = LocalRemote(tmp_path / "r", name="origin")
+    put(remote, tmp_path, b"data")
+    assert list((tmp_path / "r" / "tmp").iterdir()) == []
+    assert remote.describe() == f"local directory {tmp_path / 'r'}"
+
+
+def test_local_remote_root_that_is_a_file(tmp_path: Path) -> None:
+    root = tmp_path / "file"
+    root.write_bytes(b"")
+    remote = LocalRemote(root, name="origin")
+    with pytest.raises(RemoteError, match="not a directory"):
+        remote.exists([key_for(b"x")])
+    with pytest.raises(RemoteError, match=str(root)):
+        put(remote, tmp_path, b"x")
+
+
+def test_open_remote_file_url(tmp_path: Path) -> None:
+    remote = open_remote("backup", (tmp_path / "d").as_uri())
+    assert isinstance(remote, LocalRemote)
+    assert remote.root == tmp_path / "d"
+    assert remote.name == "backup"
+
+
+@pytest.mark.parametrize("url", ["s3://bucket/models", "ssh://host/srv/mlx", "git@host:models"])
+def test_s3_and_ssh_are_not_yet_supported(url: str) -> None:
+    with pytest.raises(RemoteUnsupported, match="later version"):
+        open_remote("origin", url)
