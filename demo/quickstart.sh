@@ -13,7 +13,7 @@ step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
 size() { du -sb "$1" 2>/dev/null | cut -f1; }
 mib() { awk -v b="$1" 'BEGIN { printf "%.1f MiB", b / 1048576 }'; }
 
-git init -q --bare origin.git
+git init -q --bare -b main origin.git
 git init -q -b main project
 cd project
 git remote add origin ../origin.git

@@ -137,10 +137,10 @@ def _load_c() -> ModuleType | None:
     if os.environ.get("GIT_MLX_PURE_PYTHON") == "1":
         return None
     try:
-        from gitext import _cdc  # type: ignore[attr-defined]
+        from gitext import _cdc
     except ImportError:
         return None
-    return _cdc  # type: ignore[no-any-return]
+    return _cdc
 
 
 _C = _load_c()

@@ -405,7 +405,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace a remote of the same name")
     p.add_argument("name")
     p.add_argument("url")
-    p = command("modify", cmd_remote_modify, "set an option of a remote (url, endpoint_url, region, profile, ...)", rsub)
+    p = command("modify", cmd_remote_modify,
+                "set an option of a remote (url, endpoint_url, region, profile, ...)", rsub)
     p.add_argument("--local", action="store_true", help="write to .git/mlx/config.yaml, not .mlx.yaml")
     p.add_argument("name")
     p.add_argument("key")

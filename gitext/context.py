@@ -17,6 +17,7 @@ from gitext.config import Config, RemoteSpec
 
 if TYPE_CHECKING:
     from gitext.remotes import Remote
+    from gitext.statcache import StatCache
     from gitext.store import Store
     from gitext.transfer import TransferResult
 
@@ -43,6 +44,12 @@ class Context:
     @cached_property
     def store(self) -> Store:
         return self.config.open_store()  # type: ignore[no-any-return]
+
+    @cached_property
+    def statcache(self) -> StatCache:
+        from gitext.statcache import StatCache
+
+        return StatCache(self.config.repo.common_dir / "mlx" / "statcache.db")
 
     def remote_spec(self, requested: str | None = None, *, git_remote: str | None = None,
                     git_url: str | None = None) -> RemoteSpec:

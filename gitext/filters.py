@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from gitext.context import Context, trace, warn
 from gitext.errors import CorruptObject, MlxError, ObjectMissing
 from gitext.pointer import MAX_POINTER_SIZE, Pointer, try_parse
+from gitext.statcache import stat_key
 
 if TYPE_CHECKING:
     from gitext.filter_protocol import ContentReader, ContentWriter
@@ -74,16 +75,54 @@ class MlxFilter:
         self.failed: dict[str, str] = {}  # path -> why it was left as a pointer
 
     # -- clean ------------------------------------------------------------------------------
+    def _stat(self, pathname: str) -> os.stat_result | None:
+        work_tree = self.ctx.config.repo.work_tree
+        try:
+            return os.stat(work_tree / pathname) if work_tree else None
+        except OSError:
+            return None
+
     def clean_stream(self, pathname: str, read: Read, write: Write) -> None:
+        before = self._stat(pathname)
         head = read_upto(read, MAX_POINTER_SIZE)
         if not head:
             return  # an empty file stays empty
         if len(head) < MAX_POINTER_SIZE and try_parse(head) is not None:
             write(head)  # already a pointer: clean is idempotent
             return
-        pointer = self.ctx.store.add_stream(prefixed(head, read))
+        store = self.ctx.store
+        hint = self.ctx.statcache.lookup(pathname, before) if before else None
+        if hint is not None and store.has_file(hint.oid):
+            pointer = self._clean_known(pathname, head, read, hint)
+        else:
+            pointer = store.add_stream(prefixed(head, read))
+            after = self._stat(pathname)
+            if before and after and stat_key(before) == stat_key(after) \
+                    and after.st_size == pointer.size:
+                self.ctx.statcache.record([(pathname, after, pointer.oid)])
         trace(f"clean {pathname}: {pointer.oid} ({pointer.size} bytes)")
         write(pointer.encode())
+
+    def _clean_known(self, pathname: str, head: bytes, read: Read, hint: Pointer) -> Pointer:
+        """Stat data says we know this file: hash it (no chunking, no compression) to confirm."""
+        digest = hashlib.sha256(head)
+        size = len(head)
+        while block := read(COPY_BLOCK):
+            digest.update(block)
+            size += len(block)
+        pointer = Pointer(digest.hexdigest(), size)
+        if pointer == hint or self.ctx.store.has_file(pointer.oid):
+            return pointer
+        # Not what the stat cache remembered and not stored: the bytes git sent are gone, so
+        # store the file from disk, and accept it only if it is exactly what git sent.
+        self.ctx.statcache.forget(pathname)
+        work_tree = self.ctx.config.repo.work_tree
+        if work_tree is not None:
+            stored = self.ctx.store.add_file(work_tree / pathname)
+            if stored == pointer:
+                return pointer
+        raise MlxError(f"{pathname}: the file changed while git-mlx was reading it",
+                       hint="run the git command again")
 
     def clean(self, pathname: str, content: ContentReader, out: ContentWriter) -> None:
         self.clean_stream(pathname, content.read, out.write)
@@ -175,7 +214,7 @@ class MlxFilter:
     def _chunk(self, pathname: str, ref: ChunkRef) -> bytes:
         store = self.ctx.store
         try:
-            return store.read_chunk(ref.id)  # type: ignore[no-any-return]
+            return store.read_chunk(ref.id)
         except (CorruptObject, ObjectMissing) as exc:
             remote = self._remote()
             if remote is None:
@@ -186,7 +225,7 @@ class MlxFilter:
         tmp = store.new_tmp_path()
         remote.download(object_key(CHUNKS, ref.id), tmp)
         store.import_object(CHUNKS, ref.id, tmp)
-        return store.read_chunk(ref.id)  # type: ignore[no-any-return]
+        return store.read_chunk(ref.id)
 
 
 def serve_filter_process(ctx: Context) -> None:

@@ -25,7 +25,7 @@ def find_repo(start: Path | None = None) -> RepoPaths:
     proc = subprocess.run(
         ["git", "rev-parse", "--absolute-git-dir", "--git-common-dir", "--is-bare-repository",
          "--show-toplevel"],
-        cwd=start, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=start, capture_output=True, text=True,
     )
     lines = proc.stdout.splitlines()
     if proc.returncode != 0 and len(lines) < 3:
@@ -45,8 +45,7 @@ def find_repo(start: Path | None = None) -> RepoPaths:
 def git(args: Sequence[str], cwd: Path | None = None, *, input: bytes | None = None,
         check: bool = True) -> bytes:
     """Run git and return stdout; a failure becomes an MlxError quoting git's own message."""
-    proc = subprocess.run(["git", *args], cwd=cwd, input=input, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE)
+    proc = subprocess.run(["git", *args], cwd=cwd, input=input, capture_output=True)
     if check and proc.returncode != 0:
         message = proc.stderr.decode(errors="replace").strip()
         raise MlxError(f"git {' '.join(args[:2])} failed: {message}")

@@ -9,6 +9,7 @@ post-*:     hydrate: work-tree files that are still pointers get their content d
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import os
 from collections.abc import Iterable, Sequence
@@ -114,27 +115,34 @@ def pre_push(ctx: Context, remote_name: str, remote_url: str, stdin_text: str) -
 
 
 # -- hydration ---------------------------------------------------------------------------------
-def unhydrated(ctx: Context, include: Sequence[str] = (), exclude: Sequence[str] = (),
-               ) -> dict[str, Pointer]:
-    """Index entries whose work-tree file still holds the pointer instead of the content."""
+def unhydrated(ctx: Context, include: Sequence[str] = (), exclude: Sequence[str] = (), *,
+               remember: bool = False) -> dict[str, Pointer]:
+    """Index entries whose work-tree file still holds the pointer instead of the content.
+
+    With `remember`, hydrated files the stat cache does not know yet are recorded in it, so a
+    racy re-check by git (right after a checkout) costs a hash instead of a full clean.
+    """
     from gitext.scan import open_repo, pointers_in_index
 
     work_tree = ctx.config.repo.work_tree
     if work_tree is None:
         return {}
     found: dict[str, Pointer] = {}
+    fresh: list[tuple[str, os.stat_result, str]] = []
     for entry in pointers_in_index(open_repo(ctx.config.repo.git_dir)):
         if entry.pointer.size == 0 or not matches(entry.path, include, exclude):
             continue
         path = work_tree / entry.path
         try:
-            size = path.stat().st_size
-            if size >= MAX_POINTER_SIZE:
-                continue
-            if try_parse(path.read_bytes()) == entry.pointer:
+            st = path.stat()
+            if st.st_size < MAX_POINTER_SIZE and try_parse(path.read_bytes()) == entry.pointer:
                 found[entry.path] = entry.pointer
+            elif remember and st.st_size == entry.pointer.size \
+                    and ctx.statcache.lookup(entry.path, st) is None:
+                fresh.append((entry.path, st, entry.pointer.oid))
         except OSError:
             continue  # deleted or unreadable: not ours to recreate
+    ctx.statcache.record(fresh)
     return found
 
 
@@ -158,7 +166,7 @@ def hydrate(ctx: Context, include: Sequence[str] = (), exclude: Sequence[str] = 
     """Bring every pointer in the work tree to its content; return the paths that failed."""
     if os.environ.get("GIT_MLX_SKIP_SMUDGE", "") not in ("", "0"):
         return []
-    pending = unhydrated(ctx, include, exclude)
+    pending = unhydrated(ctx, include, exclude, remember=True)
     if not pending:
         return []
     store = ctx.store
@@ -175,6 +183,12 @@ def hydrate(ctx: Context, include: Sequence[str] = (), exclude: Sequence[str] = 
                 failed[path] = reasons[pointer.oid]
     ready = [path for path in pending if path not in failed]
     checkout_paths(ctx, ready)
+    work_tree = ctx.config.repo.work_tree
+    written = []
+    for path in ready:
+        with contextlib.suppress(OSError):
+            written.append((path, (work_tree / path).stat(), pending[path].oid))  # type: ignore[operator]
+    ctx.statcache.record(written)
     for path, reason in sorted(failed.items()):
         warn(f"{path}: content not available ({reason}); left as a pointer. "
              "Fix the remote and run `git mlx pull`.")

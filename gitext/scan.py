@@ -179,10 +179,7 @@ def _introduced_blobs(repo: pygit2.Repository, commit: pygit2.Commit) -> Iterato
     """Ids of regular-file blobs in `commit` that no parent has at the same path."""
     parents = [repo[pid] for pid in commit.parent_ids if pid in repo]  # shallow: parent absent
     tree = commit.tree
-    if not parents:
-        diff = tree.diff_to_tree(swap=True)
-    else:
-        diff = parents[0].peel(pygit2.Tree).diff_to_tree(tree)
+    diff = tree.diff_to_tree(swap=True) if not parents else parents[0].peel(pygit2.Tree).diff_to_tree(tree)
     others = [parent.peel(pygit2.Tree) for parent in parents[1:]]
     for delta in diff.deltas:
         new = delta.new_file

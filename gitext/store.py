@@ -18,6 +18,7 @@ and `iter_content` overlaps reading and decompressing the next chunks with the c
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
@@ -69,7 +70,7 @@ class StoreSettings:
     min_chunk: int = 64 << 10
     avg_chunk: int = 256 << 10
     max_chunk: int = 1 << 20
-    level: int = 3
+    level: int = 1
     workers: int = 2
     fsync: bool = False
 
@@ -292,10 +293,8 @@ class Store:
         """Move a bad object to <root>/bad/<kind>/ under a fresh name; return where it went."""
         dest = self.root / BAD / kind / f"{hexid}.{time.time_ns()}"
         dest.parent.mkdir(parents=True, exist_ok=True)
-        try:
+        with contextlib.suppress(FileNotFoundError):  # someone else moved it already
             os.replace(self.path(kind, hexid), dest)
-        except FileNotFoundError:
-            pass  # someone else moved or replaced it already
         return dest
 
     def read_manifest(self, oid: str) -> Manifest:
@@ -377,9 +376,9 @@ class Store:
                         break
                 while pending:
                     data = pending.popleft().result()
-                    ref = next(refs, None)
-                    if ref is not None:
-                        pending.append(pool.submit(self._load_chunk, ref, oid))
+                    nxt = next(refs, None)
+                    if nxt is not None:
+                        pending.append(pool.submit(self._load_chunk, nxt, oid))
                     whole.update(data)
                     yield data
             finally:
