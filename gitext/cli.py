@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from gitext import __version__
-from gitext.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, MlxError
+from gitext.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, MlxError, UsageError
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -82,7 +82,7 @@ def cmd_track(args: argparse.Namespace) -> int:
 
     work_tree = find_repo().work_tree
     if work_tree is None:
-        raise MlxError("track needs a work tree (this repository is bare)")
+        raise UsageError("track needs a work tree (this repository is bare)")
     attrs = work_tree / ".gitattributes"
     if not args.patterns:
         text = attrs.read_text(encoding="utf-8") if attrs.exists() else ""
@@ -105,7 +105,7 @@ def cmd_untrack(args: argparse.Namespace) -> int:
 
     work_tree = find_repo().work_tree
     if work_tree is None:
-        raise MlxError("untrack needs a work tree (this repository is bare)")
+        raise UsageError("untrack needs a work tree (this repository is bare)")
     removed = untrack(work_tree / ".gitattributes", args.patterns)
     for pattern in args.patterns:
         say(f'Untracking "{pattern}"' if pattern in removed else f'"{pattern}" was not tracked')
@@ -120,7 +120,7 @@ def _settings_file(args: argparse.Namespace) -> tuple[Any, Path]:
     if args.local:
         return config, config.local_path
     if config.committed_path is None:
-        raise MlxError("this repository is bare: use --local")
+        raise UsageError("this repository is bare: use --local")
     return config, config.committed_path
 
 
@@ -133,7 +133,7 @@ def cmd_remote_add(args: argparse.Namespace) -> int:
     data = load_yaml(path)
     remotes = data.setdefault("remotes", {})
     if args.name in remotes and not args.force:
-        raise MlxError(f"remote {args.name!r} already exists in {path.name}",
+        raise UsageError(f"remote {args.name!r} already exists in {path.name}",
                        hint=f"git mlx remote modify {args.name} url URL, or add --force")
     remotes[args.name] = {"url": args.url}
     if args.default:
@@ -151,9 +151,9 @@ def cmd_remote_modify(args: argparse.Namespace) -> int:
     data = load_yaml(path)
     remotes = data.setdefault("remotes", {})
     if args.name not in remotes and args.name not in config.mlx_remotes():
-        raise MlxError(f"no remote named {args.name!r}", hint="see `git mlx remote list`")
+        raise UsageError(f"no remote named {args.name!r}", hint="see `git mlx remote list`")
     if args.key in ("secret_access_key", "access_key_id", "password") and not args.local:
-        raise MlxError(f"{args.key} must not go into the committed .mlx.yaml", hint="use --local")
+        raise UsageError(f"{args.key} must not go into the committed .mlx.yaml", hint="use --local")
     remotes.setdefault(args.name, {})[args.key] = args.value
     save_yaml(path, data)
     say(f"Set {args.name}.{args.key} = {args.value} in {path.name}")
@@ -167,7 +167,7 @@ def cmd_remote_remove(args: argparse.Namespace) -> int:
     data = load_yaml(path)
     remotes = data.get("remotes") or {}
     if args.name not in remotes:
-        raise MlxError(f"no remote named {args.name!r} in {path.name}")
+        raise UsageError(f"no remote named {args.name!r} in {path.name}")
     del remotes[args.name]
     if data.get("remote") == args.name:
         del data["remote"]
@@ -181,7 +181,7 @@ def cmd_remote_default(args: argparse.Namespace) -> int:
 
     config, path = _settings_file(args)
     if args.name not in config.mlx_remotes():
-        raise MlxError(f"no remote named {args.name!r}", hint="git mlx remote add NAME URL")
+        raise UsageError(f"no remote named {args.name!r}", hint="git mlx remote add NAME URL")
     data = load_yaml(path)
     data["remote"] = args.name
     save_yaml(path, data)

@@ -135,6 +135,10 @@ class Config:
             self._data = merge(committed, load_yaml(self.local_path))
         return self._data
 
+    def reload(self) -> None:
+        """Forget what was read: a checkout may just have written .mlx.yaml."""
+        self._data = None
+
     def get(self, dotted: str, default: Any = None) -> Any:
         node: Any = self.data
         for part in dotted.split("."):

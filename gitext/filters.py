@@ -72,6 +72,7 @@ class MlxFilter:
         self._pending: dict[str, Pointer] = {}  # delayed: path -> pointer, not yet downloaded
         self._ready: dict[str, Pointer] = {}  # delayed and downloaded (or given up on)
         self._remote_error: MlxError | None = None
+        self._remote_resolved = False
         self.failed: dict[str, str] = {}  # path -> why it was left as a pointer
 
     # -- clean ------------------------------------------------------------------------------
@@ -176,6 +177,11 @@ class MlxFilter:
         if self._remote_error is not None:
             return None
         try:
+            if not self._remote_resolved:
+                # During a clone the committed .mlx.yaml may have been checked out only after
+                # this process first read its settings.
+                self.ctx.config.reload()
+                self._remote_resolved = True
             return self.ctx.remote()
         except MlxError as exc:
             self._remote_error = exc

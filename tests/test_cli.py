@@ -1,0 +1,119 @@
+"""The user-facing commands around the core flow: remotes, status, ls-files, env, pull filters."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from mlxtest import assert_clean_status, git, mlx, out, run, sha256_file, write_random
+
+from gitext.pointer import parse
+
+
+def commit_all(repo: Path, message: str) -> None:
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", message)
+
+
+def test_explicit_remote_in_mlx_yaml(repo: Path, origin: Path, tmp_path: Path) -> None:
+    storage = tmp_path / "team storage"
+    git(repo, "remote", "add", "origin", str(origin))
+    mlx(repo, "track", "*.pt")
+    added = out(mlx(repo, "remote", "add", "-d", "storage", str(storage)))
+    assert "storage" in added
+    listing = out(mlx(repo, "remote", "list"))
+    assert listing.startswith("* storage\tlocal\t") and str(storage) in listing
+    assert "the default remote" in out(mlx(repo, "env"))
+    write_random(repo / "model.pt", 1_200_000, seed=1)
+    commit_all(repo, "v1")
+    git(repo, "push", "-q", "origin", "main")
+    assert (storage / "files").is_dir()
+    assert not (origin / "mlx").exists()
+
+    other = tmp_path / "other"
+    run(["git", "clone", "-q", str(origin), str(other)])
+    assert sha256_file(other / "model.pt") == sha256_file(repo / "model.pt")
+    assert_clean_status(other)
+
+    mlx(repo, "remote", "modify", "storage", "region", "eu-west-1")
+    assert "region=eu-west-1" in out(mlx(repo, "remote", "list"))
+    bad = mlx(repo, "remote", "modify", "storage", "secret_access_key", "x", check=False)
+    assert bad.returncode == 2 and b"--local" in bad.stderr
+    mlx(repo, "remote", "remove", "storage")
+    assert "storage" not in (repo / ".mlx.yaml").read_text()
+    missing = mlx(repo, "remote", "remove", "storage", check=False)
+    assert missing.returncode != 0 and b"no remote named" in missing.stderr
+
+
+def test_local_remote_overrides_committed(repo: Path, tmp_path: Path) -> None:
+    mlx(repo, "remote", "add", "-d", "team", str(tmp_path / "team"))
+    mlx(repo, "remote", "add", "--local", "--force", "team", str(tmp_path / "mine"))
+    env = out(mlx(repo, "env"))
+    assert f"remote=team {tmp_path / 'mine'}" in env
+
+
+def test_status_and_ls_files(repo: Path, origin: Path, tmp_path: Path) -> None:
+    git(repo, "remote", "add", "origin", str(origin))
+    mlx(repo, "track", "*.bin")
+    write_random(repo / "a.bin", 300_000, seed=2)
+    write_random(repo / "b.bin", 300_000, seed=3)
+    commit_all(repo, "v1")
+    status = out(mlx(repo, "status"))
+    assert "Objects not yet on the remote (2)" in status and "a.bin" in status
+    git(repo, "push", "-q", "origin", "main")
+    assert "All objects referenced by HEAD are on the remote." in out(mlx(repo, "status"))
+
+    rows = json.loads(out(mlx(repo, "ls-files", "--json")))
+    assert [(r["path"], r["size"], r["hydrated"]) for r in rows] == [
+        ("a.bin", 300_000, True), ("b.bin", 300_000, True)]
+    assert rows[0]["oid"] == sha256_file(repo / "a.bin")
+
+
+def test_pull_include_exclude(repo: Path, origin: Path, tmp_path: Path) -> None:
+    git(repo, "remote", "add", "origin", str(origin))
+    mlx(repo, "track", "*.bin")
+    write_random(repo / "models" / "m.bin", 400_000, seed=4)
+    write_random(repo / "data" / "d.bin", 400_000, seed=5)
+    commit_all(repo, "v1")
+    git(repo, "push", "-q", "origin", "main")
+
+    other = tmp_path / "other"
+    run(["git", "clone", "-q", str(origin), str(other)], env={"GIT_MLX_SKIP_SMUDGE": "1"})
+    mlx(other, "pull", "--include", "models/**")
+    assert sha256_file(other / "models" / "m.bin") == sha256_file(repo / "models" / "m.bin")
+    assert parse((other / "data" / "d.bin").read_bytes()).size == 400_000
+    listing = out(mlx(other, "ls-files"))
+    assert "* models/m.bin" in listing and "- data/d.bin" in listing
+    mlx(other, "pull", "--exclude", "models")
+    assert sha256_file(other / "data" / "d.bin") == sha256_file(repo / "data" / "d.bin")
+    assert_clean_status(other)
+
+
+def test_fetch_fills_cache_without_touching_work_tree(repo: Path, origin: Path, tmp_path: Path) -> None:
+    git(repo, "remote", "add", "origin", str(origin))
+    mlx(repo, "track", "*.bin")
+    write_random(repo / "m.bin", 400_000, seed=6)
+    commit_all(repo, "v1")
+    git(repo, "push", "-q", "origin", "main")
+    other = tmp_path / "other"
+    run(["git", "clone", "-q", str(origin), str(other)], env={"GIT_MLX_SKIP_SMUDGE": "1"})
+    assert "Downloaded" in out(mlx(other, "fetch"))
+    oid = sha256_file(repo / "m.bin")
+    assert (other / ".git" / "mlx" / "files" / oid[:2] / oid).is_file()
+    assert parse((other / "m.bin").read_bytes()).oid == oid
+
+
+def test_untrack(repo: Path) -> None:
+    mlx(repo, "track", "*.pt", "data/**")
+    assert "*.pt" in out(mlx(repo, "track"))
+    assert 'Untracking "*.pt"' in out(mlx(repo, "untrack", "*.pt"))
+    assert "*.pt" not in (repo / ".gitattributes").read_text()
+    assert mlx(repo, "untrack", "nope", check=False).returncode == 1
+
+
+def test_uninstall_removes_filter_and_hooks(repo: Path, scrubbed_env: Path) -> None:
+    mlx(repo, "install")
+    assert (repo / ".git" / "hooks" / "pre-push").exists()
+    mlx(repo, "uninstall")
+    assert "filter \"mlx\"" not in (scrubbed_env / ".gitconfig").read_text()
+    assert not (repo / ".git" / "hooks" / "pre-push").exists()
