@@ -172,7 +172,7 @@ esac
 
 # ---------------------------------------------------------------- git config, demo
 say "git mlx install"
-git mlx install
+(cd / && git mlx install)   # from outside any repository: global config only
 note "git is configured for git-mlx (global filter; hooks are added to each repository)."
 
 status=0
