@@ -46,14 +46,12 @@ def cmd_install(args: argparse.Namespace) -> int:
     from gitext.install import install
 
     repo: Path | None = None
-    if args.local:
-        repo = find_repo().work_tree or find_repo().git_dir
-    else:
-        try:
-            paths = find_repo()
-            repo = paths.work_tree or paths.git_dir
-        except MlxError:
-            repo = None
+    try:
+        paths = find_repo()
+        repo = paths.work_tree or paths.git_dir
+    except MlxError:
+        if args.local:
+            raise
     scope = "local" if args.local else "global"
     for line in install(scope, repo, skip_hooks=args.skip_hooks, force=args.force):
         say(line)

@@ -83,7 +83,8 @@ def upload(ctx: Context, oids: Iterable[str], *, requested: str | None = None,
                 hint="fetch them from where they were committed (`git mlx fetch --all`), "
                      "or set GIT_MLX_SKIP_PUSH=1 to push anyway",
             )
-        wanted = [oid for oid in wanted if oid not in set(absent)]
+        skip = set(absent)
+        wanted = [oid for oid in wanted if oid not in skip]
     result = ctx.upload(wanted, remote, progress=progress)
     if result.failed:
         first_oid, first_reason = next(iter(result.failed.items()))
