@@ -170,6 +170,13 @@ case ":$PATH:" in
     *) export PATH="$BIN_DIR:$PATH" ;;
 esac
 
+# ---------------------------------------------------------------- man page
+# `git mlx --help` is turned by git into `man git-mlx`: put the page where man looks.
+if [ "$(id -u)" -eq 0 ]; then man_dir=/usr/local/share/man/man1; else man_dir="$HOME/.local/share/man/man1"; fi
+if mkdir -p "$man_dir" 2>/dev/null && cp "$HERE/man/git-mlx.1" "$man_dir/git-mlx.1" 2>/dev/null; then
+    note "Man page installed in $man_dir (git mlx --help)."
+fi
+
 # ---------------------------------------------------------------- git config, demo
 say "git mlx install"
 (cd / && git mlx install)   # from outside any repository: global config only
