@@ -117,3 +117,17 @@ def test_uninstall_removes_filter_and_hooks(repo: Path, scrubbed_env: Path) -> N
     mlx(repo, "uninstall")
     assert "filter \"mlx\"" not in (scrubbed_env / ".gitconfig").read_text()
     assert not (repo / ".git" / "hooks" / "pre-push").exists()
+
+
+def test_man_page_names_every_command() -> None:
+    """`git mlx --help` becomes `man git-mlx`: the page must keep up with the parser."""
+    import argparse
+
+    from mlxtest import ROOT
+
+    from gitext.cli import build_parser
+
+    page = (ROOT / "man" / "git-mlx.1").read_text().replace("\\-", "-")
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    missing = [name for name in sub.choices if name not in page]
+    assert not missing, f"man/git-mlx.1 does not mention: {missing}"
