@@ -195,7 +195,7 @@ class Store:
     def new_tmp_path(self) -> Path:
         """A fresh path under <root>/tmp, on the objects' file system so renames are atomic."""
         tmp = self.root / TMP
-        if not self._tmp_ready:
+        if not self._tmp_ready or not tmp.is_dir():
             tmp.mkdir(parents=True, exist_ok=True)
             self._tmp_ready = True
         return tmp / f"{os.getpid()}-{uuid.uuid4().hex}"
@@ -392,6 +392,7 @@ class Store:
             )
 
     def write_content(self, oid: str, out: BinaryIO) -> None:
+        """Stream the verified content into `out` (see iter_content for what can be raised)."""
         for data in self.iter_content(oid):
             out.write(data)
 
@@ -422,7 +423,8 @@ class Store:
                 if self._decode_chunk(raw, hexid) is None:
                     raise CorruptObject(
                         f"downloaded chunk {hexid} failed its sha256 check", oid=hexid,
-                        hint="the remote's copy may be damaged: run `git mlx fsck` there",
+                        hint="the remote's copy is damaged: push the file again from a clone "
+                        "that has it",
                     )
             else:
                 missing = self.missing_chunks(Manifest.decode(raw, hexid))
