@@ -12,7 +12,7 @@ Two YAML files, the per-clone one winning key by key:
     cache:
       dir: /srv/mlx-cache        # share one cache between clones
     chunking: {min_size: 65536, avg_size: 262144, max_size: 1048576}
-    compression: {level: 3}
+    compression: {level: 1}
     transfer: {jobs: 8}
 
 When no mlx remote is configured, a git remote on a local path is the storage, at
@@ -172,12 +172,16 @@ class Config:
             low, high = avg // 4, avg * 4
         else:
             low, high = defaults.min_chunk, defaults.max_chunk
-        return StoreSettings(
-            min_chunk=self._int("chunking.min_size", low, 1024),
-            avg_chunk=avg,
-            max_chunk=self._int("chunking.max_size", high, 4096),
-            level=self._int("compression.level", defaults.level, 1),
-        )
+        try:
+            return StoreSettings(
+                min_chunk=self._int("chunking.min_size", low, 1024),
+                avg_chunk=avg,
+                max_chunk=self._int("chunking.max_size", high, 4096),
+                level=self._int("compression.level", defaults.level, 1),
+            )
+        except ValueError as exc:
+            raise UsageError(f"invalid chunking settings: {exc}",
+                             hint="avg_size must be a power of two; see docs/store.md") from exc
 
     def open_store(self) -> Any:
         from gitext.store import Store

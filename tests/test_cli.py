@@ -131,3 +131,10 @@ def test_man_page_names_every_command() -> None:
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     missing = [name for name in sub.choices if name not in page]
     assert not missing, f"man/git-mlx.1 does not mention: {missing}"
+
+
+def test_bad_chunking_setting_is_a_usage_error(repo: Path) -> None:
+    (repo / ".mlx.yaml").write_text("chunking:\n  avg_size: 300000\n")
+    proc = mlx(repo, "env", check=False)
+    assert proc.returncode == 2
+    assert b"power of two" in proc.stderr and b"Traceback" not in proc.stderr
