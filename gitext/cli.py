@@ -41,35 +41,33 @@ def say(message: str) -> None:
 
 
 # -- set-up --------------------------------------------------------------------------------------
-def cmd_install(args: argparse.Namespace) -> int:
+def _current_repo(required: bool) -> Path | None:
+    """The repository we are in (work tree, or git dir if bare); None outside one unless required."""
     from gitext.gitutil import find_repo
-    from gitext.install import install
 
-    repo: Path | None = None
     try:
         paths = find_repo()
-        repo = paths.work_tree or paths.git_dir
     except MlxError:
-        if args.local:
+        if required:
             raise
+        return None
+    return paths.work_tree or paths.git_dir
+
+
+def cmd_install(args: argparse.Namespace) -> int:
+    from gitext.install import install
+
     scope = "local" if args.local else "global"
-    for line in install(scope, repo, skip_hooks=args.skip_hooks, force=args.force):
+    for line in install(scope, _current_repo(args.local), skip_hooks=args.skip_hooks,
+                        force=args.force):
         say(line)
     return EXIT_OK
 
 
 def cmd_uninstall(args: argparse.Namespace) -> int:
-    from gitext.gitutil import find_repo
     from gitext.install import uninstall
 
-    repo: Path | None = None
-    try:
-        paths = find_repo()
-        repo = paths.work_tree or paths.git_dir
-    except MlxError:
-        if args.local:
-            raise
-    for line in uninstall("local" if args.local else "global", repo):
+    for line in uninstall("local" if args.local else "global", _current_repo(args.local)):
         say(line)
     return EXIT_OK
 
