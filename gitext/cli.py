@@ -292,7 +292,7 @@ def cmd_env(args: argparse.Namespace) -> int:
         f"{'C' if HAVE_C_CHUNKER else 'pure-Python'} chunker)")
     for key in ("filter.mlx.process", "filter.mlx.clean", "filter.mlx.smudge", "filter.mlx.required"):
         say(f"{key}={git_config_get(key) or ''}")
-    for var in ("GIT_MLX_SKIP_SMUDGE", "GIT_MLX_SKIP_PUSH", "GIT_MLX_TRACE"):
+    for var in ("GIT_MLX_SKIP_SMUDGE", "GIT_MLX_SKIP_PUSH", "GIT_MLX_TRACE", "GIT_MLX_DIRECT_MIN_SIZE"):
         say(f"{var}={os.environ.get(var, '')}")
     try:
         ctx = _ctx()
@@ -306,6 +306,8 @@ def cmd_env(args: argparse.Namespace) -> int:
     say(f"chunking=min {settings.min_chunk} avg {settings.avg_chunk} max {settings.max_chunk}")
     say(f"compression=zstd level {settings.level}")
     say(f"transfer.jobs={ctx.config.jobs()}")
+    say(f"hydrate.direct_min_size={ctx.config.direct_min_size()} "
+        "(files this big are written by git-mlx, not git)")
     try:
         from gitext.install import hooks_dir, hooks_installed
 

@@ -14,6 +14,7 @@ Two YAML files, the per-clone one winning key by key:
     chunking: {min_size: 65536, avg_size: 262144, max_size: 1048576}
     compression: {level: 1}
     transfer: {jobs: 8}
+    hydrate: {direct_min_size: 8388608}  # files this big are written by git-mlx, not git
 
 When no mlx remote is configured, a git remote on a local path is the storage, at
 `<that repository's git dir>/mlx` (the zero-config default).
@@ -33,6 +34,7 @@ from gitext.gitutil import RepoPaths, find_repo, git_config_get, git_remotes
 COMMITTED_FILE = ".mlx.yaml"
 LOCAL_FILE = "config.yaml"
 DEFAULT_JOBS = 8
+DEFAULT_DIRECT_MIN_SIZE = 8 << 20  # docs/hydration.md: where git's smudge path stops paying
 
 
 @dataclass(frozen=True)
@@ -190,6 +192,19 @@ class Config:
 
     def jobs(self) -> int:
         return self._int("transfer.jobs", DEFAULT_JOBS, 1)
+
+    def direct_min_size(self) -> int:
+        """Files at least this big are hydrated by git-mlx itself (docs/hydration.md).
+
+        GIT_MLX_DIRECT_MIN_SIZE overrides the setting for one command (0 means "always")."""
+        env = os.environ.get("GIT_MLX_DIRECT_MIN_SIZE", "")
+        if env:
+            try:
+                return max(int(env), 1)
+            except ValueError:
+                raise UsageError(f"GIT_MLX_DIRECT_MIN_SIZE must be a number of bytes, not {env!r}",
+                                 ) from None
+        return self._int("hydrate.direct_min_size", DEFAULT_DIRECT_MIN_SIZE, 1)
 
     # -- remotes ----------------------------------------------------------------------------
     def mlx_remotes(self) -> dict[str, RemoteSpec]:

@@ -12,10 +12,11 @@ smudge: pointer -> content from the cache. Content that is not a pointer passes 
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from gitext.context import Context, trace, warn
 from gitext.errors import CorruptObject, MlxError, ObjectMissing
@@ -25,9 +26,10 @@ from gitext.statcache import stat_key
 if TYPE_CHECKING:
     from gitext.filter_protocol import ContentReader, ContentWriter
     from gitext.remotes import Remote
-    from gitext.store import ChunkRef
+    from gitext.store import Store
 
 Read = Callable[[int], bytes]
+ReadInto = Callable[[memoryview], "int | None"]
 Write = Callable[[bytes], object]
 COPY_BLOCK = 1 << 20
 
@@ -60,6 +62,22 @@ def prefixed(head: bytes, read: Read) -> Read:
     return reader
 
 
+def prefixed_into(head: bytes, readinto: ReadInto) -> ReadInto:
+    """A readinto that fills from `head` first, then from `readinto`."""
+    pending = [memoryview(head)]
+
+    def reader(buf: memoryview) -> int | None:
+        if pending and len(pending[0]):
+            view = pending[0]
+            take = min(len(buf), len(view))
+            buf[:take] = view[:take]
+            pending[0] = view[take:]
+            return take
+        return readinto(buf)
+
+    return reader
+
+
 def skip_smudge() -> bool:
     return os.environ.get("GIT_MLX_SKIP_SMUDGE", "") not in ("", "0")
 
@@ -74,6 +92,8 @@ class MlxFilter:
         self._remote_error: MlxError | None = None
         self._remote_resolved = False
         self.failed: dict[str, str] = {}  # path -> why it was left as a pointer
+        self.deferred: dict[str, tuple[Pointer, bytes]] = {}  # hydrated by us at the end
+        self._direct_min: int | None = None
 
     # -- clean ------------------------------------------------------------------------------
     def _stat(self, pathname: str) -> os.stat_result | None:
@@ -83,7 +103,8 @@ class MlxFilter:
         except OSError:
             return None
 
-    def clean_stream(self, pathname: str, read: Read, write: Write) -> None:
+    def clean_stream(self, pathname: str, read: Read, write: Write,
+                     readinto: ReadInto | None = None) -> None:
         before = self._stat(pathname)
         head = read_upto(read, MAX_POINTER_SIZE)
         if not head:
@@ -96,7 +117,8 @@ class MlxFilter:
         if hint is not None and store.has_file(hint.oid):
             pointer = self._clean_known(pathname, head, read, hint)
         else:
-            pointer = store.add_stream(prefixed(head, read))
+            pointer = store.add_stream(prefixed(head, read),
+                                       prefixed_into(head, readinto) if readinto else None)
             after = self._stat(pathname)
             if before and after and stat_key(before) == stat_key(after) \
                     and after.st_size == pointer.size:
@@ -126,7 +148,7 @@ class MlxFilter:
                        hint="run the git command again")
 
     def clean(self, pathname: str, content: ContentReader, out: ContentWriter) -> None:
-        self.clean_stream(pathname, content.read, out.write)
+        self.clean_stream(pathname, content.read, out.write, content.readinto)
 
     # -- smudge -----------------------------------------------------------------------------
     def smudge_stream(self, pathname: str, read: Read, write: Write, *, can_delay: bool = False,
@@ -143,6 +165,13 @@ class MlxFilter:
                 return False
         if skip_smudge() or pointer.size == 0:
             write(pointer.encode() if pointer.size else b"")
+            return False
+        if can_delay and pointer.size >= self.direct_min_size():
+            # git is checking out into the work tree (only checkouts offer delay): answer with
+            # the pointer and write the content ourselves at the end (docs/hydration.md).
+            data = pointer.encode()
+            self.deferred[pathname] = (pointer, data)
+            write(data)
             return False
         store = self.ctx.store
         if not store.has_file(pointer.oid):
@@ -171,6 +200,38 @@ class MlxFilter:
         self._download(batch)
         self._ready.update(batch)
         return list(batch)
+
+    def direct_min_size(self) -> int:
+        if self._direct_min is None:
+            try:
+                self._direct_min = self.ctx.config.direct_min_size()
+            except MlxError as exc:
+                warn(str(exc))
+                self._direct_min = 1 << 62
+        return self._direct_min
+
+    def finish(self) -> None:
+        """git closed the pipe: its checkout (and index) is written; hydrate what we deferred.
+
+        git waits for the filter to exit, so this finishes before the git command returns.
+        A post-checkout hook that ran first may have hydrated these already: files that no
+        longer hold their pointer are skipped.
+        """
+        if not self.deferred:
+            return
+        from gitext.hydrate import Target, blob_ids, hydrate_targets, report_failures
+
+        work_tree = self.ctx.config.repo.work_tree
+        targets = []
+        for path, (pointer, data) in self.deferred.items():
+            try:
+                mode = os.stat(work_tree / path).st_mode if work_tree else 0
+            except OSError:
+                continue
+            targets.append(Target(path, pointer, 0o100755 if mode & 0o100 else 0o100644,
+                                  blob_ids(data)))
+        self.deferred = {}
+        report_failures(hydrate_targets(self.ctx, targets))
 
     # -- helpers ----------------------------------------------------------------------------
     def _remote(self) -> Remote | None:
@@ -206,32 +267,48 @@ class MlxFilter:
 
     def write_content(self, pathname: str, pointer: Pointer, write: Write) -> None:
         """Stream verified chunks; a damaged or missing chunk is refetched from the remote."""
-        manifest = self.ctx.store.read_manifest(pointer.oid)
-        digest = hashlib.sha256()
-        for ref in manifest.chunks:
-            data = self._chunk(pathname, ref)
-            digest.update(data)
-            write(data)
-        if digest.hexdigest() != pointer.oid:
-            raise CorruptObject(f"{pathname}: content does not match its pointer "
-                                f"(sha256 {pointer.oid})", oid=pointer.oid,
-                                hint="run `git mlx fsck` to find damaged objects")
 
-    def _chunk(self, pathname: str, ref: ChunkRef) -> bytes:
-        store = self.ctx.store
-        try:
-            return store.read_chunk(ref.id)
-        except (CorruptObject, ObjectMissing) as exc:
+        def repair(chunk_id: str) -> None:
             remote = self._remote()
             if remote is None:
-                raise
-            warn(f"{pathname}: {exc.message}; fetching chunk {ref.id[:12]} again from {remote.name}")
-        from gitext.store import CHUNKS, object_key
+                raise ObjectMissing(f"{pathname}: chunk {chunk_id} is damaged or missing and no "
+                                    "remote is reachable to fetch it again", oid=chunk_id)
+            warn(f"{pathname}: chunk {chunk_id[:12]} is damaged or missing in the cache; "
+                 f"fetching it again from {remote.name}")
+            fetch_chunk(self.ctx.store, remote, chunk_id)
 
-        tmp = store.new_tmp_path()
-        remote.download(object_key(CHUNKS, ref.id), tmp)
-        store.import_object(CHUNKS, ref.id, tmp)
-        return store.read_chunk(ref.id)
+        try:
+            for data in self.ctx.store.iter_content(pointer.oid, repair=repair):
+                write(data)
+        except CorruptObject as exc:
+            if exc.oid != pointer.oid:
+                raise
+            raise CorruptObject(f"{pathname}: content does not match its pointer "
+                                f"(sha256 {pointer.oid})", oid=pointer.oid,
+                                hint="run `git mlx fsck` to find damaged objects") from None
+
+
+def fetch_chunk(store: Store, remote: Remote, chunk_id: str) -> None:
+    """Download one chunk from `remote` into `store` (verified on import)."""
+    from gitext.store import CHUNKS, object_key
+
+    tmp = store.new_tmp_path()
+    remote.download(object_key(CHUNKS, chunk_id), tmp)
+    store.import_object(CHUNKS, chunk_id, tmp)
+
+
+def _grow_pipes(size: int = 1 << 20) -> None:
+    """Ask for 1 MiB pipe buffers to and from git (Linux; 64 KiB by default): git and the
+    filter then wake each other per 1 MiB instead of per 64 KiB. Best effort."""
+    import fcntl
+
+    setpipe = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+    for fd in (0, 1):
+        try:
+            os.fstat(fd)
+            fcntl.fcntl(fd, setpipe, size)
+        except OSError:
+            continue
 
 
 def serve_filter_process(ctx: Context) -> None:
@@ -247,6 +324,8 @@ def serve_filter_process(ctx: Context) -> None:
     except MlxError as exc:
         warn(f"could not install hooks: {exc}")
     handler = MlxFilter(ctx)
-    stdin = sys.stdin.buffer
+    stdin = cast(io.BufferedReader, sys.stdin.buffer)
     stdout = sys.stdout.buffer
-    serve(stdin.read, stdout.write, stdout.flush, handler)
+    _grow_pipes()
+    serve(stdin.read, stdout.write, stdout.flush, handler, readinto=stdin.readinto)
+    handler.finish()

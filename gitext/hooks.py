@@ -9,16 +9,18 @@ post-*:     hydrate: work-tree files that are still pointers get their content d
 
 from __future__ import annotations
 
-import contextlib
 import fnmatch
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from gitext.context import Context, trace, warn
-from gitext.errors import MlxError, TransferFailed, UsageError
-from gitext.gitutil import git
+from gitext.context import Context, trace
+from gitext.errors import TransferFailed, UsageError
 from gitext.pointer import MAX_POINTER_SIZE, Pointer, try_parse
+
+if TYPE_CHECKING:
+    from gitext.scan import PointerEntry
 
 ZERO_SHA = "0" * 40
 
@@ -118,7 +120,13 @@ def pre_push(ctx: Context, remote_name: str, remote_url: str, stdin_text: str) -
 # -- hydration ---------------------------------------------------------------------------------
 def unhydrated(ctx: Context, include: Sequence[str] = (), exclude: Sequence[str] = (), *,
                remember: bool = False) -> dict[str, Pointer]:
-    """Index entries whose work-tree file still holds the pointer instead of the content.
+    """Index entries whose work-tree file still holds the pointer instead of the content."""
+    return {e.path: e.pointer for e in unhydrated_entries(ctx, include, exclude, remember=remember)}
+
+
+def unhydrated_entries(ctx: Context, include: Sequence[str] = (), exclude: Sequence[str] = (),
+                       *, remember: bool = False) -> list[PointerEntry]:
+    """Like `unhydrated`, with each entry's mode and pointer blob id.
 
     With `remember`, hydrated files the stat cache does not know yet are recorded in it, so a
     racy re-check by git (right after a checkout) costs a hash instead of a full clean.
@@ -127,8 +135,8 @@ def unhydrated(ctx: Context, include: Sequence[str] = (), exclude: Sequence[str]
 
     work_tree = ctx.config.repo.work_tree
     if work_tree is None:
-        return {}
-    found: dict[str, Pointer] = {}
+        return []
+    found: list[PointerEntry] = []
     fresh: list[tuple[str, os.stat_result, str]] = []
     for entry in pointers_in_index(open_repo(ctx.config.repo.git_dir)):
         if entry.pointer.size == 0 or not matches(entry.path, include, exclude):
@@ -137,7 +145,7 @@ def unhydrated(ctx: Context, include: Sequence[str] = (), exclude: Sequence[str]
         try:
             st = path.stat()
             if st.st_size < MAX_POINTER_SIZE and try_parse(path.read_bytes()) == entry.pointer:
-                found[entry.path] = entry.pointer
+                found.append(entry)
             elif remember and st.st_size == entry.pointer.size \
                     and ctx.statcache.lookup(entry.path, st) is None:
                 fresh.append((entry.path, st, entry.pointer.oid))
@@ -147,52 +155,21 @@ def unhydrated(ctx: Context, include: Sequence[str] = (), exclude: Sequence[str]
     return found
 
 
-def checkout_paths(ctx: Context, paths: Sequence[str]) -> None:
-    """Rewrite these work-tree files through the smudge filter and refresh their index stat.
-
-    The files hold only their pointers (the index has those), so removing them first loses
-    nothing; it is needed because checkout-index skips files whose stat matches the index.
-    """
-    work_tree = ctx.config.repo.work_tree
-    if not paths or work_tree is None:
-        return
-    for path in paths:
-        (work_tree / path).unlink(missing_ok=True)
-    data = b"".join(p.encode() + b"\0" for p in paths)
-    git(["checkout-index", "--force", "-u", "-z", "--stdin"], cwd=work_tree, input=data)
-
-
 def hydrate(ctx: Context, include: Sequence[str] = (), exclude: Sequence[str] = (), *,
             requested: str | None = None, progress: bool | None = None) -> list[str]:
-    """Bring every pointer in the work tree to its content; return the paths that failed."""
+    """Bring every pointer in the work tree to its content; return the paths that failed.
+
+    git-mlx writes the files itself and records their stat data in the index
+    (gitext/hydrate.py), so `git status` afterwards does not read them again.
+    """
     if os.environ.get("GIT_MLX_SKIP_SMUDGE", "") not in ("", "0"):
         return []
-    pending = unhydrated(ctx, include, exclude, remember=True)
-    if not pending:
-        return []
-    store = ctx.store
-    failed: dict[str, str] = {}
-    absent = {p.oid for p in pending.values() if not store.has_file(p.oid)}
-    if absent:
-        try:
-            result = ctx.download(absent, ctx.remote(requested), progress=progress)
-            reasons = result.failed
-        except MlxError as exc:
-            reasons = {oid: str(exc) for oid in absent}
-        for path, pointer in pending.items():
-            if pointer.oid in reasons:
-                failed[path] = reasons[pointer.oid]
-    ready = [path for path in pending if path not in failed]
-    checkout_paths(ctx, ready)
-    work_tree = ctx.config.repo.work_tree
-    written = []
-    for path in ready:
-        with contextlib.suppress(OSError):
-            written.append((path, (work_tree / path).stat(), pending[path].oid))  # type: ignore[operator]
-    ctx.statcache.record(written)
-    for path, reason in sorted(failed.items()):
-        warn(f"{path}: content not available ({reason}); left as a pointer. "
-             "Fix the remote and run `git mlx pull`.")
+    from gitext.hydrate import Target, hydrate_targets, report_failures
+
+    targets = [Target(e.path, e.pointer, e.mode, (bytes.fromhex(e.blob),) if e.blob else ())
+               for e in unhydrated_entries(ctx, include, exclude, remember=True)]
+    failed = hydrate_targets(ctx, targets, requested=requested, progress=progress)
+    report_failures(failed)
     return sorted(failed)
 
 

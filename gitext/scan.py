@@ -41,6 +41,7 @@ class PointerEntry:
     path: str
     pointer: Pointer
     mode: int
+    blob: str = ""  # hex id of the pointer blob
 
 
 def open_repo(start: Path) -> pygit2.Repository:
@@ -78,14 +79,18 @@ def pointers_in_tree(repo: pygit2.Repository, treeish: str) -> list[PointerEntry
     for delta in tree.diff_to_tree(swap=True).deltas:  # empty tree -> tree: every file "added"
         new = delta.new_file
         if new.mode in _FILE_MODES and (pointer := probe(new.id)) is not None:
-            entries.append(PointerEntry(new.path, pointer, new.mode))
+            entries.append(PointerEntry(new.path, pointer, new.mode, str(new.id)))
     return entries
 
 
 def pointers_in_index(repo: pygit2.Repository) -> list[PointerEntry]:
     """Every pointer blob staged in the index (stage 0; unresolved conflicts are skipped)."""
-    index = repo.index
-    index.read(False)  # pick up changes made on disk since the repository was opened
+    try:
+        index = repo.index
+        index.read(False)  # pick up changes made on disk since the repository was opened
+    except pygit2.GitError:
+        # libgit2 cannot read every index git writes (a split index, core.splitIndex): ask git.
+        return _pointers_in_index_by_git(repo)
     conflicted: set[str] = set()
     if index.conflicts is not None:
         for sides in index.conflicts:
@@ -99,7 +104,28 @@ def pointers_in_index(repo: pygit2.Repository) -> list[PointerEntry]:
         if new.mode in _FILE_MODES and new.path not in conflicted:
             pointer = probe(new.id)
             if pointer is not None:
-                entries.append(PointerEntry(new.path, pointer, new.mode))
+                entries.append(PointerEntry(new.path, pointer, new.mode, str(new.id)))
+    return entries
+
+
+def _pointers_in_index_by_git(repo: pygit2.Repository) -> list[PointerEntry]:
+    from gitext.gitutil import git
+
+    work_tree = Path(repo.workdir) if repo.workdir else Path(repo.path)
+    listing = git(["ls-files", "--stage", "-z"], cwd=work_tree)
+    probe = _pointer_probe(repo)
+    entries = []
+    for record in listing.split(b"\0"):
+        if not record:
+            continue
+        meta, _, raw_path = record.partition(b"\t")
+        mode, blob, stage = meta.split()
+        if stage != b"0" or int(mode, 8) not in _FILE_MODES:
+            continue
+        pointer = probe(pygit2.Oid(hex=blob.decode()))
+        if pointer is not None:
+            path = raw_path.decode("utf-8", "surrogateescape")
+            entries.append(PointerEntry(path, pointer, int(mode, 8), blob.decode()))
     return entries
 
 

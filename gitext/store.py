@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import itertools
 import os
 import re
 import shutil
@@ -255,29 +256,51 @@ class Store:
             self._write_object(CHUNKS, hexid, self._compressor().compress(chunk))
         return ChunkRef(hexid, len(chunk))
 
-    def add_stream(self, read: Callable[[int], bytes]) -> Pointer:
+    def add_stream(self, read: Callable[[int], bytes],
+                   readinto: Callable[[memoryview], int | None] | None = None) -> Pointer:
         """The clean path: store everything `read(n)` yields, return its pointer.
 
-        Memory stays flat: at most `4 * workers` chunks are in flight at once.
+        `readinto` (same stream) lets the chunker fill its blocks in place. The calling thread
+        reads and chunks; one thread hashes the whole file; `workers` threads hash, compress
+        and write chunks (hashlib, zstandard and the C chunker release the GIL). Memory stays
+        flat: at most `4 * workers` chunks are in flight at once.
         """
+        chunks = iter_chunks(read, self.settings.chunk_params(), readinto=readinto)
+        first = next(chunks, None)
+        second = next(chunks, None) if first is not None else None
+        if first is not None and second is None:
+            # One chunk (most files of a dataset): its sha256 is the file's, and no thread
+            # would earn its start-up cost.
+            ref = self._store_chunk(first)
+            self._write_object(FILES, ref.id, Manifest(ref.id, ref.size, (ref,)).encode())
+            return Pointer(ref.id, ref.size)
         whole = hashlib.sha256()
         size = 0
         refs: list[ChunkRef] = []
         pending: deque[Future[ChunkRef]] = deque()
+        hashed: deque[Future[None]] = deque()
         limit = 4 * self.settings.workers
-        with ThreadPoolExecutor(self.settings.workers, thread_name_prefix="mlx-store") as pool:
+        lead = [c for c in (first, second) if c is not None]
+        with ThreadPoolExecutor(self.settings.workers, thread_name_prefix="mlx-store") as pool, \
+                ThreadPoolExecutor(1, thread_name_prefix="mlx-hash") as hasher:
             try:
-                for chunk in iter_chunks(read, self.settings.chunk_params()):
-                    whole.update(chunk)
+                for chunk in itertools.chain(lead, chunks):
                     size += len(chunk)
+                    hashed.append(hasher.submit(whole.update, chunk))  # FIFO: in file order
                     pending.append(pool.submit(self._store_chunk, chunk))
                     if len(pending) >= limit:
                         refs.append(pending.popleft().result())
+                    while len(hashed) > limit:
+                        hashed.popleft().result()
                 while pending:
                     refs.append(pending.popleft().result())
+                while hashed:
+                    hashed.popleft().result()
             except BaseException:
                 for fut in pending:
                     fut.cancel()
+                for done in hashed:
+                    done.cancel()
                 raise
         manifest = Manifest(whole.hexdigest(), size, tuple(refs))
         self._write_object(FILES, manifest.oid, manifest.encode())
@@ -285,7 +308,7 @@ class Store:
 
     def add_file(self, path: Path) -> Pointer:
         with open(path, "rb", buffering=0) as f:
-            return self.add_stream(f.read)
+            return self.add_stream(f.read, f.readinto)
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -346,9 +369,9 @@ class Store:
             )
         return data
 
-    def _load_chunk(self, ref: ChunkRef, oid: str) -> bytes:
-        """Worker: read, decompress and verify one chunk of file `oid`."""
-        data = self.read_chunk(ref.id, of=oid)
+    def _load_chunk(self, ref: ChunkRef, oid: str, verify: bool = True) -> bytes:
+        """Worker: read, decompress and (unless `verify` is False) verify one chunk of `oid`."""
+        data = self.read_chunk(ref.id, of=oid) if verify else self._read_unverified(ref.id, oid)
         if len(data) != ref.size:
             self._quarantine(FILES, oid)
             raise CorruptObject(
@@ -357,34 +380,88 @@ class Store:
             )
         return data
 
-    def iter_content(self, oid: str) -> Iterator[bytes]:
-        """The smudge path: the file's bytes chunk by chunk, each verified before it is yielded.
+    def _read_unverified(self, hexid: str, oid: str) -> bytes:
+        """A chunk's bytes, decompressed but not hashed (the caller checks the whole file)."""
+        try:
+            raw = self.path(CHUNKS, hexid).read_bytes()
+        except FileNotFoundError:
+            return self.read_chunk(hexid, of=oid)  # raises ObjectMissing
+        try:
+            data: bytes = self._decompressor().decompress(raw, allow_extra_data=False)
+            if len(data) <= MAX_CHUNK_LIMIT:
+                return data
+        except zstandard.ZstdError:
+            pass
+        return self.read_chunk(hexid, of=oid)  # raises CorruptObject (and quarantines)
+
+    def iter_content(self, oid: str, *, repair: Callable[[str], None] | None = None,
+                     verify_chunks: bool = True) -> Iterator[bytes]:
+        """The file's bytes chunk by chunk, read and decompressed ahead by worker threads.
+
+        Each chunk is verified before it is yielded, unless `verify_chunks` is False (for a
+        caller that writes to a temp file and only keeps it if the whole file verifies). A
+        chunk that is missing or fails its check is passed to `repair(chunk_id)` when given
+        (which should fetch it again into this store) and read once more.
 
         Raises ObjectMissing / CorruptObject (oid = the chunk's id) on a bad chunk, and
-        CorruptObject (oid = the file's) after the last chunk if the whole does not hash to oid.
+        CorruptObject (oid = the file's) after the last chunk if the whole does not hash to oid;
+        with verify_chunks=False the chunks are then checked and the damaged ones moved to bad/.
         """
         manifest = self.read_manifest(oid)
+        if len(manifest.chunks) == 1 and manifest.chunks[0].id == oid:
+            # One chunk: its own check is the whole file's; no threads for a small file.
+            ref = manifest.chunks[0]
+            try:
+                yield self._load_chunk(ref, oid)
+            except (CorruptObject, ObjectMissing) as exc:
+                if repair is None or exc.oid != ref.id:
+                    raise
+                repair(ref.id)
+                yield self._load_chunk(ref, oid)
+            return
         whole = hashlib.sha256()
         ahead = self.settings.workers + 2
         refs = iter(manifest.chunks)
-        pending: deque[Future[bytes]] = deque()
-        with ThreadPoolExecutor(self.settings.workers, thread_name_prefix="mlx-read") as pool:
+        pending: deque[tuple[ChunkRef, Future[bytes]]] = deque()
+        hashed: deque[Future[None]] = deque()  # the whole-file hash runs in its own thread
+        with ThreadPoolExecutor(self.settings.workers, thread_name_prefix="mlx-read") as pool, \
+                ThreadPoolExecutor(1, thread_name_prefix="mlx-hash") as hasher:
             try:
                 for ref in refs:
-                    pending.append(pool.submit(self._load_chunk, ref, oid))
+                    pending.append((ref, pool.submit(self._load_chunk, ref, oid, verify_chunks)))
                     if len(pending) >= ahead:
                         break
                 while pending:
-                    data = pending.popleft().result()
+                    ref, fut = pending.popleft()
+                    try:
+                        data = fut.result()
+                    except (CorruptObject, ObjectMissing) as exc:
+                        if repair is None or exc.oid != ref.id:
+                            raise
+                        repair(ref.id)
+                        data = self._load_chunk(ref, oid, verify_chunks)
                     nxt = next(refs, None)
                     if nxt is not None:
-                        pending.append(pool.submit(self._load_chunk, nxt, oid))
-                    whole.update(data)
+                        pending.append((nxt, pool.submit(self._load_chunk, nxt, oid, verify_chunks)))
+                    hashed.append(hasher.submit(whole.update, data))  # FIFO: in file order
+                    if len(hashed) > ahead:
+                        hashed.popleft().result()
                     yield data
+                while hashed:
+                    hashed.popleft().result()
             finally:
-                for fut in pending:
+                for _, fut in pending:
                     fut.cancel()
+                for done in hashed:
+                    done.cancel()
         if whole.hexdigest() != oid:
+            if not verify_chunks:
+                bad = [c for c in dict.fromkeys(r.id for r in manifest.chunks) if not self.verify(CHUNKS, c)]
+                if bad:
+                    raise CorruptObject(
+                        f"chunk {bad[0]} of {oid} failed its sha256 check (moved to bad/)",
+                        oid=bad[0], hint=_FETCH_HINT,
+                    )
             self._quarantine(FILES, oid)
             raise CorruptObject(
                 f"content of {oid} hashes to {whole.hexdigest()}: its manifest is wrong "

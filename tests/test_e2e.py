@@ -28,6 +28,13 @@ from mlxtest import (
 from gitext.pointer import parse
 
 
+@pytest.fixture(params=["git", "direct"])
+def hydration(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test with content written by git (the smudge path) and by git-mlx (docs/hydration.md)."""
+    monkeypatch.setenv("GIT_MLX_DIRECT_MIN_SIZE", "1" if request.param == "direct" else str(1 << 40))
+    return str(request.param)
+
+
 def commit_all(repo: Path, message: str) -> None:
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", message)
@@ -53,7 +60,7 @@ def assert_remote_complete(store_root: Path) -> None:
                 assert chunk.is_file(), f"manifest {manifest_path.name} lacks chunk {ref.id}"
 
 
-def test_round_trip_odd_files(repo_with_origin: Path, origin: Path, tmp_path: Path) -> None:
+def test_round_trip_odd_files(repo_with_origin: Path, origin: Path, tmp_path: Path, hydration: str) -> None:
     repo = repo_with_origin
     (repo / "empty.bin").write_bytes(b"")
     write_random(repo / "big.bin", 40 * 2**20 + 12345, seed=1, compressible=0.5)
@@ -131,7 +138,8 @@ def test_csv_compresses_below_half(repo_with_origin: Path) -> None:
     assert 0 < stored < csv.stat().st_size / 2, (stored, csv.stat().st_size)
 
 
-def test_checkout_switches_and_pull_hydrates(repo_with_origin: Path, origin: Path, tmp_path: Path) -> None:
+def test_checkout_switches_and_pull_hydrates(repo_with_origin: Path, origin: Path, tmp_path: Path,
+                                             hydration: str) -> None:
     repo = repo_with_origin
     model = write_random(repo / "model.bin", 3 * 2**20, seed=6)
     v1 = sha256_file(model)
@@ -218,7 +226,8 @@ def test_push_to_unwritable_remote_fails_cleanly(repo_with_origin: Path, origin:
     assert_remote_complete(storage(origin))
 
 
-def test_clone_with_missing_object(repo_with_origin: Path, origin: Path, tmp_path: Path) -> None:
+def test_clone_with_missing_object(repo_with_origin: Path, origin: Path, tmp_path: Path,
+                                   hydration: str) -> None:
     repo = repo_with_origin
     write_random(repo / "good.bin", 1_000_000, seed=13)
     write_random(repo / "lost.bin", 1_000_000, seed=14)
@@ -238,7 +247,8 @@ def test_clone_with_missing_object(repo_with_origin: Path, origin: Path, tmp_pat
     assert "lost.bin" in status
 
 
-def test_corrupt_cache_chunk_is_refetched(repo_with_origin: Path, origin: Path, tmp_path: Path) -> None:
+def test_corrupt_cache_chunk_is_refetched(repo_with_origin: Path, origin: Path, tmp_path: Path,
+                                          hydration: str) -> None:
     repo = repo_with_origin
     write_random(repo / "model.bin", 4 * 2**20, seed=15)
     commit_all(repo, "v1")

@@ -1,0 +1,214 @@
+"""Direct hydration: git-mlx writes large files into the work tree itself (docs/hydration.md).
+
+git's smudge path holds each file in git's memory and then makes git re-read the whole file on
+the next `git status`. For large files the filter answers git with the pointer instead, and
+this module replaces the pointer file with the content: streamed from the cache into a temp
+file beside it (flat memory, chunks decompressed ahead in worker threads), checked against the
+pointer's sha256, given the mode git would give it, renamed over the pointer. Then the new stat
+data goes into the stat cache and into the file's index entry (gitindex.refresh), so git sees
+the file as unchanged without reading it.
+
+The file's mtime is set one second before hydration began: git (built without USE_NSEC, as
+Debian's is) treats a file whose mtime is in the same second as the index as "racily clean"
+and re-reads it; an older mtime keeps it trusted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from gitext.context import Context, trace, warn
+from gitext.errors import CorruptObject, MlxError
+from gitext.pointer import MAX_POINTER_SIZE, Pointer, try_parse
+
+EXECUTABLE = 0o100755
+
+
+@dataclass(frozen=True)
+class Target:
+    """A work-tree file that holds a pointer and should hold the content."""
+
+    path: str  # relative to the work tree, '/'-separated
+    pointer: Pointer
+    mode: int  # the index entry's mode (100644 or 100755)
+    blobs: tuple[bytes, ...] = ()  # raw ids the pointer blob may have in the index
+
+
+def blob_ids(data: bytes) -> tuple[bytes, ...]:
+    """The git blob ids of `data`, SHA-1 and SHA-256 (whichever the repository uses)."""
+    header = b"blob %d\0" % len(data)
+    return (hashlib.sha1(header + data).digest(), hashlib.sha256(header + data).digest())
+
+
+def holds_pointer(path: Path, pointer: Pointer) -> bool:
+    """True if the file at `path` is exactly a pointer to `pointer` (and nothing else)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(MAX_POINTER_SIZE)
+    except OSError:
+        return False
+    return len(head) < MAX_POINTER_SIZE and try_parse(head) == pointer
+
+
+def write_file(ctx: Context, target: Target, dest: Path, mtime_ns: int,
+               repair: Callable[[str], None] | None = None) -> os.stat_result:
+    """Write the verified content of `target` over `dest`; return the new file's stat.
+
+    The content goes to a temp file in the same directory and is renamed into place only after
+    its sha256 matched the pointer, so a failure leaves the pointer file as it was.
+    """
+    store = ctx.store
+    perms = 0o777 if target.mode == EXECUTABLE else 0o666  # the umask applies, as for git
+    tmp = dest.with_name(f".{dest.name}.mlx-{os.getpid()}.tmp")
+    try:
+        try:
+            _write_tmp(store.iter_content(target.pointer.oid, verify_chunks=False), tmp, perms)
+        except CorruptObject:
+            # Something in the cache is damaged (now moved to bad/): go again chunk by chunk,
+            # fetching bad chunks from the remote, so we know which one it was.
+            _write_tmp(store.iter_content(target.pointer.oid, repair=repair), tmp, perms)
+        os.utime(tmp, ns=(mtime_ns, mtime_ns))
+        os.replace(tmp, dest)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return os.stat(dest)
+
+
+def _write_tmp(content: Iterable[bytes], tmp: Path, perms: int) -> None:
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, perms)
+    try:
+        for data in content:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
+
+
+def hydrate_targets(ctx: Context, targets: Sequence[Target], *, requested: str | None = None,
+                    progress: bool | None = None) -> dict[str, str]:
+    """Download what the cache lacks, write every target, refresh the index.
+
+    Returns path -> reason for the files left as pointers (named on stderr by the caller).
+    """
+    work_tree = ctx.config.repo.work_tree
+    if not targets or work_tree is None:
+        return {}
+    stamp = (int(time.time()) - 1) * 1_000_000_000
+    store = ctx.store
+    failed: dict[str, str] = {}
+    absent = {t.pointer.oid for t in targets if not store.has_file(t.pointer.oid)}
+    remote_error: MlxError | None = None
+    if absent:
+        try:
+            result = ctx.download(absent, ctx.remote(requested), progress=progress)
+            reasons = result.failed
+        except MlxError as exc:
+            remote_error = exc
+            reasons = {oid: str(exc) for oid in absent}
+        for t in targets:
+            if t.pointer.oid in reasons:
+                failed[t.path] = reasons[t.pointer.oid]
+
+    def repair(chunk_id: str) -> None:
+        """Fetch one damaged or missing chunk again from the remote."""
+        if remote_error is not None:
+            raise remote_error
+        from gitext.filters import fetch_chunk
+
+        remote = ctx.remote(requested)
+        warn(f"chunk {chunk_id[:12]} is damaged or missing in the cache; fetching it again "
+             f"from {remote.name}")
+        fetch_chunk(store, remote, chunk_id)
+
+    written: list[tuple[Target, os.stat_result]] = []
+    for t in targets:
+        if t.path in failed:
+            continue
+        dest = work_tree / t.path
+        if not holds_pointer(dest, t.pointer):
+            continue  # changed since git wrote it: not ours to overwrite
+        try:
+            st = write_file(ctx, t, dest, stamp, repair)
+        except (MlxError, OSError) as exc:
+            failed[t.path] = exc.message if isinstance(exc, MlxError) else str(exc)
+            continue
+        written.append((t, st))
+    record(ctx, written)
+    return failed
+
+
+def record(ctx: Context, written: Iterable[tuple[Target, os.stat_result]]) -> None:
+    """Remember the stat data of files we wrote: stat cache, then their index entries."""
+    written = list(written)
+    if not written:
+        return
+    ctx.statcache.record([(t.path, st, t.pointer.oid) for t, st in written])
+    updates = {_raw(t.path): (t.blobs, st) for t, st in written if t.blobs}
+    if not updates:
+        return
+    from gitext.gitindex import refresh
+
+    done = refresh(index_file(ctx), updates)
+    trace(f"hydrate: wrote {len(written)} file(s), index stat refreshed for {len(done)}")
+    rest = [t for t, _ in written if t.blobs and _raw(t.path) not in done]
+    if rest:
+        _reset_stat(ctx, rest)
+
+
+def _raw(path: str) -> bytes:
+    return path.encode("utf-8", "surrogateescape")
+
+
+def _reset_stat(ctx: Context, targets: Sequence[Target]) -> None:
+    """The index could not be edited (split index, lock held): zero these entries' stat data.
+
+    git trusts an entry whose size differs from the file's to be modified without reading the
+    file, which after hydration it is not. Re-adding the same blob with `--index-info` leaves
+    the stat data empty, which makes git compare the content (through the clean filter, which
+    the stat cache keeps cheap) and then record fresh stat data itself.
+    """
+    from gitext.gitutil import git
+
+    work_tree = ctx.config.repo.work_tree
+    wanted = {_raw(t.path): t for t in targets}
+    lines = []
+    try:
+        listing = git(["ls-files", "--stage", "-z"], cwd=work_tree)
+        for record in listing.split(b"\0"):
+            meta, _, path = record.partition(b"\t")
+            target = wanted.get(path)
+            if target is None:
+                continue
+            mode, blob, stage = meta.split()
+            if stage == b"0" and bytes.fromhex(blob.decode()) in target.blobs:
+                lines.append(b"%s %s\t%s\0" % (mode, blob, path))
+        if lines:
+            git(["update-index", "-z", "--index-info"], cwd=work_tree, input=b"".join(lines))
+    except MlxError as exc:
+        warn(f"could not update the index after writing {len(targets)} file(s): {exc.message}; "
+             "`git status` may list them as modified until `git add` or `git update-index "
+             "--really-refresh`")
+
+
+def index_file(ctx: Context) -> Path:
+    env = os.environ.get("GIT_INDEX_FILE")
+    if env:
+        path = Path(env)
+        return path if path.is_absolute() else (ctx.config.repo.work_tree or Path.cwd()) / path
+    return ctx.config.repo.git_dir / "index"
+
+
+def report_failures(failed: dict[str, str]) -> None:
+    for path, reason in sorted(failed.items()):
+        warn(f"{path}: content not available ({reason}); left as a pointer. "
+             "Fix the remote and run `git mlx pull`.")
+
