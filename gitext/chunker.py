@@ -185,10 +185,30 @@ def _read_full(read: Callable[[int], bytes], n: int) -> bytes:
     return b"".join(parts)
 
 
+ReadInto = Callable[[memoryview], "int | None"]
+
+
+def _readinto_full(readinto: ReadInto, size: int) -> memoryview:
+    """A fresh block of up to `size` bytes filled by `readinto`; shorter only at the end."""
+    buf = bytearray(size)
+    view = memoryview(buf)
+    got = 0
+    while got < size:
+        n = readinto(view[got:])
+        if not n:
+            break
+        got += n
+    return view[:got].toreadonly()
+
+
 def iter_chunks(
-    read: Callable[[int], bytes], params: ChunkParams, block_size: int = DEFAULT_BLOCK
+    read: Callable[[int], bytes], params: ChunkParams, block_size: int = DEFAULT_BLOCK,
+    readinto: ReadInto | None = None,
 ) -> Iterator[memoryview]:
     """Chunks of the stream `read(n)` returns, in order, as read-only views.
+
+    With `readinto` (same stream), blocks are filled in place instead of being returned by
+    `read`, which saves a copy when the source can write into a buffer (a pipe, a file).
 
     Memory stays flat: one block of `block_size` plus a tail under `max_size` is held (and any
     views the consumer keeps alive). Each view stays valid after the iterator moves on. Blocks
@@ -197,9 +217,18 @@ def iter_chunks(
     mn, avg, mx, nc = params.min_size, params.avg_size, params.max_size, params.normalization
     block_size = max(block_size, 2 * mx)
     tail = b""
+    first = True
     while True:
-        data = _read_full(read, block_size)
-        final = len(data) < block_size
+        if readinto is not None:
+            # The first block is small: most files in a repository are, and a clean of a
+            # 100 KiB file should not allocate 8 MiB.
+            size = 2 * mx if first else block_size
+            data: bytes | memoryview = _readinto_full(readinto, size)
+            final = len(data) < size
+            first = False
+        else:
+            data = _read_full(read, block_size)
+            final = len(data) < block_size
         start = 0
         if tail:
             # The chunk that began in the previous block ends within max_size of its start:

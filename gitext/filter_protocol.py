@@ -33,12 +33,13 @@ import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from gitext.errors import MlxError, ProtocolError
-from gitext.pktline import Buffer, PktLineReader, PktLineWriter
+from gitext.pktline import MAX_PACKET_DATA, Buffer, PktLineReader, PktLineWriter
 
 DEFAULT_CAPABILITIES = ("clean", "smudge", "delay")
+_T = TypeVar("_T")
 
 
 class FilterAbort(Exception):
@@ -58,8 +59,23 @@ class ContentReader:
         self.failure: ProtocolError | None = None  # the stream broke while reading
 
     def _next_packet(self) -> bytes | None:
+        data = self._guarded(self._packets.read_packet)
+        if data is None:
+            self._done = True
+        return data
+
+    def _next_packet_into(self, view: memoryview) -> int:
+        """Read one packet's payload into `view`; its length (0 at the flush packet)."""
+        size = self._guarded(lambda: self._packets.read_packet_into(view))
+        if size is None:
+            self._done = True
+            return 0
+        return size
+
+    def _guarded(self, read: Callable[[], _T]) -> _T:
+        """Run a packet read; a broken stream is remembered (see `failure`) and re-raised."""
         try:
-            data = self._packets.read_packet()
+            return read()
         except EOFError:
             self.failure = ProtocolError("git closed the filter's input in the middle of a file")
             self._done = True
@@ -68,9 +84,6 @@ class ContentReader:
             self.failure = exc
             self._done = True
             raise
-        if data is None:
-            self._done = True
-        return data
 
     def _take_buffer(self) -> bytes:
         rest = self._buf[self._pos :] if self._pos else self._buf
@@ -118,6 +131,32 @@ class ContentReader:
                 self._pos = need
                 got = n
         return b"".join(parts)
+
+    def readinto(self, b: bytearray | memoryview) -> int:
+        """Fill `b` with content (fewer bytes only at the end; 0 at the end).
+
+        Whole packets are read straight into `b` while it has room for one, so the bulk of a
+        large clean costs one copy (kernel to `b`) instead of two.
+        """
+        self._check()
+        view = memoryview(b).cast("B")
+        filled = 0
+        total = len(view)
+        while filled < total:
+            avail = len(self._buf) - self._pos
+            if avail:
+                take = min(avail, total - filled)
+                view[filled : filled + take] = self._buf[self._pos : self._pos + take]
+                self._pos += take
+                filled += take
+                continue
+            if self._done:
+                break
+            if total - filled >= MAX_PACKET_DATA:
+                filled += self._next_packet_into(view[filled:])
+            else:
+                self._buf, self._pos = self._next_packet() or b"", 0
+        return filled
 
     def read1(self, n: int = -1) -> bytes:
         """At most n bytes (any amount if n < 0) from at most one packet: no joining copies.
@@ -236,13 +275,17 @@ def serve(
     flush: Callable[[], object],
     handler: FilterHandler,
     capabilities: Sequence[str] = DEFAULT_CAPABILITIES,
+    readinto: Callable[[memoryview], int | None] | None = None,
 ) -> None:
     """Run the protocol until git closes our input at a request boundary.
+
+    `readinto`, if given, reads from the same input as `read` into a buffer (content then
+    lands in the handler's buffers without a copy: ContentReader.readinto).
 
     Raises ProtocolError if git says something the protocol does not allow (the caller exits
     non-zero; git then restarts the filter or fails, per filter.<driver>.required).
     """
-    reader = PktLineReader(read)
+    reader = PktLineReader(read, readinto)
     writer = PktLineWriter(write, flush)
     agreed = _handshake(reader, writer, capabilities)
     while True:

@@ -199,6 +199,9 @@ class ShortReader:
     def read(self, n: int) -> bytes:
         return self.f.read(self.rng.randrange(1, n + 1) if n > 0 else 0)
 
+    def readinto(self, b: memoryview) -> int:
+        return self.f.readinto(b[: self.rng.randrange(1, len(b) + 1)] if len(b) else b)
+
 
 @settings(max_examples=200, deadline=None)
 @given(data=content(), params=params_strategy, block=st.integers(1, 5000),
@@ -221,6 +224,16 @@ def test_streaming_gives_the_same_chunks_as_one_call(
     ends = [sum(len(c) for c in chunks[: i + 1]) for i in range(len(chunks))]
     assert ends == cut(data, mn, avg, mx, True, nc)
     assert all(isinstance(c, memoryview) and c.readonly for c in chunks)
+    # Filling blocks in place (readinto) cuts exactly the same chunks.
+    reader = ShortReader(data, seed)
+    chunker.cut_points = cut
+    try:
+        into = list(iter_chunks(reader.read, ChunkParams(mn, avg, mx, nc), block,
+                                readinto=reader.readinto))
+    finally:
+        chunker.cut_points = saved
+    assert [bytes(c) for c in into] == [bytes(c) for c in chunks]
+    assert all(isinstance(c, memoryview) and c.readonly for c in into)
 
 
 def test_iter_chunks_empty_stream() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import random
 import shlex
 import sys
@@ -12,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from mlxtest import git
 
@@ -23,7 +24,7 @@ from gitext.filter_protocol import (
     FilterAbort,
     serve,
 )
-from gitext.pktline import MAX_PACKET_DATA, PktLineReader
+from gitext.pktline import MAX_PACKET_DATA, Buffer, PktLineReader
 
 Item = str | bytes | None
 
@@ -693,3 +694,55 @@ def test_real_git_delayed_smudge(tmp_path: Path) -> None:
     # git asked until the filter said it had nothing left, after every release
     last_release = max(i for i, line in enumerate(lines) if line.startswith("release "))
     assert "list 0" in lines[last_release:], lines
+
+
+class ShortIO(io.BytesIO):
+    """A pipe-like stream: every read and readinto returns at most `most` bytes."""
+
+    def __init__(self, data: bytes, most: int) -> None:
+        super().__init__(data)
+        self.most = most
+
+    def read(self, n: int | None = -1) -> bytes:
+        return super().read(min(self.most, n) if n is not None and n >= 0 else self.most)
+
+    def readinto(self, b: Buffer) -> int:  # type: ignore[override]
+        view = memoryview(b).cast("B")
+        return super().readinto(view[: self.most])
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.lists(st.binary(min_size=1, max_size=3000), max_size=12),
+    st.lists(st.integers(1, 150_000), min_size=1, max_size=8),
+    st.sampled_from([1, 3, 4096, 65520, 70_000]),
+    st.booleans(),
+)
+def test_content_reader_readinto_matches_read(chunks: list[bytes], sizes: list[int], most: int,
+                                              big_packets: bool) -> None:
+    """readinto (packets land in the caller's buffer when it has room) gives the same bytes as
+    read, for any buffer sizes, packet sizes and short reads, and stops at the flush packet."""
+    if big_packets:
+        chunks = [c * (MAX_PACKET_DATA // len(c)) for c in chunks]
+    stream = ShortIO(pkts(*chunks, None, "next"), most)
+    content = ContentReader(PktLineReader(stream.read, stream.readinto))
+    data = b"".join(chunks)
+    got = bytearray()
+    for n in itertools.cycle(sizes):
+        buf = bytearray(n)
+        filled = content.readinto(buf)
+        got += buf[:filled]
+        if filled < n:
+            break
+    assert bytes(got) == data
+    assert content.readinto(bytearray(10)) == 0 and content.at_end
+    assert PktLineReader(stream.read).read_text() == "next"
+
+
+@pytest.mark.parametrize("stream", [pkts(b"abc")[:-1], pkts(b"abc"), b"00zz", b"0002"])
+def test_content_reader_readinto_reports_broken_streams(stream: bytes) -> None:
+    data = io.BytesIO(stream)
+    content = ContentReader(PktLineReader(data.read, data.readinto))
+    with pytest.raises(ProtocolError):
+        content.readinto(bytearray(2 * MAX_PACKET_DATA))
+    assert content.failure is not None
