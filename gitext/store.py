@@ -528,6 +528,23 @@ class Store:
             src.unlink(missing_ok=True)
             raise
 
+    def frame_ok(self, hexid: str, size: int) -> bool:
+        """Cheap check of a chunk object: a zstd frame header declaring `size` bytes, and a
+        plausible file size. A failing chunk is moved to bad/. (verify() decompresses and
+        hashes; this reads 18 bytes.)"""
+        path = self.path(CHUNKS, hexid)
+        try:
+            with open(path, "rb") as f:
+                head = f.read(18)
+                length = os.fstat(f.fileno()).st_size
+            ok = zstandard.get_frame_parameters(head).content_size == size and (
+                length <= size + (size >> 7) + 64)  # zstd's worst case for stored blocks
+        except (OSError, zstandard.ZstdError):
+            ok = False
+        if not ok:
+            self._quarantine(CHUNKS, hexid)
+        return ok
+
     def verify(self, kind: str, hexid: str) -> bool:
         """True if the object is present and intact; a damaged one is moved to bad/."""
         try:

@@ -232,47 +232,70 @@ def upload(store: Store, remote: Remote, oids: Iterable[str], *, jobs: int = 8,
         bar = Progress(f"Uploading to {remote.name}", len(sizes) + len(ready), sum(sizes.values()),
                        enabled=progress)
 
+        chunk_size = {c.id: c.size for oid in todo for c in manifests[oid].chunks}
+
         def send(kind: str, hexid: str) -> None:
             src = store.path(kind, hexid)
 
             def task() -> int:
-                # Verify before sending: a damaged cache must not spread to a shared remote.
-                if kind == CHUNKS and not store.verify(CHUNKS, hexid):
+                # A cheap check before sending (the frame header names the chunk's size): a
+                # truncated or overwritten chunk must not spread to a shared remote. Full
+                # verification happens on every download (docs/store.md, "Uploads").
+                if kind == CHUNKS and not store.frame_ok(hexid, chunk_size[hexid]):
                     raise _LocalDamage(
-                        f"chunk {hexid[:12]} in the local cache failed its sha256 check "
+                        f"chunk {hexid[:12]} in the local cache is damaged "
                         f"(moved to {store.root / 'bad'})", oid=hexid,
                         hint="add the file again, or fetch it from a remote that has it")
                 remote.upload(object_key(kind, hexid), src)
                 return src.stat().st_size
             runner.submit((kind, hexid), task)
 
+        def finished() -> Iterator[tuple[str, str, BaseException | None]]:
+            for (kind, hexid), nbytes, error in runner.completions():
+                if error is None:
+                    ledger.objects += 1
+                    ledger.nbytes += nbytes
+                    bar.advance(1, nbytes)
+                yield kind, hexid, error
+
+        def barrier() -> bool:
+            """Chunks durable before manifests name them; False (files failed) if it fails."""
+            try:
+                remote.barrier()
+                return True
+            except MlxError as exc:
+                for oid in todo:
+                    if oid not in ledger.failed:
+                        ledger.fail(oid, _reason(exc, remote))
+                return False
+
+        # 1. Chunks, largest first.
         for cid in sorted(sizes, key=lambda c: sizes[c], reverse=True):
             if any(oid not in ledger.failed for oid in needed_by[cid]):
                 send(CHUNKS, cid)
-        for oid in ready:
-            if waiting[oid] == 0:
-                send(FILES, oid)
-
-        for (kind, hexid), nbytes, error in runner.completions():
-            if error is None:
-                ledger.objects += 1
-                ledger.nbytes += nbytes
-                bar.advance(1, nbytes)
-            if kind == FILES:
-                if error is None:
-                    ledger.done.add(hexid)
-                else:
-                    ledger.fail(hexid, f"manifest: {_reason(error, remote)}")
-                continue
-            for oid in needed_by[hexid]:
+        complete = [oid for oid in ready if waiting[oid] == 0]
+        for _, cid, error in finished():
+            for oid in needed_by[cid]:
                 if oid in ledger.failed:
                     continue
                 if error is not None:
-                    ledger.fail(oid, _reason(error, remote, hexid))
+                    ledger.fail(oid, _reason(error, remote, cid))
                     continue
                 waiting[oid] -= 1
-                if waiting[oid] == 0:  # every chunk is confirmed: now, and only now, the manifest
-                    send(FILES, oid)
+                if waiting[oid] == 0:
+                    complete.append(oid)
+        # 2. Manifests of files whose every chunk is confirmed, after a barrier: now, and only
+        #    now, the files become visible on the remote.
+        complete = [oid for oid in complete if oid not in ledger.failed]
+        if complete and barrier():
+            for oid in complete:
+                send(FILES, oid)
+            for _, oid, error in finished():
+                if error is None:
+                    ledger.done.add(oid)
+                else:
+                    ledger.fail(oid, f"manifest: {_reason(error, remote)}")
+            barrier()
         return ledger.result()
     finally:
         runner.close()

@@ -133,6 +133,11 @@ class Recording(Remote):
         with self.lock:
             self.uploaded.append(key)
 
+    def barrier(self) -> None:
+        with self.lock:
+            self.uploaded.append("<barrier>")
+        self.inner.barrier()
+
     def download(self, key: str, dst: Path) -> None:
         self.inner.download(key, dst)
 
@@ -188,7 +193,7 @@ def test_upload_sends_only_what_the_remote_lacks(local: Store, remote: LocalRemo
     shared = set(chunk_ids(local, a))
     sent = {k.rsplit("/", 1)[1] for k in rec.uploaded if k.startswith("chunks/")}
     assert sent == set(chunk_ids(local, b)) - shared
-    assert rec.uploaded[-1] == object_key(FILES, b)
+    assert rec.uploaded[-2:] == [object_key(FILES, b), "<barrier>"]
     # exists: the two manifests in one batch, then the chunks of the missing one in another
     assert [len(call) for call in rec.exists_calls] == [2, len(chunk_ids(local, b))]
 
@@ -313,7 +318,7 @@ def test_damaged_local_chunk_is_not_uploaded(local: Store, remote: LocalRemote,
     path.write_bytes(zstandard.ZstdCompressor().compress(b"not the chunk's content"))
     result = transfer.upload(local, remote, three, progress=False)
     assert result.done == [a, b]
-    assert "local cache failed its sha256 check" in result.failed[c]
+    assert "in the local cache is damaged" in result.failed[c]
     assert not remote.exists([object_key(CHUNKS, only_c), object_key(FILES, c)])
 
 
@@ -473,3 +478,16 @@ def test_transfer_progress_goes_to_stderr_only_when_asked(
     transfer.download(other, remote, three, progress=True)
     assert "Downloading from origin:" in fake.getvalue()
     assert capsys.readouterr().out == ""  # stdout belongs to git
+
+
+def test_chunks_are_made_durable_before_any_manifest(local: Store, remote: LocalRemote,
+                                                      three: list[str]) -> None:
+    """One barrier (syncfs on a local remote) between the last chunk and the first manifest,
+    one after the manifests: a power cut can never leave a manifest over lost chunks."""
+    rec = Recording(remote)
+    assert transfer.upload(local, rec, three, jobs=4, progress=False).failed == {}
+    first_manifest = next(i for i, key in enumerate(rec.uploaded) if key.startswith("files/"))
+    assert rec.uploaded[first_manifest - 1] == "<barrier>"
+    assert all(key.startswith("chunks/") for key in rec.uploaded[: first_manifest - 1])
+    assert all(key.startswith("files/") for key in rec.uploaded[first_manifest:-1])
+    assert rec.uploaded[-1] == "<barrier>" and rec.uploaded.count("<barrier>") == 2

@@ -75,6 +75,13 @@ class Remote(ABC):
     def list_keys(self, prefix: str) -> Iterator[str]:
         """Every key starting with `prefix` (any order; in-flight temp files are not keys)."""
 
+    def barrier(self) -> None:
+        """Make every upload that has returned durable (survive a power cut) before any later
+        one. transfer calls it after a push's chunks and before their manifests, and again at
+        the end, so a visible manifest always means durable chunks. Default: nothing to do
+        (an object store's PUT is durable when it returns)."""
+        return None
+
     @abstractmethod
     def describe(self) -> str:
         """A phrase for messages, e.g. "local directory /srv/models/mlx"."""

@@ -12,7 +12,7 @@ import os
 import shutil
 import stat
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from gitext.errors import ObjectMissing, RemoteError
@@ -80,14 +80,20 @@ class LocalRemote(Remote):
             tmp_dir.mkdir(parents=True, exist_ok=True)
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src, tmp)  # sendfile / copy_file_range where the OS has them
-            _fsync(tmp)
-            os.replace(tmp, dest)
+            os.replace(tmp, dest)  # durable at the next barrier(), before any manifest naming it
         except OSError as exc:
             _discard(tmp)
             raise self._unwritable(exc) from None
         except BaseException:
             _discard(tmp)
             raise
+
+    def barrier(self) -> None:
+        if self.root.is_dir():
+            try:
+                _syncfs(self.root)
+            except OSError as exc:
+                raise self._unwritable(exc) from None
 
     def _unwritable(self, exc: OSError) -> RemoteError:
         reason = exc.strerror or str(exc)
@@ -142,11 +148,27 @@ def _discard(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def _fsync(path: Path) -> None:
-    """Flush a file's data before it is renamed into place, so a power cut cannot leave a
-    complete-looking name over incomplete bytes."""
-    fd = os.open(path, os.O_RDWR)
+def _syncfs(path: Path) -> None:
+    """Flush the whole file system holding `path`: one syncfs(2) instead of an fsync per
+    object (a push of 1 GiB writes ~3,000 objects; per-object fsync cost more than the copy)."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        os.fsync(fd)
+        if _libc_syncfs is None or _libc_syncfs(fd) != 0:
+            os.sync()
     finally:
         os.close(fd)
+
+
+def _load_syncfs() -> Callable[[int], int] | None:
+    try:
+        import ctypes
+        import ctypes.util
+
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        func: Callable[[int], int] = libc.syncfs
+        return func
+    except (OSError, AttributeError):
+        return None  # not Linux/glibc: os.sync() flushes everything instead
+
+
+_libc_syncfs = _load_syncfs()
