@@ -28,6 +28,7 @@ from pathlib import Path
 _HEADER = struct.Struct(">4sII")
 _STAT = struct.Struct(">10I")  # ctime s, ns; mtime s, ns; dev; ino; mode; uid; gid; size
 _STAT_MODE = 6  # index of `mode` in _STAT
+_STAT_SIZE = 9
 _FLAGS = struct.Struct(">H")
 _EXTENDED = 0x4000
 _STAGE_MASK = 0x3000
@@ -45,6 +46,7 @@ class Entry:
     stage: int
     oid: bytes  # raw, 20 or 32 bytes
     mode: int
+    size: int  # the file size git last recorded (32 bits; 0 means "unknown, compare content")
     stat_offset: int  # where the entry (its 40 bytes of stat data) starts in the file
 
 
@@ -112,7 +114,8 @@ def _entries(data: bytes, hash_size: int) -> tuple[list[Entry], int]:
             if pos > end or data[nul:pos].strip(b"\0"):
                 raise IndexFormatError("bad entry padding")
         previous = path
-        entries.append(Entry(path, (flags & _STAGE_MASK) >> 12, oid, fields[_STAT_MODE], start))
+        entries.append(Entry(path, (flags & _STAGE_MASK) >> 12, oid, fields[_STAT_MODE],
+                             fields[_STAT_SIZE], start))
     return entries, pos
 
 
@@ -151,6 +154,23 @@ def parse(data: bytes) -> tuple[list[Entry], int, list[bytes]]:
             continue
         return entries, hash_size, names
     raise last_error or IndexFormatError("checksum mismatch")
+
+
+def read(index_path: Path) -> tuple[list[Entry], int] | None:
+    """The entries of an index file and its hash size, or None if this module cannot read it
+    (missing, split, damaged, unknown version): callers then ask git or libgit2 instead."""
+    try:
+        entries, hash_size, extensions = parse(index_path.read_bytes())
+    except (OSError, IndexFormatError):
+        return None
+    if b"link" in extensions:
+        return None
+    return entries, hash_size
+
+
+def blob_id(data: bytes, hash_size: int) -> bytes:
+    """The raw git object id of a blob holding `data` (SHA-1 or SHA-256 by `hash_size`)."""
+    return _HASH_SIZES[hash_size](b"blob %d\0" % len(data) + data).digest()
 
 
 def _stat_fields(st: os.stat_result, mode: int) -> bytes:

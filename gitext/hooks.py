@@ -156,18 +156,25 @@ def unhydrated_entries(ctx: Context, include: Sequence[str] = (), exclude: Seque
 
 
 def hydrate(ctx: Context, include: Sequence[str] = (), exclude: Sequence[str] = (), *,
-            requested: str | None = None, progress: bool | None = None) -> list[str]:
+            requested: str | None = None, progress: bool | None = None,
+            quick: bool = False) -> list[str]:
     """Bring every pointer in the work tree to its content; return the paths that failed.
 
     git-mlx writes the files itself and records their stat data in the index
-    (gitext/hydrate.py), so `git status` afterwards does not read them again.
+    (gitext/hydrate.py), so `git status` afterwards does not read them again. `quick` (the
+    hooks) finds the pointers from the index's recorded sizes without libgit2, which keeps a
+    checkout with nothing to do cheap; `git mlx pull` looks at every pointer blob.
     """
     if os.environ.get("GIT_MLX_SKIP_SMUDGE", "") not in ("", "0"):
         return []
-    from gitext.hydrate import Target, hydrate_targets, report_failures
+    from gitext.hydrate import Target, hydrate_targets, pointer_files, report_failures
 
-    targets = [Target(e.path, e.pointer, e.mode, (bytes.fromhex(e.blob),) if e.blob else ())
-               for e in unhydrated_entries(ctx, include, exclude, remember=True)]
+    targets = pointer_files(ctx) if quick and not include and not exclude else None
+    if targets is None:
+        targets = [Target(e.path, e.pointer, e.mode, (bytes.fromhex(e.blob),) if e.blob else ())
+                   for e in unhydrated_entries(ctx, include, exclude, remember=True)]
+    if not targets:
+        return []
     failed = hydrate_targets(ctx, targets, requested=requested, progress=progress)
     report_failures(failed)
     return sorted(failed)
@@ -175,12 +182,12 @@ def hydrate(ctx: Context, include: Sequence[str] = (), exclude: Sequence[str] = 
 
 def post_checkout(ctx: Context, args: Sequence[str]) -> int:
     trace(f"post-checkout {' '.join(args)}")
-    return 1 if hydrate(ctx) else 0
+    return 1 if hydrate(ctx, quick=True) else 0
 
 
 def post_merge(ctx: Context, args: Sequence[str]) -> int:
     trace(f"post-merge {' '.join(args)}")
-    return 1 if hydrate(ctx) else 0
+    return 1 if hydrate(ctx, quick=True) else 0
 
 
 # -- explicit push / fetch / pull ----------------------------------------------------------------

@@ -25,9 +25,11 @@ from pathlib import Path
 
 from gitext.context import Context, trace, warn
 from gitext.errors import CorruptObject, MlxError
-from gitext.pointer import MAX_POINTER_SIZE, Pointer, try_parse
+from gitext.pointer import EMPTY_OID, MAX_POINTER_SIZE, Pointer, try_parse
 
 EXECUTABLE = 0o100755
+# A canonical pointer is 101 to 120 bytes long (pointer.md; the size field has 1-20 digits).
+POINTER_SIZES = (len(Pointer(EMPTY_OID, 0).encode()), len(Pointer(EMPTY_OID, 10**20 - 1).encode()))
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,44 @@ def blob_ids(data: bytes) -> tuple[bytes, ...]:
     """The git blob ids of `data`, SHA-1 and SHA-256 (whichever the repository uses)."""
     header = b"blob %d\0" % len(data)
     return (hashlib.sha1(header + data).digest(), hashlib.sha256(header + data).digest())
+
+
+def pointer_files(ctx: Context) -> list[Target] | None:
+    """Index entries whose work-tree file still holds its pointer, found without libgit2.
+
+    The post-checkout / post-merge fast path: an entry qualifies only if git recorded a
+    pointer-sized file for it (or no size), its file is pointer-sized, parses as a pointer, and
+    hashes to the entry's blob id; so a checkout with nothing left to hydrate reads the index
+    and stats a few files. None when the index cannot be read here (the caller uses libgit2).
+    """
+    from gitext import gitindex
+
+    work_tree = ctx.config.repo.work_tree
+    if work_tree is None:
+        return []
+    found = gitindex.read(index_file(ctx))
+    if found is None:
+        return None
+    entries, hash_size = found
+    targets = []
+    for entry in entries:
+        if entry.stage or entry.mode not in (0o100644, EXECUTABLE):
+            continue
+        if entry.size and not POINTER_SIZES[0] <= entry.size <= POINTER_SIZES[1]:
+            continue
+        path = entry.path.decode("utf-8", "surrogateescape")
+        try:
+            with open(work_tree / path, "rb") as f:
+                data = f.read(POINTER_SIZES[1] + 1)
+        except OSError:
+            continue  # deleted, sparse, a directory now: nothing of ours to write
+        if not POINTER_SIZES[0] <= len(data) <= POINTER_SIZES[1]:
+            continue
+        pointer = try_parse(data)
+        if pointer is None or pointer.size == 0 or gitindex.blob_id(data, hash_size) != entry.oid:
+            continue
+        targets.append(Target(path, pointer, entry.mode, (entry.oid,)))
+    return targets
 
 
 def holds_pointer(path: Path, pointer: Pointer) -> bool:

@@ -144,3 +144,34 @@ def test_clone_memory_stays_flat(repo_with_origin: Path, origin: Path, tmp_path:
     peak_kib = json.loads(proc.stdout)
     assert sha256_file(other / "big.bin") == sha256_file(repo / "big.bin")
     assert peak_kib * 1024 < size * 0.6, f"peak RSS {peak_kib} KiB for a {size >> 20} MiB file"
+
+
+@pytest.mark.parametrize("version", ["2", "4"])
+def test_quick_scan_finds_what_the_full_scan_finds(repo_with_origin: Path, origin: Path,
+                                                   tmp_path: Path, version: str) -> None:
+    """The hooks' libgit2-free scan (recorded sizes + blob ids) agrees with the full scan."""
+    from gitext.context import Context
+    from gitext.hooks import unhydrated
+    from gitext.hydrate import pointer_files
+
+    repo = repo_with_origin
+    versions(repo)
+    write_random(repo / "sub dir" / "small é.bin", 5000, seed=9)
+    (repo / "plain.txt").write_text("not tracked by git-mlx\n")
+    commit_all(repo, "v3")
+    git(repo, "push", "-q", "origin", "main")
+    other = tmp_path / "other"
+    run(["git", "clone", "-q", str(origin), str(other)], env={"GIT_MLX_SKIP_SMUDGE": "1"})
+    git(other, "update-index", "--index-version", version)
+
+    def both() -> tuple[list[str], list[str]]:
+        ctx = Context.discover(other)
+        quick = pointer_files(ctx)
+        assert quick is not None
+        return sorted(t.path for t in quick), sorted(unhydrated(ctx))
+
+    quick, full = both()
+    assert quick == full == ["model.bin", "sub dir/small é.bin", "tool.bin"]
+    mlx(other, "pull")
+    assert both() == ([], [])
+    assert_clean_status(other)
