@@ -32,6 +32,7 @@ Read = Callable[[int], bytes]
 ReadInto = Callable[[memoryview], "int | None"]
 Write = Callable[[bytes], object]
 COPY_BLOCK = 1 << 20
+STATCACHE_MIN_SIZE = 1 << 20  # one sqlite write per small file cost more than its re-clean
 
 
 def read_upto(read: Read, n: int) -> bytes:
@@ -113,14 +114,16 @@ class MlxFilter:
             write(head)  # already a pointer: clean is idempotent
             return
         store = self.ctx.store
-        hint = self.ctx.statcache.lookup(pathname, before) if before else None
+        # Small files skip the stat cache: re-cleaning one costs less than remembering it.
+        remember = before is not None and before.st_size >= STATCACHE_MIN_SIZE
+        hint = self.ctx.statcache.lookup(pathname, before) if remember and before else None
         if hint is not None and store.has_file(hint.oid):
             pointer = self._clean_known(pathname, head, read, hint)
         else:
             pointer = store.add_stream(prefixed(head, read),
                                        prefixed_into(head, readinto) if readinto else None)
             after = self._stat(pathname)
-            if before and after and stat_key(before) == stat_key(after) \
+            if remember and before and after and stat_key(before) == stat_key(after) \
                     and after.st_size == pointer.size:
                 self.ctx.statcache.record([(pathname, after, pointer.oid)])
         trace(f"clean {pathname}: {pointer.oid} ({pointer.size} bytes)")

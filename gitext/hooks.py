@@ -20,6 +20,7 @@ from gitext.errors import TransferFailed, UsageError
 from gitext.pointer import MAX_POINTER_SIZE, Pointer, try_parse
 
 if TYPE_CHECKING:
+    from gitext.remotes import Remote
     from gitext.scan import PointerEntry
 
 ZERO_SHA = "0" * 40
@@ -73,10 +74,7 @@ def upload(ctx: Context, oids: Iterable[str], *, requested: str | None = None,
     absent = [oid for oid in wanted if not store.has_file(oid)]
     if absent:
         # Not in this cache: fine only if the remote already has it.
-        from gitext.store import FILES, object_key
-
-        have = remote.exists([object_key(FILES, oid) for oid in absent])
-        missing = [oid for oid in absent if object_key(FILES, oid) not in have]
+        missing = remote_lacks(remote, absent)
         if missing:
             raise TransferFailed(
                 f"{len(missing)} object(s) to push are neither in the local cache nor on "
@@ -252,10 +250,16 @@ def pull(ctx: Context, remote: str | None, include: Sequence[str], exclude: Sequ
 
 
 def missing_on_remote(ctx: Context, oids: Iterable[str], remote_name: str | None) -> list[str]:
-    from gitext.store import FILES, object_key
+    return remote_lacks(ctx.remote(remote_name), list(oids))
 
-    remote = ctx.remote(remote_name)
-    wanted = list(oids)
-    have = remote.exists([object_key(FILES, oid) for oid in wanted])
-    return [oid for oid in wanted if object_key(FILES, oid) not in have]
+
+def remote_lacks(remote: Remote, oids: Sequence[str]) -> list[str]:
+    """The files `oids` the remote does not have complete (no manifest, and no one-chunk
+    file stored as its chunk), in one batched existence check."""
+    from gitext.store import CHUNKS, FILES, object_key
+
+    keys = [object_key(kind, oid) for oid in oids for kind in (FILES, CHUNKS)]
+    have = remote.exists(keys) if keys else set()
+    return [oid for oid in oids
+            if object_key(FILES, oid) not in have and object_key(CHUNKS, oid) not in have]
 

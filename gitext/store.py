@@ -64,6 +64,12 @@ def object_key(kind: str, hexid: str) -> str:
     return f"{kind}/{hexid[:2]}/{hexid}"
 
 
+def file_key(manifest: Manifest) -> str:
+    """The key whose presence means "this file is complete" in a store or on a remote: its
+    manifest, or for a one-chunk file the chunk itself."""
+    return object_key(CHUNKS if manifest.single else FILES, manifest.oid)
+
+
 @dataclass(frozen=True)
 class StoreSettings:
     """Chunking and compression knobs (defaults measured: docs/store.md, "Decisions")."""
@@ -115,6 +121,11 @@ class Manifest:
     oid: str
     size: int
     chunks: tuple[ChunkRef, ...]
+
+    @property
+    def single(self) -> bool:
+        """A one-chunk file: stored as its chunk alone, under the file's own oid."""
+        return len(self.chunks) == 1 and self.chunks[0].id == self.oid
 
     def encode(self) -> bytes:
         """The canonical bytes (docs/store.md): header, one line per chunk, checksum line."""
@@ -190,8 +201,9 @@ class Store:
         return self.path(kind, hexid).is_file()
 
     def has_file(self, oid: str) -> bool:
-        """True when the manifest is present (and therefore all its chunks)."""
-        return self.has(FILES, oid)
+        """True when the file is complete here: its manifest is present (and therefore all its
+        chunks), or it is a one-chunk file, stored as just that chunk (docs/store.md)."""
+        return self.has(FILES, oid) or self.has(CHUNKS, oid)
 
     def new_tmp_path(self) -> Path:
         """A fresh path under <root>/tmp, on the objects' file system so renames are atomic."""
@@ -271,8 +283,8 @@ class Store:
         if first is not None and second is None:
             # One chunk (most files of a dataset): its sha256 is the file's, and no thread
             # would earn its start-up cost.
+            # The chunk is the whole file: no manifest (docs/store.md, "One-chunk files").
             ref = self._store_chunk(first)
-            self._write_object(FILES, ref.id, Manifest(ref.id, ref.size, (ref,)).encode())
             return Pointer(ref.id, ref.size)
         whole = hashlib.sha256()
         size = 0
@@ -303,7 +315,8 @@ class Store:
                     done.cancel()
                 raise
         manifest = Manifest(whole.hexdigest(), size, tuple(refs))
-        self._write_object(FILES, manifest.oid, manifest.encode())
+        if not self.has(FILES, manifest.oid):  # re-adding a known file writes nothing
+            self._write_object(FILES, manifest.oid, manifest.encode())
         return Pointer(manifest.oid, size)
 
     def add_file(self, path: Path) -> Pointer:
@@ -321,10 +334,16 @@ class Store:
         return dest
 
     def read_manifest(self, oid: str) -> Manifest:
-        """The manifest of `oid`: ObjectMissing if absent, CorruptObject (moved to bad/) if bad."""
+        """The manifest of `oid`: ObjectMissing if absent, CorruptObject (moved to bad/) if bad.
+
+        A one-chunk file has no manifest object; its manifest is made from the chunk's header.
+        """
         try:
             data = self.path(FILES, oid).read_bytes()
         except FileNotFoundError:
+            size = self._chunk_size(oid)
+            if size is not None:
+                return Manifest(oid, size, (ChunkRef(oid, size),))
             raise ObjectMissing(
                 f"{oid} is not in the store at {self.root}", oid=oid,
                 hint="run `git mlx fetch` to download it",
@@ -334,6 +353,24 @@ class Store:
         except CorruptObject:
             self._quarantine(FILES, oid)
             raise
+
+    def _chunk_size(self, hexid: str) -> int | None:
+        """The content size a chunk's frame header declares; None if there is no such chunk,
+        CorruptObject (moved to bad/) if its header is not a valid one."""
+        try:
+            with open(self.path(CHUNKS, hexid), "rb") as f:
+                head = f.read(18)
+        except FileNotFoundError:
+            return None
+        try:
+            size = zstandard.get_frame_parameters(head).content_size
+        except zstandard.ZstdError:
+            size = MAX_CHUNK_LIMIT + 1
+        if size > MAX_CHUNK_LIMIT:
+            where = self._quarantine(CHUNKS, hexid)
+            raise CorruptObject(f"chunk {hexid} has a damaged header (moved to {where})",
+                                oid=hexid, hint=_FETCH_HINT)
+        return int(size)
 
     def _decode_chunk(self, raw: bytes, hexid: str) -> bytes | None:
         """The verified uncompressed bytes of a chunk object, or None if it is not valid."""

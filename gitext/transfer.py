@@ -26,7 +26,7 @@ from pathlib import Path
 from gitext.errors import CorruptObject, MlxError, ObjectMissing, RemoteError, RemoteUnsupported
 from gitext.progress import Progress, format_summary
 from gitext.remotes import Remote
-from gitext.store import CHUNKS, FILES, Manifest, Store, object_key
+from gitext.store import CHUNKS, FILES, ChunkRef, Manifest, Store, file_key, object_key
 
 ATTEMPTS = 3          # tries per object, counting the first
 BACKOFF_BASE = 0.5    # seconds before the first retry; doubles each time
@@ -198,7 +198,7 @@ def upload(store: Store, remote: Remote, oids: Iterable[str], *, jobs: int = 8,
     runner = _Runner(remote, jobs)
     bar: Progress | None = None
     try:
-        file_keys = {object_key(FILES, oid): oid for oid in manifests}
+        file_keys = {file_key(manifests[oid]): oid for oid in manifests}
         on_remote = _exists(runner, list(file_keys), ledger, manifests)
         if on_remote is None:
             return ledger.result()
@@ -287,6 +287,11 @@ def upload(store: Store, remote: Remote, oids: Iterable[str], *, jobs: int = 8,
         # 2. Manifests of files whose every chunk is confirmed, after a barrier: now, and only
         #    now, the files become visible on the remote.
         complete = [oid for oid in complete if oid not in ledger.failed]
+        singles = [oid for oid in complete if manifests[oid].single]
+        ledger.done.update(singles)  # the chunk is the file: complete as it lands
+        complete = [oid for oid in complete if not manifests[oid].single]
+        if not complete and singles:
+            barrier()
         if complete and barrier():
             for oid in complete:
                 send(FILES, oid)
@@ -336,12 +341,21 @@ def download(store: Store, remote: Remote, oids: Iterable[str], *, jobs: int = 8
                     raise
             runner.submit((kind, hexid), task)
 
-        # 1. Manifests, to temp files: not imported until their chunks are in.
+        # 1. Manifests, to temp files: not imported until their chunks are in. A file with no
+        #    manifest on the remote may be a one-chunk file, stored as its chunk alone.
+        listed = _exists(runner, [object_key(FILES, oid) for oid in need], ledger, need)
+        if listed is None:
+            return ledger.result()
+        singles = [oid for oid in need if object_key(FILES, oid) not in listed]
         for oid in need:
-            manifest_tmp[oid] = store.new_tmp_path()
-            fetch(FILES, oid, manifest_tmp[oid])
+            if oid not in singles:
+                manifest_tmp[oid] = store.new_tmp_path()
+                fetch(FILES, oid, manifest_tmp[oid])
         manifests: dict[str, Manifest] = {}
         for (_, oid), nbytes, error in runner.completions():
+            if isinstance(error, ObjectMissing):
+                singles.append(oid)  # gone since the listing: try it as a one-chunk file
+                continue
             if error is not None:
                 ledger.fail(oid, _reason(error, remote))
                 continue
@@ -359,6 +373,8 @@ def download(store: Store, remote: Remote, oids: Iterable[str], *, jobs: int = 8
         needed_by: dict[str, list[str]] = {}
         sizes: dict[str, int] = {}
         waiting: dict[str, int] = {}
+        for oid in singles:
+            manifests[oid] = Manifest(oid, 0, (ChunkRef(oid, 0),))  # size unknown until fetched
         for oid, manifest in manifests.items():
             lacking = {c.id: c.size for c in store.missing_chunks(manifest)}
             waiting[oid] = len(lacking)
@@ -368,6 +384,14 @@ def download(store: Store, remote: Remote, oids: Iterable[str], *, jobs: int = 8
         bar.grow(len(sizes))
 
         def finish(oid: str) -> None:
+            if oid in manifest_tmp:
+                fetched_manifest(oid)
+            elif store.has_file(oid):
+                ledger.done.add(oid)
+            else:
+                ledger.fail(oid, f"not on remote {remote.name} ({remote.describe()})")
+
+        def fetched_manifest(oid: str) -> None:
             try:
                 store.import_object(FILES, oid, manifest_tmp[oid])
             except CorruptObject as exc:
@@ -393,8 +417,8 @@ def download(store: Store, remote: Remote, oids: Iterable[str], *, jobs: int = 8
             for oid in needed_by[cid]:
                 if oid in ledger.failed:
                     continue
-                if error is not None:
-                    ledger.fail(oid, _reason(error, remote, cid))
+                if error is not None:  # (a one-chunk file's chunk is the file itself)
+                    ledger.fail(oid, _reason(error, remote, cid if cid != oid else None))
                     continue
                 waiting[oid] -= 1
                 if waiting[oid] == 0:  # all chunks verified and in the store: now the manifest

@@ -315,10 +315,10 @@ def test_skip_env_vars(repo_with_origin: Path, origin: Path, tmp_path: Path) -> 
     write_random(repo / "model.bin", 500_000, seed=17)
     commit_all(repo, "v1")
     git(repo, "push", "-q", "origin", "main", env={"GIT_MLX_SKIP_PUSH": "1"})
-    assert not (storage(origin) / "files").exists()
+    assert not storage(origin).exists()
     git(repo, "push", "-q", "origin", "main")  # nothing new for git, so push objects explicitly
     mlx(repo, "push")
-    assert (storage(origin) / "files").is_dir()
+    assert (storage(origin) / "chunks").is_dir()
 
     other = tmp_path / "other"
     clone(origin, other, env={"GIT_MLX_SKIP_SMUDGE": "1"})

@@ -574,3 +574,23 @@ def test_memory_stays_flat_for_512_mib(tmp_path: Path) -> None:
     assert add_peak < 64 * MiB, f"add_stream peak {add_peak / MiB:.1f} MiB"
     assert read_peak < 64 * MiB, f"iter_content peak {read_peak / MiB:.1f} MiB"
 
+
+
+def test_one_chunk_file_is_stored_as_its_chunk(tmp_path: Path) -> None:
+    """A file of one chunk has no manifest object: the chunk's id is the file's oid."""
+    store = Store(tmp_path / "s")
+    data = os.urandom(40_000)
+    pointer = store.add_stream(io.BytesIO(data).read)
+    assert pointer.oid == hashlib.sha256(data).hexdigest()
+    assert not store.has(FILES, pointer.oid) and store.has(CHUNKS, pointer.oid)
+    assert store.has_file(pointer.oid)
+    manifest = store.read_manifest(pointer.oid)
+    assert manifest.single and manifest.size == len(data)
+    assert b"".join(store.iter_content(pointer.oid)) == data
+    # A damaged header is found without decompressing, and moved aside.
+    path = store.path(CHUNKS, pointer.oid)
+    path.chmod(0o644)
+    path.write_bytes(b"garbage" + path.read_bytes()[7:])
+    with pytest.raises(CorruptObject):
+        store.read_manifest(pointer.oid)
+    assert not store.has_file(pointer.oid)

@@ -491,3 +491,20 @@ def test_chunks_are_made_durable_before_any_manifest(local: Store, remote: Local
     assert all(key.startswith("chunks/") for key in rec.uploaded[: first_manifest - 1])
     assert all(key.startswith("files/") for key in rec.uploaded[first_manifest:-1])
     assert rec.uploaded[-1] == "<barrier>" and rec.uploaded.count("<barrier>") == 2
+
+
+def test_one_chunk_files_travel_without_manifests(local: Store, other: Store, remote: LocalRemote,
+                                                  tmp_path: Path) -> None:
+    small = add(local, tmp_path, "small.bin", 900, seed=40)
+    assert local.read_manifest(small).single
+    assert transfer.upload(local, remote, [small], progress=False).done == [small]
+    assert remote_keys(remote) == {object_key(CHUNKS, small)}
+    # Pushing again sends nothing: the remote has the file.
+    rec = Recording(remote)
+    assert transfer.upload(local, rec, [small], progress=False).done == [small]
+    assert [k for k in rec.uploaded if k != "<barrier>"] == []
+    down = transfer.download(other, remote, [small], progress=False)
+    assert down.done == [small] and content(other, small) == content(local, small)
+    lost = add(local, tmp_path, "lost.bin", 800, seed=41)
+    result = transfer.download(other, remote, [lost], progress=False)
+    assert result.failed == {lost: "missing on remote origin"}
