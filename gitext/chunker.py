@@ -203,12 +203,14 @@ def _readinto_full(readinto: ReadInto, size: int) -> memoryview:
 
 def iter_chunks(
     read: Callable[[int], bytes], params: ChunkParams, block_size: int = DEFAULT_BLOCK,
-    readinto: ReadInto | None = None,
+    readinto: ReadInto | None = None, size_hint: int | None = None,
 ) -> Iterator[memoryview]:
     """Chunks of the stream `read(n)` returns, in order, as read-only views.
 
     With `readinto` (same stream), blocks are filled in place instead of being returned by
     `read`, which saves a copy when the source can write into a buffer (a pipe, a file).
+    `size_hint` (the expected stream length, if known) sizes the first block so that a small
+    file does not cost a block-sized allocation.
 
     Memory stays flat: one block of `block_size` plus a tail under `max_size` is held (and any
     views the consumer keeps alive). Each view stays valid after the iterator moves on. Blocks
@@ -223,6 +225,8 @@ def iter_chunks(
             # The first block is small: most files in a repository are, and a clean of a
             # 100 KiB file should not allocate 8 MiB.
             size = 2 * mx if first else block_size
+            if first and size_hint is not None and 0 <= size_hint < size:
+                size = size_hint + 1  # one byte more: a full block would mean "read on"
             data: bytes | memoryview = _readinto_full(readinto, size)
             final = len(data) < size
             first = False

@@ -121,7 +121,8 @@ class MlxFilter:
             pointer = self._clean_known(pathname, head, read, hint)
         else:
             pointer = store.add_stream(prefixed(head, read),
-                                       prefixed_into(head, readinto) if readinto else None)
+                                       prefixed_into(head, readinto) if readinto else None,
+                                       before.st_size if before else None)
             after = self._stat(pathname)
             if remember and before and after and stat_key(before) == stat_key(after) \
                     and after.st_size == pointer.size:

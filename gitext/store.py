@@ -269,15 +269,18 @@ class Store:
         return ChunkRef(hexid, len(chunk))
 
     def add_stream(self, read: Callable[[int], bytes],
-                   readinto: Callable[[memoryview], int | None] | None = None) -> Pointer:
+                   readinto: Callable[[memoryview], int | None] | None = None,
+                   size_hint: int | None = None) -> Pointer:
         """The clean path: store everything `read(n)` yields, return its pointer.
 
-        `readinto` (same stream) lets the chunker fill its blocks in place. The calling thread
+        `readinto` (same stream) lets the chunker fill its blocks in place; `size_hint`, the
+        expected size, keeps a small file's first block small. The calling thread
         reads and chunks; one thread hashes the whole file; `workers` threads hash, compress
         and write chunks (hashlib, zstandard and the C chunker release the GIL). Memory stays
         flat: at most `4 * workers` chunks are in flight at once.
         """
-        chunks = iter_chunks(read, self.settings.chunk_params(), readinto=readinto)
+        chunks = iter_chunks(read, self.settings.chunk_params(), readinto=readinto,
+                             size_hint=size_hint)
         first = next(chunks, None)
         second = next(chunks, None) if first is not None else None
         if first is not None and second is None:
@@ -321,7 +324,7 @@ class Store:
 
     def add_file(self, path: Path) -> Pointer:
         with open(path, "rb", buffering=0) as f:
-            return self.add_stream(f.read, f.readinto)
+            return self.add_stream(f.read, f.readinto, os.fstat(f.fileno()).st_size)
 
     # -- reading ------------------------------------------------------------------------------
 
