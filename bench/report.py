@@ -1,0 +1,134 @@
+"""results.md: a header about the machine and versions, then one table per scenario."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.peers import INSTALL_HINT
+from bench.tools import LABELS
+
+MiB = 1 << 20
+
+
+def seconds(x: float) -> str:
+    if x < 0.01:
+        return f"{x * 1000:.1f} ms"
+    if x < 1:
+        return f"{x * 1000:.0f} ms"
+    return f"{x:.2f} s"
+
+
+def mib(n: float) -> str:
+    if n < MiB:
+        return "<1 MiB"  # sampled only while the process was starting (or after it had exited)
+    return f"{n / MiB:.1f} MiB" if n < 10 * MiB else f"{n / MiB:.0f} MiB"
+
+
+def cell(r: dict[str, Any] | None, kind: str) -> str:
+    if r is None:
+        return "–"
+    status = r.get("status")
+    if status == "unavailable":
+        return "not installed"
+    if status == "n/a":
+        return "n/a"
+    if status == "failed":
+        return "**FAILED**"
+    if kind == "bytes":
+        text = mib(r["apparent"])
+        if abs(r["disk"] - r["apparent"]) > 0.02 * max(r["apparent"], 1) and r["disk"] > MiB:
+            text += f" (disk {mib(r['disk'])})"
+        return text
+    return f"{seconds(r['wall'])} / {seconds(r['cpu'])} / {mib(r['tree_peak_rss'])}"
+
+
+def value(r: dict[str, Any] | None, kind: str) -> float | None:
+    if not r or r.get("status") != "ok":
+        return None
+    return float(r["apparent"] if kind == "bytes" else r["wall"])
+
+
+def ratio(a: float | None, b: float | None) -> str:
+    if a is None or b is None or b == 0:
+        return "–"
+    r = a / b
+    return f"{r:.2g}×" if r < 0.1 else f"{r:.2f}×"
+
+
+def scenario_table(sc: dict[str, Any]) -> list[str]:
+    tools: list[str] = sc["tools"]
+    if tools == ["machine"]:
+        return floors_table(sc)
+    head = ["step"] + [f"{LABELS.get(t, t)} wall / CPU / peak RSS" for t in tools]
+    ratios = [(a, b) for a, b in (("mlx", "lfs"), ("mlx", "dvc")) if a in tools and b in tools]
+    head += [f"{a}/{b}" for a, b in ratios]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for step in sc["steps"]:
+        res = step["results"]
+        kind = step["kind"]
+        row = [step["name"]] + [cell(res.get(t), kind) for t in tools]
+        row += [ratio(value(res.get(a), kind), value(res.get(b), kind)) for a, b in ratios]
+        lines.append("| " + " | ".join(row) + " |")
+    return lines
+
+
+def floors_table(sc: dict[str, Any]) -> list[str]:
+    lines = ["| step | wall | CPU | peak RSS | MB/s | note |", "|---|---|---|---|---|---|"]
+    for step in sc["steps"]:
+        r = step["results"].get("machine")
+        if not r:
+            continue
+        if r["status"] != "ok":
+            lines.append(f"| {step['name']} | **FAILED** | | | | |")
+            continue
+        note = f"ratio {r['ratio']:.3f}" if "ratio" in r else ""
+        lines.append(f"| {step['name']} | {seconds(r['wall'])} | {seconds(r['cpu'])} | "
+                     f"{mib(r['tree_peak_rss'])} | {r['MB_per_s']:.0f} | {note} |")
+    return lines
+
+
+def render(results: dict[str, Any]) -> str:
+    meta = results["meta"]
+    out = [f"# git-mlx benchmark ({'quick' if meta['quick'] else 'full'} run, seed {meta['seed']})", ""]
+    out += [f"- machine: {meta['nproc']} CPUs ({meta['cpu_model']}), {meta['ram_gib']:.1f} GiB RAM, "
+            f"kernel {meta['kernel']}",
+            "- versions: " + "; ".join(f"{k}: {v}" for k, v in meta["versions"].items()),
+            f"- remotes: {meta['remote_fs']}",
+            f"- work dirs: {meta['work_fs']}",
+            f"- started {meta['started']}, took {meta.get('duration_s', 0):.0f} s; warm page cache "
+            "(caches never dropped)"]
+    if meta.get("warning"):
+        out += ["", f"**{meta['warning']}**"]
+    for key, why in meta.get("unavailable", {}).items():
+        out += ["", f"**{LABELS.get(key, key)} not installed**: its columns say so ({why}). Install it "
+                f"with `{INSTALL_HINT}`."]
+    out += ["", "Cells: wall time / CPU (user+sys of the whole process tree) / peak RSS of the process "
+            "tree (summed RSS of all processes, sampled). Byte rows: apparent size of the files "
+            "(st_size). Ratio columns: wall-time ratio, or stored-bytes ratio on byte rows (<1: git-mlx "
+            "is faster or smaller)."]
+    failures: list[str] = []
+    for sc in results["scenarios"]:
+        out += ["", f"## {sc['id']}: {sc['title']}", ""]
+        if sc.get("description"):
+            out += [sc["description"], ""]
+        out += scenario_table(sc)
+        plain = sc.get("plain_git")
+        if plain:
+            after = plain.get("objects after gc")
+            if after:
+                gc = plain.get("git gc", {})
+                out += ["", f"Plain git floor (no filter, v1-v3 committed, then `git gc`): .git/objects "
+                        f"{mib(after['apparent'])} (before gc {mib(plain['objects before gc']['apparent'])}; "
+                        f"gc took {seconds(gc.get('wall', 0))})."]
+            if plain.get("error"):
+                out += ["", f"Plain git floor failed: {plain['error']}"]
+        if sc.get("notes"):
+            out += [""] + [f"- {n}" for n in sc["notes"]]
+        for step in sc["steps"]:
+            for tool, r in step["results"].items():
+                if r.get("status") == "failed":
+                    failures.append(f"- {sc['id']} / {LABELS.get(tool, tool)} / {step['name']}: "
+                                    f"{r.get('error', '')}")
+    if failures:
+        out += ["", "## Failures", ""] + [f.replace("\n", " ") for f in failures]
+    return "\n".join(out) + "\n"

@@ -1,0 +1,259 @@
+"""The tools under test: how each sets up a HOME and a repository, and the commands of each step.
+
+Every tool gets its own fresh HOME (a ~/.gitconfig with an identity and init.defaultBranch=main,
+plus the tool's own install), and GIT_CONFIG_NOSYSTEM=1 so no system-wide filter leaks in.
+Setup commands are run here, unmeasured; steps return lists of Cmd for bench.measure.run_step.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from bench.measure import Cmd
+
+SCRUB = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_CEILING_DIRECTORIES",
+         "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_TRACE", "XDG_CONFIG_HOME", "XDG_CACHE_HOME",
+         "SSH_AUTH_SOCK", "GIT_CONFIG_GLOBAL", "GIT_CONFIG_SYSTEM", "GIT_CONFIG_COUNT")
+# Any tool setting from the caller's environment (GIT_MLX_SKIP_SMUDGE, GIT_LFS_SKIP_SMUDGE, ...).
+SCRUB_PREFIXES = ("GIT_MLX_", "GIT_LFS_", "GIT_CONFIG_KEY", "GIT_CONFIG_VALUE", "DVC_")
+
+
+class SetupError(RuntimeError):
+    pass
+
+
+def base_env(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in SCRUB and not k.startswith(SCRUB_PREFIXES)}
+    env.update(HOME=str(home), GIT_CONFIG_NOSYSTEM="1", GIT_TERMINAL_PROMPT="0", LC_ALL="C",
+               DVC_NO_ANALYTICS="1")
+    return env
+
+
+def setup_run(argv: Sequence[str | Path], cwd: Path | None, env: Mapping[str, str]) -> str:
+    """An unmeasured setup command; raises SetupError with its output if it fails."""
+    proc = subprocess.run([str(a) for a in argv], cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SetupError(f"setup `{' '.join(map(str, argv))}` exited {proc.returncode}: "
+                         f"{(proc.stderr or proc.stdout).strip()[-1500:]}")
+    return proc.stdout
+
+
+def git(repo: Path, *args: str) -> Cmd:
+    return Cmd(["git", *args], cwd=repo)
+
+
+class Tool:
+    key = ""
+    label = ""
+    hooks = True
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.home = root / f"home-{self.key}"
+        self.env: dict[str, str] = {}
+        self.version = ""
+
+    # -- setup (unmeasured) ----------------------------------------------------------------------
+    def setup_home(self) -> None:
+        if self.home.exists():
+            shutil.rmtree(self.home)
+        self.home.mkdir(parents=True)
+        self.env = base_env(self.home)
+        for key, value in (("user.name", "Bench"), ("user.email", "bench@example.com"),
+                           ("init.defaultBranch", "main"), ("advice.detachedHead", "false"),
+                           ("gc.auto", "0")):
+            setup_run(["git", "config", "--global", key, value], None, self.env)
+        self.install()
+
+    def install(self) -> None:
+        pass
+
+    def init_repo(self, repo: Path, bare: Path, store: Path) -> None:
+        """A new work repo with `bare` as origin (and `store` for a tool that keeps data apart)."""
+        for path in (repo, bare):
+            if path.exists():
+                shutil.rmtree(path)
+        bare.parent.mkdir(parents=True, exist_ok=True)
+        repo.parent.mkdir(parents=True, exist_ok=True)
+        setup_run(["git", "init", "-q", "--bare", bare], None, self.env)
+        setup_run(["git", "init", "-q", repo], None, self.env)
+        setup_run(["git", "remote", "add", "origin", bare], repo, self.env)
+
+    def run(self, argv: Sequence[str | Path], cwd: Path | None = None) -> str:
+        return setup_run(argv, cwd, self.env)
+
+    # -- measured steps ---------------------------------------------------------------------------
+    def track_add_commit(self, repo: Path, pattern: str, paths: Sequence[str], msg: str) -> list[Cmd]:
+        raise NotImplementedError
+
+    def add_commit(self, repo: Path, paths: Sequence[str], msg: str) -> list[Cmd]:
+        return [git(repo, "add", *paths), git(repo, "commit", "-q", "-m", msg)]
+
+    def status(self, repo: Path) -> list[Cmd]:
+        return [git(repo, "status")]
+
+    def push(self, repo: Path) -> list[Cmd]:
+        return [git(repo, "push", "-q", "origin", "main")]
+
+    def clone(self, bare: Path, dest: Path) -> list[Cmd]:
+        return [Cmd(["git", "clone", "-q", str(bare), str(dest)], cwd=dest.parent)]
+
+    def checkout(self, repo: Path, rev: str) -> list[Cmd]:
+        return [git(repo, "checkout", "-q", rev)]
+
+    def version_cmd(self) -> list[str]:
+        raise NotImplementedError
+
+    def own_status(self, repo: Path) -> list[Cmd] | None:
+        """A tool's own status command, where `git status` does not see its files (DVC)."""
+        return None
+
+    # -- where bytes are stored -------------------------------------------------------------------
+    def cache_dir(self, repo: Path) -> Path:
+        raise NotImplementedError
+
+    def remote_dir(self, bare: Path, store: Path) -> Path:
+        raise NotImplementedError
+
+
+class Mlx(Tool):
+    key = "mlx"
+    label = "git-mlx"
+
+    def install(self) -> None:
+        self.run(["git", "mlx", "install"], self.home)
+
+    def track_add_commit(self, repo: Path, pattern: str, paths: Sequence[str], msg: str) -> list[Cmd]:
+        return [git(repo, "mlx", "track", pattern), git(repo, "add", ".gitattributes", *paths),
+                git(repo, "commit", "-q", "-m", msg)]
+
+    def version_cmd(self) -> list[str]:
+        return ["git", "mlx", "--version"]
+
+    def cache_dir(self, repo: Path) -> Path:
+        for line in self.run(["git", "mlx", "env"], repo).splitlines():
+            if line.startswith("cache.dir="):
+                return Path(line.split("=", 1)[1].strip())
+        return repo / ".git" / "mlx"
+
+    def remote_dir(self, bare: Path, store: Path) -> Path:
+        return bare / "mlx"
+
+
+class Lfs(Tool):
+    key = "lfs"
+    label = "git-lfs"
+
+    def install(self) -> None:
+        self.run(["git", "lfs", "install"], self.home)
+
+    def track_add_commit(self, repo: Path, pattern: str, paths: Sequence[str], msg: str) -> list[Cmd]:
+        return [git(repo, "lfs", "track", pattern), git(repo, "add", ".gitattributes", *paths),
+                git(repo, "commit", "-q", "-m", msg)]
+
+    def version_cmd(self) -> list[str]:
+        return ["git", "lfs", "version"]
+
+    def cache_dir(self, repo: Path) -> Path:
+        return repo / ".git" / "lfs" / "objects"
+
+    def remote_dir(self, bare: Path, store: Path) -> Path:
+        return bare / "lfs" / "objects"
+
+
+class Dvc(Tool):
+    key = "dvc"
+    label = "DVC"
+    hooks = False
+
+    def __init__(self, root: Path, exe: str | None) -> None:
+        super().__init__(root)
+        self.exe = exe or "dvc"
+
+    def install(self) -> None:
+        # Global (per-HOME) settings: no analytics, and DVC's site cache (state/index DBs) in the
+        # scratch dir instead of /var/tmp/dvc.
+        self.run([self.exe, "config", "--global", "core.analytics", "false"], self.home)
+        self.run([self.exe, "config", "--global", "core.site_cache_dir", str(self.home / "dvc-site")],
+                 self.home)
+
+    def init_repo(self, repo: Path, bare: Path, store: Path) -> None:
+        super().init_repo(repo, bare, store)
+        if store.exists():
+            shutil.rmtree(store)
+        store.mkdir(parents=True)
+        self.run([self.exe, "init", "-q"], repo)
+        self.run([self.exe, "remote", "add", "-d", "storage", str(store)], repo)
+        self.run([self.exe, "config", "core.analytics", "false"], repo)
+        self.run([self.exe, "config", "core.autostage", "false"], repo)
+        self.run(["git", "add", ".dvc", ".dvcignore"], repo)
+        self.run(["git", "commit", "-q", "-m", "dvc init"], repo)
+
+    def track_add_commit(self, repo: Path, pattern: str, paths: Sequence[str], msg: str) -> list[Cmd]:
+        return self.add_commit(repo, paths, msg)
+
+    def add_commit(self, repo: Path, paths: Sequence[str], msg: str) -> list[Cmd]:
+        return [Cmd([self.exe, "add", "-q", *paths], cwd=repo),
+                git(repo, "add", *[f"{p}.dvc" for p in paths], ".gitignore"),
+                git(repo, "commit", "-q", "-m", msg)]
+
+    def push(self, repo: Path) -> list[Cmd]:
+        return [Cmd([self.exe, "push", "-q"], cwd=repo), *super().push(repo)]
+
+    def clone(self, bare: Path, dest: Path) -> list[Cmd]:
+        return [*super().clone(bare, dest), Cmd([self.exe, "pull", "-q"], cwd=dest)]
+
+    def checkout(self, repo: Path, rev: str) -> list[Cmd]:
+        return [*super().checkout(repo, rev), Cmd([self.exe, "checkout", "-q"], cwd=repo)]
+
+    def version_cmd(self) -> list[str]:
+        return [self.exe, "--version"]
+
+    def own_status(self, repo: Path) -> list[Cmd] | None:
+        return [Cmd([self.exe, "status"], cwd=repo)]
+
+    def cache_dir(self, repo: Path) -> Path:
+        return repo / ".dvc" / "cache"
+
+    def remote_dir(self, bare: Path, store: Path) -> Path:
+        return store
+
+
+class Plain(Tool):
+    """Plain git, no filter: the floor for what storing versions costs."""
+
+    key = "git"
+    label = "plain git"
+    hooks = False
+
+    def track_add_commit(self, repo: Path, pattern: str, paths: Sequence[str], msg: str) -> list[Cmd]:
+        return self.add_commit(repo, paths, msg)
+
+    def version_cmd(self) -> list[str]:
+        return ["git", "--version"]
+
+    def cache_dir(self, repo: Path) -> Path:
+        return repo / ".git" / "objects"
+
+    def remote_dir(self, bare: Path, store: Path) -> Path:
+        return bare / "objects"
+
+
+def make_tools(keys: Sequence[str], root: Path, dvc_exe: str | None) -> list[Tool]:
+    tools: list[Tool] = []
+    for key in keys:
+        if key == "mlx":
+            tools.append(Mlx(root))
+        elif key == "lfs":
+            tools.append(Lfs(root))
+        elif key == "dvc":
+            tools.append(Dvc(root, dvc_exe))
+    return tools
+
+
+LABELS = {"mlx": "git-mlx", "lfs": "git-lfs", "dvc": "DVC"}
