@@ -87,6 +87,18 @@ if ! command -v gcc >/dev/null 2>&1 || ! has_headers; then
     fi
 fi
 
+# The benchmark (bench/, also run by the test suite) compares against git-lfs and uses zstd.
+missing_tools=()
+for tool in git-lfs zstd; do command -v "$tool" >/dev/null 2>&1 || missing_tools+=("$tool"); done
+if [ "${#missing_tools[@]}" -gt 0 ]; then
+    if apt_install "${missing_tools[@]}"; then
+        note "Installed ${missing_tools[*]} (the benchmark's peers and floors)."
+    else
+        note "Not installed: ${missing_tools[*]} (only the benchmark, bench/, needs them):" \
+             "sudo apt-get install ${missing_tools[*]}"
+    fi
+fi
+
 # ---------------------------------------------------------------- the package
 SPEC="$HERE"
 [ "$WITH_TEST" -eq 1 ] && SPEC="$HERE[test]"
