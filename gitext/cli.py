@@ -7,10 +7,8 @@ Imports stay lazy so that `git mlx --version` and a hook with nothing to do star
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -248,6 +246,8 @@ def cmd_ls_files(args: argparse.Namespace) -> int:
         rows.append({"path": entry.path, "oid": entry.pointer.oid, "size": entry.pointer.size,
                      "hydrated": hydrated})
     if args.json:
+        import json
+
         say(json.dumps(rows, indent=2))
         return EXIT_OK
     for row in rows:
@@ -465,6 +465,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(args)
     except MlxError as exc:
         if os.environ.get("GIT_MLX_TRACE") == "1":
+            import traceback
+
             traceback.print_exc()
         print(f"git-mlx: error: {exc.message}", file=sys.stderr)
         if exc.hint:
@@ -477,6 +479,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILURE
     except Exception as exc:  # noqa: BLE001 - the last line of defence: no tracebacks for users
         if os.environ.get("GIT_MLX_TRACE") == "1":
+            import traceback
+
             traceback.print_exc()
         print(f"git-mlx: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
         print("hint: rerun with GIT_MLX_TRACE=1 for details and report it", file=sys.stderr)

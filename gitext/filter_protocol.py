@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import os
 import sys
-import traceback
 from collections.abc import Callable, Sequence
 from typing import Protocol, TypeVar
 
@@ -261,6 +260,8 @@ class FilterHandler(Protocol):
 def report(where: str, exc: BaseException) -> None:
     """One line on stderr; the traceback too when GIT_MLX_TRACE=1."""
     if os.environ.get("GIT_MLX_TRACE", "") not in ("", "0"):
+        import traceback
+
         traceback.print_exception(exc, file=sys.stderr)
     text = str(exc)
     if not isinstance(exc, MlxError):

@@ -10,11 +10,14 @@ Stored in <common dir>/mlx/statcache.db (sqlite: concurrent readers and writers 
 from __future__ import annotations
 
 import os
-import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gitext.pointer import Pointer
+
+if TYPE_CHECKING:
+    import sqlite3
 
 Key = tuple[int, int, int, int]
 
@@ -30,6 +33,8 @@ class StatCache:
 
     def _conn(self) -> sqlite3.Connection:
         if self._db is None:
+            import sqlite3  # here, not at import: the filter process starts without it
+
             self.path.parent.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(self.path, timeout=10, isolation_level=None)
             db.execute("PRAGMA journal_mode=WAL")
@@ -44,7 +49,7 @@ class StatCache:
             row = self._conn().execute(
                 "SELECT size, mtime, ctime, ino, oid FROM entries WHERE path = ?", (path,)
             ).fetchone()
-        except sqlite3.Error:
+        except _db_errors():
             return None
         if row is None or tuple(row[:4]) != stat_key(st):
             return None
@@ -59,16 +64,22 @@ class StatCache:
             db.execute("BEGIN")
             db.executemany("INSERT OR REPLACE INTO entries VALUES (?, ?, ?, ?, ?, ?)", rows)
             db.execute("COMMIT")
-        except sqlite3.Error:
+        except _db_errors():
             return  # a cache: failing to remember is never an error
 
     def forget(self, path: str) -> None:
         try:
             self._conn().execute("DELETE FROM entries WHERE path = ?", (path,))
-        except sqlite3.Error:
+        except _db_errors():
             return
 
     def close(self) -> None:
         if self._db is not None:
             self._db.close()
             self._db = None
+
+
+def _db_errors() -> type[Exception]:
+    import sqlite3
+
+    return sqlite3.Error
