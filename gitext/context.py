@@ -18,7 +18,7 @@ from gitext.config import Config, RemoteSpec
 if TYPE_CHECKING:
     from gitext.remotes import Remote
     from gitext.statcache import StatCache
-    from gitext.store import Store
+    from gitext.store import Manifest, Store
     from gitext.transfer import TransferResult
 
 
@@ -67,11 +67,12 @@ class Context:
         return self._remotes[key]
 
     def download(self, oids: Iterable[str], remote: Remote | None = None,
-                 progress: bool | None = None) -> TransferResult:
+                 progress: bool | None = None,
+                 unchecked: dict[str, Manifest] | None = None) -> TransferResult:
         from gitext.transfer import download
 
         return download(self.store, remote or self.remote(), oids, jobs=self.config.jobs(),
-                        progress=progress)
+                        progress=progress, unchecked=unchecked)
 
     def upload(self, oids: Iterable[str], remote: Remote, progress: bool | None = None) -> TransferResult:
         from gitext.transfer import upload

@@ -22,10 +22,14 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gitext.context import Context, trace, warn
 from gitext.errors import CorruptObject, MlxError
 from gitext.pointer import EMPTY_OID, MAX_POINTER_SIZE, Pointer, try_parse
+
+if TYPE_CHECKING:
+    from gitext.store import Manifest
 
 EXECUTABLE = 0o100755
 # A canonical pointer is 101 to 120 bytes long (pointer.md; the size field has 1-20 digits).
@@ -97,22 +101,31 @@ def holds_pointer(path: Path, pointer: Pointer) -> bool:
 
 
 def write_file(ctx: Context, target: Target, dest: Path, mtime_ns: int,
-               repair: Callable[[str], None] | None = None) -> os.stat_result:
+               repair: Callable[[str], None] | None = None,
+               fresh: Manifest | None = None) -> os.stat_result:
     """Write the verified content of `target` over `dest`; return the new file's stat.
 
     The content goes to a temp file in the same directory and is renamed into place only after
-    its sha256 matched the pointer, so a failure leaves the pointer file as it was.
+    it checked out, so a failure leaves the pointer file as it was. From the cache, chunks are
+    checked by their zstd checksums (docs/store.md, "Reading"); a `fresh` manifest (just
+    downloaded, not yet in the store) is checked by the whole file's sha256 while writing,
+    and then stored.
     """
     store = ctx.store
+    oid = target.pointer.oid
     perms = 0o777 if target.mode == EXECUTABLE else 0o666  # the umask applies, as for git
     tmp = dest.with_name(f".{dest.name}.mlx-{os.getpid()}.tmp")
     try:
-        try:
-            _write_tmp(store.iter_content(target.pointer.oid, verify_chunks=False), tmp, perms)
-        except CorruptObject:
-            # Something in the cache is damaged (now moved to bad/): go again chunk by chunk,
-            # fetching bad chunks from the remote, so we know which one it was.
-            _write_tmp(store.iter_content(target.pointer.oid, repair=repair), tmp, perms)
+        if fresh is not None:
+            _write_tmp(store.iter_content(oid, manifest=fresh, verify_chunks=False), tmp, perms)
+            store.import_bytes("files", oid, fresh.encode())
+        else:
+            try:
+                _write_tmp(store.iter_content(oid, trusted=True), tmp, perms)
+            except CorruptObject:
+                # Something in the cache is damaged (now moved to bad/): go again chunk by
+                # chunk, fetching bad chunks from the remote.
+                _write_tmp(store.iter_content(oid, repair=repair), tmp, perms)
         os.utime(tmp, ns=(mtime_ns, mtime_ns))
         os.replace(tmp, dest)
     except BaseException:
@@ -147,9 +160,11 @@ def hydrate_targets(ctx: Context, targets: Sequence[Target], *, requested: str |
     failed: dict[str, str] = {}
     absent = {t.pointer.oid for t in targets if not store.has_file(t.pointer.oid)}
     remote_error: MlxError | None = None
+    fresh: dict[str, Manifest] = {}  # downloaded manifests, checked while their file is written
     if absent:
         try:
-            result = ctx.download(absent, ctx.remote(requested), progress=progress)
+            result = ctx.download(absent, ctx.remote(requested), progress=progress,
+                                  unchecked=fresh)
             reasons = result.failed
         except MlxError as exc:
             remote_error = exc
@@ -177,11 +192,15 @@ def hydrate_targets(ctx: Context, targets: Sequence[Target], *, requested: str |
         if not holds_pointer(dest, t.pointer):
             continue  # changed since git wrote it: not ours to overwrite
         try:
-            st = write_file(ctx, t, dest, stamp, repair)
+            st = write_file(ctx, t, dest, stamp, repair, fresh.pop(t.pointer.oid, None))
         except (MlxError, OSError) as exc:
             failed[t.path] = exc.message if isinstance(exc, MlxError) else str(exc)
             continue
         written.append((t, st))
+    for manifest in fresh.values():  # downloaded for files that were not written after all
+        with contextlib.suppress(MlxError):
+            store.check_binding(manifest)
+            store.import_bytes("files", manifest.oid, manifest.encode())
     record(ctx, written)
     return failed
 

@@ -219,7 +219,7 @@ class Store:
         cctx: zstandard.ZstdCompressor | None = getattr(self._local, "cctx", None)
         if cctx is None:  # one per thread: a ZstdCompressor must not be shared
             cctx = zstandard.ZstdCompressor(
-                level=self.settings.level, write_content_size=True, write_checksum=False
+                level=self.settings.level, write_content_size=True, write_checksum=True
             )
             self._local.cctx = cctx
         return cctx
@@ -409,9 +409,13 @@ class Store:
             )
         return data
 
-    def _load_chunk(self, ref: ChunkRef, oid: str, verify: bool = True) -> bytes:
-        """Worker: read, decompress and (unless `verify` is False) verify one chunk of `oid`."""
-        data = self.read_chunk(ref.id, of=oid) if verify else self._read_unverified(ref.id, oid)
+    def _load_chunk(self, ref: ChunkRef, oid: str, verify: bool | None = True) -> bytes:
+        """Worker: read, decompress and verify one chunk of `oid`: by sha256 (True), not at all
+        (False: the caller hashes the whole file), or by zstd's frame checksum (None)."""
+        if verify:
+            data = self.read_chunk(ref.id, of=oid)
+        else:
+            data = self._read_unverified(ref.id, oid, checksummed=verify is None)
         if len(data) != ref.size:
             self._quarantine(FILES, oid)
             raise CorruptObject(
@@ -420,13 +424,19 @@ class Store:
             )
         return data
 
-    def _read_unverified(self, hexid: str, oid: str) -> bytes:
-        """A chunk's bytes, decompressed but not hashed (the caller checks the whole file)."""
+    def _read_unverified(self, hexid: str, oid: str, checksummed: bool = False) -> bytes:
+        """A chunk's bytes, decompressed but not hashed (the caller checks the whole file).
+
+        With `checksummed`, a chunk is returned only if its frame carries zstd's content
+        checksum (which decompression verifies); one without it gets the full sha256 check.
+        """
         try:
             raw = self.path(CHUNKS, hexid).read_bytes()
         except FileNotFoundError:
             return self.read_chunk(hexid, of=oid)  # raises ObjectMissing
         try:
+            if checksummed and not zstandard.get_frame_parameters(raw).has_checksum:
+                return self.read_chunk(hexid, of=oid)  # written before frames had checksums
             data: bytes = self._decompressor().decompress(raw, allow_extra_data=False)
             if len(data) <= MAX_CHUNK_LIMIT:
                 return data
@@ -435,29 +445,41 @@ class Store:
         return self.read_chunk(hexid, of=oid)  # raises CorruptObject (and quarantines)
 
     def iter_content(self, oid: str, *, repair: Callable[[str], None] | None = None,
-                     verify_chunks: bool = True) -> Iterator[bytes]:
+                     verify_chunks: bool = True, trusted: bool = False,
+                     manifest: Manifest | None = None) -> Iterator[bytes]:
         """The file's bytes chunk by chunk, read and decompressed ahead by worker threads.
 
-        Each chunk is verified before it is yielded, unless `verify_chunks` is False (for a
-        caller that writes to a temp file and only keeps it if the whole file verifies). A
-        chunk that is missing or fails its check is passed to `repair(chunk_id)` when given
+        Three levels of checking (docs/store.md, "Reading"):
+        - default: every chunk's sha256 before it is yielded, and the whole file's at the end;
+        - verify_chunks=False: only the whole file's sha256 (for a caller that writes to a
+          temp file and keeps it only if the whole verifies);
+        - trusted=True: no sha256 at all; each chunk is checked by zstd's frame checksum as it
+          is decompressed (chunks without one get their sha256 checked). For a manifest in the
+          cache, whose chunks were hashed when they entered it and whose link to `oid` was
+          checked when it did (clean made it, or a download checked the whole file first).
+        `manifest` reads a manifest that is not (yet) in the store: a fresh download.
+
+        A chunk that is missing or fails its check is passed to `repair(chunk_id)` when given
         (which should fetch it again into this store) and read once more.
 
         Raises ObjectMissing / CorruptObject (oid = the chunk's id) on a bad chunk, and
         CorruptObject (oid = the file's) after the last chunk if the whole does not hash to oid;
         with verify_chunks=False the chunks are then checked and the damaged ones moved to bad/.
         """
-        manifest = self.read_manifest(oid)
+        if manifest is None:
+            manifest = self.read_manifest(oid)
+        mode: bool | None = None if trusted else verify_chunks
         if len(manifest.chunks) == 1 and manifest.chunks[0].id == oid:
             # One chunk: its own check is the whole file's; no threads for a small file.
             ref = manifest.chunks[0]
+            single: bool | None = None if trusted else True
             try:
-                yield self._load_chunk(ref, oid)
+                yield self._load_chunk(ref, oid, single)
             except (CorruptObject, ObjectMissing) as exc:
                 if repair is None or exc.oid != ref.id:
                     raise
                 repair(ref.id)
-                yield self._load_chunk(ref, oid)
+                yield self._load_chunk(ref, oid, single)
             return
         whole = hashlib.sha256()
         ahead = self.settings.workers + 2
@@ -468,7 +490,7 @@ class Store:
                 ThreadPoolExecutor(1, thread_name_prefix="mlx-hash") as hasher:
             try:
                 for ref in refs:
-                    pending.append((ref, pool.submit(self._load_chunk, ref, oid, verify_chunks)))
+                    pending.append((ref, pool.submit(self._load_chunk, ref, oid, mode)))
                     if len(pending) >= ahead:
                         break
                 while pending:
@@ -479,13 +501,14 @@ class Store:
                         if repair is None or exc.oid != ref.id:
                             raise
                         repair(ref.id)
-                        data = self._load_chunk(ref, oid, verify_chunks)
+                        data = self._load_chunk(ref, oid, mode)
                     nxt = next(refs, None)
                     if nxt is not None:
-                        pending.append((nxt, pool.submit(self._load_chunk, nxt, oid, verify_chunks)))
-                    hashed.append(hasher.submit(whole.update, data))  # FIFO: in file order
-                    if len(hashed) > ahead:
-                        hashed.popleft().result()
+                        pending.append((nxt, pool.submit(self._load_chunk, nxt, oid, mode)))
+                    if not trusted:
+                        hashed.append(hasher.submit(whole.update, data))  # FIFO: in file order
+                        if len(hashed) > ahead:
+                            hashed.popleft().result()
                     yield data
                 while hashed:
                     hashed.popleft().result()
@@ -494,7 +517,7 @@ class Store:
                     fut.cancel()
                 for done in hashed:
                     done.cancel()
-        if whole.hexdigest() != oid:
+        if not trusted and whole.hexdigest() != oid:
             if not verify_chunks:
                 bad = [c for c in dict.fromkeys(r.id for r in manifest.chunks) if not self.verify(CHUNKS, c)]
                 if bad:
@@ -507,6 +530,13 @@ class Store:
                 f"content of {oid} hashes to {whole.hexdigest()}: its manifest is wrong "
                 "(moved to bad/)", oid=oid, hint=_FETCH_HINT,
             )
+
+    def check_binding(self, manifest: Manifest) -> None:
+        """Hash the content a manifest describes (its chunks, already verified here) and
+        compare with its oid: CorruptObject if they differ. A downloaded manifest passes this
+        before it enters the store, so that later reads can trust it (iter_content(trusted))."""
+        for _ in self.iter_content(manifest.oid, manifest=manifest, verify_chunks=False):
+            pass
 
     def write_content(self, oid: str, out: BinaryIO) -> None:
         """Stream the verified content into `out` (see iter_content for what can be raised)."""
@@ -567,6 +597,26 @@ class Store:
         except BaseException:
             src.unlink(missing_ok=True)
             raise
+
+    def import_bytes(self, kind: str, hexid: str, raw: bytes) -> None:
+        """Verify a downloaded object held in memory and write it into place (the rules of
+        import_object, without a temp copy of the download to read back)."""
+        _check_id(kind, hexid)
+        if kind == CHUNKS:
+            if self._decode_chunk(raw, hexid) is None:
+                raise CorruptObject(
+                    f"downloaded chunk {hexid} failed its sha256 check", oid=hexid,
+                    hint="the remote's copy is damaged: push the file again from a clone "
+                    "that has it",
+                )
+        else:
+            missing = self.missing_chunks(Manifest.decode(raw, hexid))
+            if missing:
+                raise ObjectMissing(
+                    f"manifest {hexid} imported before its chunk {missing[0].id}",
+                    oid=missing[0].id, hint="download a file's chunks before its manifest",
+                )
+        self._write_object(kind, hexid, raw)
 
     def frame_ok(self, hexid: str, size: int) -> bool:
         """Cheap check of a chunk object: a zstd frame header declaring `size` bytes, and a

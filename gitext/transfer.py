@@ -247,7 +247,7 @@ def upload(store: Store, remote: Remote, oids: Iterable[str], *, jobs: int = 8,
                         f"(moved to {store.root / 'bad'})", oid=hexid,
                         hint="add the file again, or fetch it from a remote that has it")
                 remote.upload(object_key(kind, hexid), src)
-                return src.stat().st_size
+                return sizes[hexid] if kind == CHUNKS else src.stat().st_size
             runner.submit((kind, hexid), task)
 
         def finished() -> Iterator[tuple[str, str, BaseException | None]]:
@@ -309,8 +309,15 @@ def upload(store: Store, remote: Remote, oids: Iterable[str], *, jobs: int = 8,
 
 
 def download(store: Store, remote: Remote, oids: Iterable[str], *, jobs: int = 8,
-             progress: bool | None = None) -> TransferResult:
-    """Fetch the files `oids` (manifests and the chunks the store lacks) from `remote`."""
+             progress: bool | None = None,
+             unchecked: dict[str, Manifest] | None = None) -> TransferResult:
+    """Fetch the files `oids` (manifests and the chunks the store lacks) from `remote`.
+
+    Every chunk is verified as it arrives. A manifest enters the store only once the content
+    it describes hashes to its oid (Store.check_binding), unless `unchecked` is given: then
+    manifests whose chunks all arrived are put there instead (and their files count as done),
+    for a caller that is about to read the whole file anyway, checks it while writing it out,
+    and then stores the manifest itself (hydrate.py). One-chunk files need no such check."""
     ledger = _Ledger(oids)
     need: list[str] = []
     for oid in ledger.order:
@@ -327,18 +334,14 @@ def download(store: Store, remote: Remote, oids: Iterable[str], *, jobs: int = 8
     manifest_tmp: dict[str, Path] = {}
     try:
         def fetch(kind: str, hexid: str, dst: Path | None,
-                  then: Callable[[Path], None] | None = None) -> None:
+                  then: Callable[[bytes], None] | None = None) -> None:
             def task() -> int:
-                tmp = dst if dst is not None else store.new_tmp_path()
-                try:
-                    remote.download(object_key(kind, hexid), tmp)
-                    nbytes = tmp.stat().st_size
-                    if then is not None:
-                        then(tmp)  # verifies, then renames into the store
-                    return nbytes
-                except BaseException:
-                    tmp.unlink(missing_ok=True)
-                    raise
+                data = remote.read(object_key(kind, hexid))
+                if dst is not None:
+                    dst.write_bytes(data)
+                if then is not None:
+                    then(data)  # verifies, then writes into the store
+                return len(data)
             runner.submit((kind, hexid), task)
 
         # 1. Manifests, to temp files: not imported until their chunks are in. A file with no
@@ -393,6 +396,11 @@ def download(store: Store, remote: Remote, oids: Iterable[str], *, jobs: int = 8
 
         def fetched_manifest(oid: str) -> None:
             try:
+                if unchecked is not None:
+                    unchecked[oid] = manifests[oid]
+                    ledger.done.add(oid)
+                    return
+                store.check_binding(manifests[oid])
                 store.import_object(FILES, oid, manifest_tmp[oid])
             except CorruptObject as exc:
                 ledger.fail(oid, f"corrupt on remote {remote.name} ({exc.message})")
@@ -401,8 +409,8 @@ def download(store: Store, remote: Remote, oids: Iterable[str], *, jobs: int = 8
             else:
                 ledger.done.add(oid)
 
-        def import_chunk(cid: str) -> Callable[[Path], None]:
-            return lambda tmp: store.import_object(CHUNKS, cid, tmp)
+        def import_chunk(cid: str) -> Callable[[bytes], None]:
+            return lambda data: store.import_bytes(CHUNKS, cid, data)
 
         for oid, count in waiting.items():
             if count == 0:

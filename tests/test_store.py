@@ -594,3 +594,23 @@ def test_one_chunk_file_is_stored_as_its_chunk(tmp_path: Path) -> None:
     with pytest.raises(CorruptObject):
         store.read_manifest(pointer.oid)
     assert not store.has_file(pointer.oid)
+
+
+def test_trusted_reads_check_zstd_frame_checksums(tmp_path: Path) -> None:
+    """New chunks carry zstd's content checksum, so a trusted read (no sha256) still catches a
+    flipped bit, moves the chunk aside and names it."""
+    store = Store(tmp_path / "s", SMALL)
+    data = random.Random(5).randbytes(200_000)
+    oid = store.add_stream(io.BytesIO(data).read).oid
+    assert b"".join(store.iter_content(oid, trusted=True)) == data
+    chunk = store.read_manifest(oid).chunks[1].id
+    raw = store.path(CHUNKS, chunk).read_bytes()
+    assert zstandard.get_frame_parameters(raw).has_checksum
+    damaged = bytearray(raw)
+    damaged[len(damaged) // 2] ^= 0x01
+    store.path(CHUNKS, chunk).chmod(0o644)
+    store.path(CHUNKS, chunk).write_bytes(bytes(damaged))
+    with pytest.raises(CorruptObject) as caught:
+        b"".join(store.iter_content(oid, trusted=True))
+    assert caught.value.oid == chunk
+    assert not store.has(CHUNKS, chunk) and list((store.root / "bad" / CHUNKS).iterdir())

@@ -13,7 +13,7 @@ import zstandard
 from mlxtest import write_random
 
 from gitext import transfer
-from gitext.errors import RemoteError
+from gitext.errors import CorruptObject, RemoteError
 from gitext.progress import (
     REDRAW_INTERVAL,
     NullProgress,
@@ -508,3 +508,23 @@ def test_one_chunk_files_travel_without_manifests(local: Store, other: Store, re
     lost = add(local, tmp_path, "lost.bin", 800, seed=41)
     result = transfer.download(other, remote, [lost], progress=False)
     assert result.failed == {lost: "missing on remote origin"}
+
+
+def test_manifest_that_lies_about_its_content_is_refused(local: Store, other: Store,
+                                                        remote: LocalRemote, three: list[str]) -> None:
+    """A remote manifest with a valid checksum line that lists another file's chunks never
+    enters the cache: its chunks are fine, the whole does not hash to its oid."""
+    a, b, c = three
+    assert transfer.upload(local, remote, three, progress=False).failed == {}
+    forged = Manifest(a, local.read_manifest(b).size, local.read_manifest(b).chunks)
+    path = remote.root / object_key(FILES, a)
+    path.chmod(0o644)
+    path.write_bytes(forged.encode())
+    result = transfer.download(other, remote, [a], progress=False)
+    assert a in result.failed and "corrupt on remote" in result.failed[a]
+    assert not other.has_file(a)
+    pending: dict[str, Manifest] = {}
+    result = transfer.download(other, remote, [a], progress=False, unchecked=pending)
+    assert result.done == [a] and set(pending) == {a} and not other.has_file(a)
+    with pytest.raises(CorruptObject):
+        other.check_binding(pending[a])

@@ -75,6 +75,19 @@ class Remote(ABC):
     def list_keys(self, prefix: str) -> Iterator[str]:
         """Every key starting with `prefix` (any order; in-flight temp files are not keys)."""
 
+    def read(self, key: str) -> bytes:
+        """The object's bytes (objects are at most a few MiB: chunks and manifests).
+
+        ObjectMissing / RemoteError as for download. Default: download to a temp file and read
+        it; remotes that can hand over bytes directly (a local directory, S3's GET) override it.
+        """
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="git-mlx-") as tmp:
+            dst = Path(tmp) / "object"
+            self.download(key, dst)
+            return dst.read_bytes()
+
     def barrier(self) -> None:
         """Make every upload that has returned durable (survive a power cut) before any later
         one. transfer calls it after a push's chunks and before their manifests, and again at
