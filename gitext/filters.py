@@ -174,6 +174,10 @@ class MlxFilter:
             # git is checking out into the work tree (only checkouts offer delay): answer with
             # the pointer and write the content ourselves at the end (docs/hydration.md).
             data = pointer.encode()
+            if not self.deferred:
+                from gitext.hydrate import mark_pending
+
+                mark_pending(self.ctx)  # before git runs post-checkout: see hooks/post-checkout
             self.deferred[pathname] = (pointer, data)
             write(data)
             return False
@@ -223,7 +227,7 @@ class MlxFilter:
         """
         if not self.deferred:
             return
-        from gitext.hydrate import Target, blob_ids, hydrate_targets, report_failures
+        from gitext.hydrate import Target, blob_ids, clear_pending, hydrate_targets, report_failures
 
         work_tree = self.ctx.config.repo.work_tree
         targets = []
@@ -235,7 +239,10 @@ class MlxFilter:
             targets.append(Target(path, pointer, 0o100755 if mode & 0o100 else 0o100644,
                                   blob_ids(data)))
         self.deferred = {}
-        report_failures(hydrate_targets(self.ctx, targets))
+        failed = hydrate_targets(self.ctx, targets)
+        report_failures(failed)
+        if not failed and not self.failed:
+            clear_pending(self.ctx)
 
     # -- helpers ----------------------------------------------------------------------------
     def _remote(self) -> Remote | None:
@@ -264,6 +271,10 @@ class MlxFilter:
                 self._give_up(path, pointer, result.failed[pointer.oid])
 
     def _give_up(self, path: str, pointer: Pointer, reason: str) -> None:
+        if not self.failed:
+            from gitext.hydrate import mark_pending
+
+            mark_pending(self.ctx)  # the hooks retry it (and fail the command if it fails again)
         self.failed[path] = reason
         warn(f"{path}: content not available ({reason}); left as a pointer "
              f"(sha256 {pointer.oid[:12]}, {pointer.size} bytes). "

@@ -165,16 +165,26 @@ def hydrate(ctx: Context, include: Sequence[str] = (), exclude: Sequence[str] = 
     """
     if os.environ.get("GIT_MLX_SKIP_SMUDGE", "") not in ("", "0"):
         return []
-    from gitext.hydrate import Target, hydrate_targets, pointer_files, report_failures
+    from gitext.hydrate import (
+        Target,
+        clear_pending,
+        hydrate_targets,
+        pointer_files,
+        report_failures,
+    )
 
     targets = pointer_files(ctx) if quick and not include and not exclude else None
     if targets is None:
         targets = [Target(e.path, e.pointer, e.mode, (bytes.fromhex(e.blob),) if e.blob else ())
                    for e in unhydrated_entries(ctx, include, exclude, remember=True)]
     if not targets:
+        if not include and not exclude:
+            clear_pending(ctx)
         return []
     failed = hydrate_targets(ctx, targets, requested=requested, progress=progress)
     report_failures(failed)
+    if not failed and not include and not exclude:
+        clear_pending(ctx)
     return sorted(failed)
 
 

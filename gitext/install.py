@@ -33,7 +33,7 @@ FILTER_CONFIG = {
     "filter.mlx.required": "true",
 }
 HOOKS = ("pre-push", "post-checkout", "post-merge")
-HOOK_VERSION = 1
+HOOK_VERSION = 2
 CHAINED_SUFFIX = ".mlx-chained"
 SCOPES = ("global", "local")
 

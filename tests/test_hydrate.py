@@ -175,3 +175,22 @@ def test_quick_scan_finds_what_the_full_scan_finds(repo_with_origin: Path, origi
     mlx(other, "pull")
     assert both() == ([], [])
     assert_clean_status(other)
+
+
+def test_hook_starts_git_mlx_only_when_the_filter_left_work(repo_with_origin: Path, direct: None) -> None:
+    repo = repo_with_origin
+    versions(repo)
+    (repo / "notes.txt").write_text("one\n")
+    commit_all(repo, "notes")
+    git(repo, "branch", "other")
+    (repo / "notes.txt").write_text("two\n")
+    commit_all(repo, "notes 2")
+    marker = repo / ".git" / "mlx" / "hydrate-pending"
+    # Nothing tracked changes: the hook does not start git-mlx.
+    proc = git(repo, "checkout", "-q", "other", env={"GIT_MLX_TRACE": "1"})
+    assert b"post-checkout" not in proc.stderr and not marker.exists()
+    # A large file changes: the filter defers it, leaves the marker, the hook hydrates and clears it.
+    proc = git(repo, "checkout", "-q", "v1", env={"GIT_MLX_TRACE": "1"})
+    assert b"trace git-mlx: post-checkout" in proc.stderr, proc.stderr
+    assert not marker.exists()
+    assert not status_starts_filter(repo)

@@ -230,6 +230,7 @@ def test_post_checkout_and_post_merge_chain(
     write_foreign(hooks_of(work) / "post-checkout")
     write_foreign(hooks_of(work) / "post-merge")
     inst.install("global", work)
+    pending(work)
     head = out(git(work, "rev-parse", "HEAD")).strip()
     git(work, "checkout", "-q", "-b", "topic")
     assert read(logs / "mlx") == f"post-checkout {head} {head} 1\n"
@@ -247,6 +248,25 @@ def test_post_checkout_and_post_merge_chain(
     proc = git(work, "checkout", "-q", "topic", check=False)
     assert proc.returncode != 0  # git reports a failed post-checkout hook as its own failure
     assert read(logs / "foreign").splitlines()[-1].endswith(" 1")
+
+
+def test_hooks_skip_git_mlx_without_pending_work(work: Path, logs: Path) -> None:
+    """post-checkout / post-merge start git-mlx only when its filter left the marker; the
+    chained hook runs either way."""
+    write_foreign(hooks_of(work) / "post-checkout")
+    inst.install("global", work)
+    git(work, "checkout", "-q", "-b", "quiet")
+    assert read(logs / "mlx") == "" and read(logs / "foreign") != ""
+    pending(work)
+    git(work, "checkout", "-q", "main")
+    assert read(logs / "mlx").startswith("post-checkout ")
+
+
+def pending(work: Path) -> None:
+    """What git-mlx's filter leaves when it deferred a file: the hooks then run git-mlx."""
+    marker = work / ".git" / "mlx" / "hydrate-pending"
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.touch()
 
 
 # ---------------------------------------------------------------- where hooks live
@@ -271,6 +291,7 @@ def test_core_hooks_path_absolute_and_home(
     git(work, "config", "core.hooksPath", str(shared))
     inst.install("global", work)
     assert inst.hooks_installed(shared)
+    pending(work)
     git(work, "checkout", "-q", "-b", "x")
     assert read(logs / "mlx").startswith("post-checkout ")
 
@@ -341,7 +362,7 @@ def test_outdated_shim_is_replaced_and_newer_kept(work: Path) -> None:
     (hooks / "post-merge").chmod(0o755)
     assert not inst.hooks_installed(hooks)
     lines = inst.install("global", work)
-    assert "Updated the pre-push hook (v0 -> v1)." in lines
+    assert f"Updated the pre-push hook (v0 -> v{inst.HOOK_VERSION})." in lines
     assert any("newer git-mlx" in line for line in lines)
     assert (hooks / "pre-push").read_bytes() == (inst.templates_dir() / "pre-push").read_bytes()
     assert (hooks / "post-merge").read_text() == newer
