@@ -292,8 +292,24 @@ class MlxFilter:
                  f"fetching it again from {remote.name}")
             fetch_chunk(self.ctx.store, remote, chunk_id)
 
+        from gitext.chunker import MAX_CHUNK_LIMIT
+
+        store = self.ctx.store
+        if pointer.size <= MAX_CHUNK_LIMIT:
+            # Most small files are one chunk, stored under the file's own oid: one read, one
+            # sha256 (which is the whole file's), no manifest, no threads.
+            try:
+                data = store.read_chunk(pointer.oid, of=pathname)
+            except ObjectMissing:
+                data = None  # not a one-chunk file: read it through its manifest
+            except CorruptObject:  # damaged (and moved aside): fetch it again
+                repair(pointer.oid)
+                data = store.read_chunk(pointer.oid, of=pathname)
+            if data is not None:
+                write(data)
+                return
         try:
-            for data in self.ctx.store.iter_content(pointer.oid, repair=repair):
+            for data in store.iter_content(pointer.oid, repair=repair):
                 write(data)
         except CorruptObject as exc:
             if exc.oid != pointer.oid:

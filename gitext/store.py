@@ -203,7 +203,7 @@ class Store:
     def has_file(self, oid: str) -> bool:
         """True when the file is complete here: its manifest is present (and therefore all its
         chunks), or it is a one-chunk file, stored as just that chunk (docs/store.md)."""
-        return self.has(FILES, oid) or self.has(CHUNKS, oid)
+        return self.has(CHUNKS, oid) or self.has(FILES, oid)
 
     def new_tmp_path(self) -> Path:
         """A fresh path under <root>/tmp, on the objects' file system so renames are atomic."""

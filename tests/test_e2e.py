@@ -380,3 +380,25 @@ def test_shared_cache_dir(repo_with_origin: Path, origin: Path, tmp_path: Path, 
     shutil.rmtree(storage(origin))
     git(other, "pull", "-q", str(origin), "main")
     assert sha256_file(other / "model.bin") == sha256_file(repo / "model.bin")
+
+
+def test_corrupt_one_chunk_file_is_refetched(repo_with_origin: Path, origin: Path, tmp_path: Path) -> None:
+    """A small file is its own chunk (no manifest): damage to it is found and repaired too."""
+    repo = repo_with_origin
+    write_random(repo / "small.bin", 20_000, seed=16)
+    commit_all(repo, "v1")
+    git(repo, "push", "-q", "origin", "main")
+    other = tmp_path / "other"
+    clone(origin, other)
+    oid = parse(blob_of(other, "HEAD:small.bin")).oid
+    chunk = other / ".git" / "mlx" / "chunks" / oid[:2] / oid
+    assert chunk.is_file() and not (other / ".git" / "mlx" / "files" / oid[:2] / oid).exists()
+    chunk.chmod(0o644)
+    data = bytearray(chunk.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    chunk.write_bytes(bytes(data))
+    (other / "small.bin").unlink()
+    git(other, "checkout", "--", "small.bin")
+    assert sha256_file(other / "small.bin") == sha256_file(repo / "small.bin")
+    assert (other / ".git" / "mlx" / "bad").is_dir()
+    assert_clean_status(other)
