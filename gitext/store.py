@@ -191,6 +191,8 @@ class Store:
         self.settings = settings or StoreSettings()
         self._local = threading.local()
         self._tmp_ready = False
+        self._token = uuid.uuid4().hex[:12]
+        self._counter = itertools.count()
 
     # -- layout -------------------------------------------------------------------------------
 
@@ -206,12 +208,20 @@ class Store:
         return self.has(CHUNKS, oid) or self.has(FILES, oid)
 
     def new_tmp_path(self) -> Path:
-        """A fresh path under <root>/tmp, on the objects' file system so renames are atomic."""
+        """A fresh path under <root>/tmp, on the objects' file system so renames are atomic.
+
+        Names are <pid>-<random token per store>-<counter>: unique without a syscall each
+        (uuid4 cost a getrandom per object). The directory is made once; a writer that finds
+        it gone (someone cleaned tmp/) calls `_tmp_gone` and tries again.
+        """
         tmp = self.root / TMP
-        if not self._tmp_ready or not tmp.is_dir():
+        if not self._tmp_ready:
             tmp.mkdir(parents=True, exist_ok=True)
             self._tmp_ready = True
-        return tmp / f"{os.getpid()}-{uuid.uuid4().hex}"
+        return tmp / f"{os.getpid()}-{self._token}-{next(self._counter)}"
+
+    def _tmp_gone(self) -> None:
+        self._tmp_ready = False
 
     # -- writing ------------------------------------------------------------------------------
 
@@ -247,7 +257,12 @@ class Store:
     def _write_object(self, kind: str, hexid: str, data: bytes) -> None:
         tmp = self.new_tmp_path()
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+            try:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+            except FileNotFoundError:
+                self._tmp_gone()
+                tmp = self.new_tmp_path()
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
             try:
                 view = memoryview(data)
                 while view:
