@@ -13,7 +13,7 @@ Two YAML files, the per-clone one winning key by key:
       dir: /srv/mlx-cache        # share one cache between clones
     chunking: {min_size: 65536, avg_size: 262144, max_size: 1048576}
     compression: {level: 1}
-    transfer: {jobs: 8}
+    transfer: {jobs: 8, sync: true}  # sync: pushed objects durable before the push ends
     hydrate: {direct_min_size: 8388608}  # files this big are written by git-mlx, not git
 
 When no mlx remote is configured, a git remote on a local path is the storage, at
@@ -192,6 +192,13 @@ class Config:
 
     def jobs(self) -> int:
         return self._int("transfer.jobs", DEFAULT_JOBS, 1)
+
+    def transfer_sync(self) -> bool:
+        """Make pushed objects durable (syncfs on a local remote) before the push completes."""
+        value = self.get("transfer.sync", True)
+        if not isinstance(value, bool):
+            raise UsageError(f"setting transfer.sync must be true or false, not {value!r}")
+        return value
 
     def direct_min_size(self) -> int:
         """Files at least this big are hydrated by git-mlx itself (docs/hydration.md).

@@ -77,4 +77,5 @@ class Context:
     def upload(self, oids: Iterable[str], remote: Remote, progress: bool | None = None) -> TransferResult:
         from gitext.transfer import upload
 
-        return upload(self.store, remote, oids, jobs=self.config.jobs(), progress=progress)
+        return upload(self.store, remote, oids, jobs=self.config.jobs(), progress=progress,
+                      sync=self.config.transfer_sync())

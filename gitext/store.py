@@ -580,21 +580,7 @@ class Store:
         _check_id(kind, hexid)
         src = Path(src)
         try:
-            raw = src.read_bytes()
-            if kind == CHUNKS:
-                if self._decode_chunk(raw, hexid) is None:
-                    raise CorruptObject(
-                        f"downloaded chunk {hexid} failed its sha256 check", oid=hexid,
-                        hint="the remote's copy is damaged: push the file again from a clone "
-                        "that has it",
-                    )
-            else:
-                missing = self.missing_chunks(Manifest.decode(raw, hexid))
-                if missing:
-                    raise ObjectMissing(
-                        f"manifest {hexid} imported before its chunk {missing[0].id}",
-                        oid=missing[0].id, hint="download a file's chunks before its manifest",
-                    )
+            self._check_download(kind, hexid, src.read_bytes())
             os.chmod(src, 0o444)
             if self.settings.fsync:
                 with open(src, "rb") as f:
@@ -617,6 +603,12 @@ class Store:
         """Verify a downloaded object held in memory and write it into place (the rules of
         import_object, without a temp copy of the download to read back)."""
         _check_id(kind, hexid)
+        self._check_download(kind, hexid, raw)
+        self._write_object(kind, hexid, raw)
+
+    def _check_download(self, kind: str, hexid: str, raw: bytes) -> None:
+        """A chunk must decode to bytes hashing to its name; a manifest must parse and have all
+        its chunks here already. CorruptObject / ObjectMissing otherwise."""
         if kind == CHUNKS:
             if self._decode_chunk(raw, hexid) is None:
                 raise CorruptObject(
@@ -624,14 +616,13 @@ class Store:
                     hint="the remote's copy is damaged: push the file again from a clone "
                     "that has it",
                 )
-        else:
-            missing = self.missing_chunks(Manifest.decode(raw, hexid))
-            if missing:
-                raise ObjectMissing(
-                    f"manifest {hexid} imported before its chunk {missing[0].id}",
-                    oid=missing[0].id, hint="download a file's chunks before its manifest",
-                )
-        self._write_object(kind, hexid, raw)
+            return
+        missing = self.missing_chunks(Manifest.decode(raw, hexid))
+        if missing:
+            raise ObjectMissing(
+                f"manifest {hexid} imported before its chunk {missing[0].id}",
+                oid=missing[0].id, hint="download a file's chunks before its manifest",
+            )
 
     def frame_ok(self, hexid: str, size: int) -> bool:
         """Cheap check of a chunk object: a zstd frame header declaring `size` bytes, and a

@@ -179,8 +179,12 @@ class _Ledger:
 
 
 def upload(store: Store, remote: Remote, oids: Iterable[str], *, jobs: int = 8,
-           progress: bool | None = None) -> TransferResult:
-    """Send the files `oids` (and the chunks they need) from `store` to `remote`."""
+           progress: bool | None = None, sync: bool = True) -> TransferResult:
+    """Send the files `oids` (and the chunks they need) from `store` to `remote`.
+
+    With `sync` (setting transfer.sync, default on), `remote.barrier()` makes the chunks
+    durable before any manifest naming them is written, and everything durable before this
+    returns (docs/store.md, "Uploads")."""
     ledger = _Ledger(oids)
     manifests: dict[str, Manifest] = {}
     for oid in ledger.order:
@@ -261,7 +265,8 @@ def upload(store: Store, remote: Remote, oids: Iterable[str], *, jobs: int = 8,
         def barrier() -> bool:
             """Chunks durable before manifests name them; False (files failed) if it fails."""
             try:
-                remote.barrier()
+                if sync:
+                    remote.barrier()
                 return True
             except MlxError as exc:
                 for oid in todo:

@@ -528,3 +528,13 @@ def test_manifest_that_lies_about_its_content_is_refused(local: Store, other: St
     assert result.done == [a] and set(pending) == {a} and not other.has_file(a)
     with pytest.raises(CorruptObject):
         other.check_binding(pending[a])
+
+
+def test_sync_off_skips_the_barriers(local: Store, remote: LocalRemote, three: list[str]) -> None:
+    """transfer.sync: false trades durability on a power cut for speed: no barrier at all,
+    and manifests still go after their chunks."""
+    rec = Recording(remote)
+    assert transfer.upload(local, rec, three, jobs=4, progress=False, sync=False).failed == {}
+    assert "<barrier>" not in rec.uploaded
+    first_manifest = next(i for i, key in enumerate(rec.uploaded) if key.startswith("files/"))
+    assert all(key.startswith("files/") for key in rec.uploaded[first_manifest:])
