@@ -194,3 +194,15 @@ def test_hook_starts_git_mlx_only_when_the_filter_left_work(repo_with_origin: Pa
     assert b"trace git-mlx: post-checkout" in proc.stderr, proc.stderr
     assert not marker.exists()
     assert not status_starts_filter(repo)
+
+
+def test_linked_worktree_hydrates_into_its_own_index(repo_with_origin: Path, tmp_path: Path,
+                                                     direct: None) -> None:
+    repo = repo_with_origin
+    v1, v2 = versions(repo)
+    linked = tmp_path / "linked"
+    git(repo, "worktree", "add", "-q", str(linked), "v1")
+    assert sha256_file(linked / "model.bin") == v1
+    assert sha256_file(repo / "model.bin") == v2
+    assert not status_starts_filter(linked)
+    assert not status_starts_filter(repo)
