@@ -12,6 +12,7 @@ build). `GIT_MLX_PURE_PYTHON=1` forces the fallback; `HAVE_C_CHUNKER` says which
 
 from __future__ import annotations
 
+import mmap
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -189,8 +190,13 @@ ReadInto = Callable[[memoryview], "int | None"]
 
 
 def _readinto_full(readinto: ReadInto, size: int) -> memoryview:
-    """A fresh block of up to `size` bytes filled by `readinto`; shorter only at the end."""
-    buf = bytearray(size)
+    """A fresh block of up to `size` bytes filled by `readinto`; shorter only at the end.
+
+    Large blocks are anonymous memory maps, unmapped as soon as the last chunk view of them is
+    released: malloc'd blocks freed by other threads (the hasher, the workers) fragmented
+    the heap, and a 1 GiB clean sometimes peaked at 300 MiB instead of ~50.
+    """
+    buf: bytearray | mmap.mmap = bytearray(size) if size < (1 << 20) else mmap.mmap(-1, size)
     view = memoryview(buf)
     got = 0
     while got < size:

@@ -335,7 +335,9 @@ def cmd_clean(args: argparse.Namespace) -> int:
     from gitext.filters import MlxFilter
 
     out = sys.stdout.buffer
-    MlxFilter(_ctx()).clean_stream(args.path or "<stdin>", sys.stdin.buffer.read, out.write)
+    stdin = sys.stdin.buffer
+    MlxFilter(_ctx()).clean_stream(args.path or "<stdin>", stdin.read, out.write,
+                                   getattr(stdin, "readinto", None))
     out.flush()
     return EXIT_OK
 

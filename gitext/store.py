@@ -357,7 +357,7 @@ class Store:
         A one-chunk file has no manifest object; its manifest is made from the chunk's header.
         """
         try:
-            data = self.path(FILES, oid).read_bytes()
+            data = _read_file(self.path(FILES, oid))
         except FileNotFoundError:
             size = self._chunk_size(oid)
             if size is not None:
@@ -410,7 +410,7 @@ class Store:
         """
         what = f"chunk {hexid}" + (f" of {of}" if of else "")
         try:
-            raw = self.path(CHUNKS, hexid).read_bytes()
+            raw = _read_file(self.path(CHUNKS, hexid))
         except FileNotFoundError:
             raise ObjectMissing(
                 f"{what} is not in the store at {self.root}", oid=hexid,
@@ -446,7 +446,7 @@ class Store:
         checksum (which decompression verifies); one without it gets the full sha256 check.
         """
         try:
-            raw = self.path(CHUNKS, hexid).read_bytes()
+            raw = _read_file(self.path(CHUNKS, hexid))
         except FileNotFoundError:
             return self.read_chunk(hexid, of=oid)  # raises ObjectMissing
         try:
@@ -644,7 +644,7 @@ class Store:
     def verify(self, kind: str, hexid: str) -> bool:
         """True if the object is present and intact; a damaged one is moved to bad/."""
         try:
-            raw = self.path(kind, hexid).read_bytes()
+            raw = _read_file(self.path(kind, hexid))
         except FileNotFoundError:
             return False
         if kind == CHUNKS:
@@ -658,6 +658,22 @@ class Store:
         if not ok:
             self._quarantine(kind, hexid)
         return ok
+
+
+def _read_file(path: Path) -> bytes:
+    """A whole (small) file: open, one read, close. Path.read_bytes also seeks, stats and
+    asks whether it is a terminal: three system calls per object more, on a checkout of 3,000
+    chunks."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        size = os.fstat(fd).st_size
+        data = os.read(fd, size + 1)
+        if len(data) != size:  # a short read, or the file grew: read on to the end
+            while chunk := os.read(fd, 1 << 20):
+                data += chunk
+        return data
+    finally:
+        os.close(fd)
 
 
 def _fsync_dir(path: Path) -> None:

@@ -63,6 +63,7 @@ class _Runner:
 
     def __init__(self, remote: Remote, jobs: int) -> None:
         self.remote = remote
+        jobs = min(jobs, remote.max_jobs)
         self._pool = ThreadPoolExecutor(max_workers=max(1, jobs),
                                         thread_name_prefix="git-mlx-transfer")
         self._results: queue.SimpleQueue[_Done] = queue.SimpleQueue()

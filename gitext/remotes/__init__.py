@@ -58,6 +58,10 @@ class Remote(ABC):
 
     name: str
     url: str
+    # Worker threads worth running against this remote. Network remotes wait on latency, so
+    # transfer.jobs decides; a local directory is disk and CPU bound, where more threads than
+    # cores only trade the GIL back and forth (LocalRemote sets it).
+    max_jobs: int = 64
 
     @abstractmethod
     def exists(self, keys: Sequence[str]) -> set[str]:
