@@ -65,3 +65,4 @@ def repo_with_origin(repo: Path, origin: Path) -> Path:
     git(repo, "remote", "add", "origin", str(origin))
     mlx(repo, "track", "*.bin")
     return repo
+pytest_plugins = ["servers"]

@@ -17,18 +17,24 @@ from gitext.errors import ObjectMissing, RemoteError, RemoteUnsupported
 from gitext.remotes import Remote, open_remote
 from gitext.remotes.local import LocalRemote
 
-REMOTE_KINDS = ["local"]
+REMOTE_KINDS = ["local", "s3"]
 
 Factory = Callable[[], Remote]
 
 
-def make_remote(kind: str, tmp_path: Path) -> Remote:
+def make_remote(kind: str, tmp_path: Path, request: pytest.FixtureRequest | None = None) -> Remote:
     if kind == "local":
         return open_remote("origin", str(tmp_path / "remote-store"))
+    if kind == "s3":
+        assert request is not None
+        server = request.getfixturevalue("s3_server")
+        bucket = server.bucket(f"b-{abs(hash(str(tmp_path))) % 10**12}")
+        return open_remote("origin", f"s3://{bucket}/team/mlx", {"endpoint_url": server.endpoint})
     raise AssertionError(f"no fixture for remote kind {kind}")
 
 
-def make_unwritable_remote(kind: str, tmp_path: Path) -> tuple[Remote, str]:
+def make_unwritable_remote(kind: str, tmp_path: Path,
+                           request: pytest.FixtureRequest | None = None) -> tuple[Remote, str]:
     """A remote whose writes must fail, and the location its error must name.
 
     For a local directory: a root under a regular FILE, which stops root as well as anyone
@@ -39,6 +45,11 @@ def make_unwritable_remote(kind: str, tmp_path: Path) -> tuple[Remote, str]:
         blocker.write_bytes(b"a file where a directory should be")
         root = blocker / "mlx"
         return LocalRemote(root, name="origin"), str(root)
+    if kind == "s3":  # a bucket that does not exist
+        assert request is not None
+        server = request.getfixturevalue("s3_server")
+        url = "s3://no-such-bucket-here/mlx"
+        return open_remote("origin", url, {"endpoint_url": server.endpoint}), "s3://no-such-bucket-here/mlx"
     raise AssertionError(f"no fixture for remote kind {kind}")
 
 
@@ -48,8 +59,8 @@ def kind(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def remote(kind: str, tmp_path: Path) -> Remote:
-    return make_remote(kind, tmp_path)
+def remote(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> Remote:
+    return make_remote(kind, tmp_path, request)
 
 
 def key_for(data: bytes, kind: str = "chunks") -> str:
@@ -171,8 +182,8 @@ def test_download_from_a_remote_never_written(remote: Remote, tmp_path: Path) ->
         remote.download(key_for(b"absent"), tmp_path / "dst")
 
 
-def test_unwritable_remote_names_the_path(kind: str, tmp_path: Path) -> None:
-    remote, location = make_unwritable_remote(kind, tmp_path)
+def test_unwritable_remote_names_the_path(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    remote, location = make_unwritable_remote(kind, tmp_path, request)
     src = tmp_path / "src"
     src.write_bytes(b"payload")
     with pytest.raises(RemoteError) as info:
@@ -225,7 +236,7 @@ def test_open_remote_file_url(tmp_path: Path) -> None:
     assert remote.name == "backup"
 
 
-@pytest.mark.parametrize("url", ["s3://bucket/models", "ssh://host/srv/mlx", "git@host:models"])
-def test_s3_and_ssh_are_not_yet_supported(url: str) -> None:
+@pytest.mark.parametrize("url", ["ssh://host/srv/mlx", "git@host:models"])
+def test_ssh_is_not_yet_supported(url: str) -> None:
     with pytest.raises(RemoteUnsupported, match="later version"):
         open_remote("origin", url)

@@ -292,7 +292,13 @@ def _open_local(name: str, url: str, location: str, options: Mapping[str, str]) 
     return LocalRemote(Path(location).expanduser(), name=name, url=url)
 
 
-_FACTORIES: dict[str, RemoteFactory] = {LOCAL: _open_local}
+def _open_s3(name: str, url: str, location: str, options: Mapping[str, str]) -> Remote:
+    from gitext.remotes.s3 import open_s3
+
+    return open_s3(name, url, location, options)
+
+
+_FACTORIES: dict[str, RemoteFactory] = {LOCAL: _open_local, S3: _open_s3}
 
 
 def open_remote(name: str, url: str, options: Mapping[str, str] | None = None) -> Remote:
@@ -302,6 +308,6 @@ def open_remote(name: str, url: str, options: Mapping[str, str] | None = None) -
     if factory is None:
         raise RemoteUnsupported(
             f"remote {name!r} ({url}) is an {kind.upper()} remote, which this version of "
-            "git-mlx cannot use yet: S3 and SSH remotes arrive in a later version",
-            hint="use a local directory or a file:// URL for now")
+            "git-mlx cannot use yet: SSH remotes arrive in a later version",
+            hint="use a local directory, a file:// URL or s3://bucket/prefix for now")
     return factory(name, url, location, dict(options or {}))

@@ -1,0 +1,53 @@
+"""git push / clone / pull with an S3 remote: a real S3 API (moto's server) on loopback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mlxtest import assert_clean_status, git, mlx, run, sha256_file, write_random
+from servers import S3Server
+
+
+def test_push_clone_pull_through_s3(repo: Path, origin: Path, tmp_path: Path, s3_server: S3Server) -> None:
+    bucket = s3_server.bucket("team-models")
+    git(repo, "remote", "add", "origin", str(origin))
+    mlx(repo, "track", "*.bin")
+    mlx(repo, "remote", "add", "-d", "storage", f"s3://{bucket}/proj")
+    mlx(repo, "remote", "modify", "storage", "endpoint_url", s3_server.endpoint)
+    write_random(repo / "model.bin", 3 * 2**20, seed=1, compressible=0.5)   # several chunks
+    write_random(repo / "small.bin", 10_000, seed=2)                        # one chunk
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "v1")
+    git(repo, "push", "-q", "origin", "main")
+    keys = {o["Key"] for o in s3_server.client().list_objects_v2(  # type: ignore[attr-defined]
+        Bucket=bucket, Prefix="proj/").get("Contents", [])}
+    assert any(k.startswith("proj/files/") for k in keys) and any(k.startswith("proj/chunks/") for k in keys)
+    assert not (origin / "mlx").exists(), "an explicit default remote wins over the zero-config one"
+
+    other = tmp_path / "other"
+    run(["git", "clone", "-q", str(origin), str(other)])
+    assert sha256_file(other / "model.bin") == sha256_file(repo / "model.bin")
+    assert sha256_file(other / "small.bin") == sha256_file(repo / "small.bin")
+    assert_clean_status(other)
+
+    write_random(repo / "model.bin", 3 * 2**20, seed=3, compressible=0.5)
+    git(repo, "commit", "-q", "-am", "v2")
+    git(repo, "push", "-q", "origin", "main")
+    git(other, "pull", "-q")
+    assert sha256_file(other / "model.bin") == sha256_file(repo / "model.bin")
+    assert_clean_status(other)
+
+
+def test_unreachable_endpoint_fails_cleanly(repo: Path, origin: Path, s3_server: S3Server) -> None:
+    bucket = s3_server.bucket("locked")
+    git(repo, "remote", "add", "origin", str(origin))
+    mlx(repo, "track", "*.bin")
+    mlx(repo, "remote", "add", "-d", "storage", f"s3://{bucket}")
+    mlx(repo, "remote", "modify", "storage", "endpoint_url", "http://127.0.0.1:9")  # nobody there
+    write_random(repo / "model.bin", 100_000, seed=4)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "v1")
+    proc = git(repo, "push", "origin", "main", check=False)
+    err = proc.stderr.decode()
+    assert proc.returncode != 0 and "Traceback" not in err
+    assert "s3://locked" in err and "hint:" in err, err
