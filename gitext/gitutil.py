@@ -52,6 +52,18 @@ def git(args: Sequence[str], cwd: Path | None = None, *, input: bytes | None = N
     return proc.stdout
 
 
+def staged_entries(work_tree: Path | None) -> list[tuple[bytes, bytes, bytes, bytes]]:
+    """(mode, blob id, stage, path) of every index entry, as `git ls-files --stage -z` gives
+    them (bytes: octal mode, hex id, stage digit, raw path)."""
+    entries = []
+    for record in git(["ls-files", "--stage", "-z"], cwd=work_tree).split(b"\0"):
+        if record:
+            meta, _, path = record.partition(b"\t")
+            mode, blob, stage = meta.split()
+            entries.append((mode, blob, stage, path))
+    return entries
+
+
 def git_config_get(key: str, cwd: Path | None = None) -> str | None:
     proc = subprocess.run(["git", "config", "--get", key], cwd=cwd, stdout=subprocess.PIPE,
                           stderr=subprocess.DEVNULL, text=True)

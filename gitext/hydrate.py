@@ -16,7 +16,6 @@ and re-reads it; an older mtime keeps it trusted.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -48,8 +47,9 @@ class Target:
 
 def blob_ids(data: bytes) -> tuple[bytes, ...]:
     """The git blob ids of `data`, SHA-1 and SHA-256 (whichever the repository uses)."""
-    header = b"blob %d\0" % len(data)
-    return (hashlib.sha1(header + data).digest(), hashlib.sha256(header + data).digest())
+    from gitext.gitindex import blob_id
+
+    return (blob_id(data, 20), blob_id(data, 32))
 
 
 def pointer_files(ctx: Context) -> list[Target] | None:
@@ -235,20 +235,16 @@ def _reset_stat(ctx: Context, targets: Sequence[Target]) -> None:
     the stat data empty, which makes git compare the content (through the clean filter, which
     the stat cache keeps cheap) and then record fresh stat data itself.
     """
-    from gitext.gitutil import git
+    from gitext.gitutil import git, staged_entries
 
     work_tree = ctx.config.repo.work_tree
     wanted = {_raw(t.path): t for t in targets}
     lines = []
     try:
-        listing = git(["ls-files", "--stage", "-z"], cwd=work_tree)
-        for record in listing.split(b"\0"):
-            meta, _, path = record.partition(b"\t")
+        for mode, blob, stage, path in staged_entries(work_tree):
             target = wanted.get(path)
-            if target is None:
-                continue
-            mode, blob, stage = meta.split()
-            if stage == b"0" and bytes.fromhex(blob.decode()) in target.blobs:
+            if target is not None and stage == b"0" \
+                    and bytes.fromhex(blob.decode()) in target.blobs:
                 lines.append(b"%s %s\t%s\0" % (mode, blob, path))
         if lines:
             git(["update-index", "-z", "--index-info"], cwd=work_tree, input=b"".join(lines))

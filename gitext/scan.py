@@ -109,17 +109,12 @@ def pointers_in_index(repo: pygit2.Repository) -> list[PointerEntry]:
 
 
 def _pointers_in_index_by_git(repo: pygit2.Repository) -> list[PointerEntry]:
-    from gitext.gitutil import git
+    from gitext.gitutil import staged_entries
 
     work_tree = Path(repo.workdir) if repo.workdir else Path(repo.path)
-    listing = git(["ls-files", "--stage", "-z"], cwd=work_tree)
     probe = _pointer_probe(repo)
     entries = []
-    for record in listing.split(b"\0"):
-        if not record:
-            continue
-        meta, _, raw_path = record.partition(b"\t")
-        mode, blob, stage = meta.split()
+    for mode, blob, stage, raw_path in staged_entries(work_tree):
         if stage != b"0" or int(mode, 8) not in _FILE_MODES:
             continue
         pointer = probe(pygit2.Oid(hex=blob.decode()))
