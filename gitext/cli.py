@@ -198,7 +198,8 @@ def cmd_remote_list(args: argparse.Namespace) -> int:
     if not remotes:
         try:
             spec = config.resolve_remote()
-            say(f"  {spec.name}\tlocal\t{spec.url}\t(zero-config: {spec.reason})")
+            kind, where = parse_url(spec.url)
+            say(f"  {spec.name}\t{kind}\t{where}\t(zero-config: {spec.reason})")
         except MlxError:
             say("No remotes. Add one with `git mlx remote add -d NAME URL`.")
     return EXIT_OK

@@ -16,8 +16,8 @@ Two YAML files, the per-clone one winning key by key:
     transfer: {jobs: 8, sync: true}  # sync: pushed objects durable before the push ends
     hydrate: {direct_min_size: 8388608}  # files this big are written by git-mlx, not git
 
-When no mlx remote is configured, a git remote on a local path is the storage, at
-`<that repository's git dir>/mlx` (the zero-config default).
+When no mlx remote is configured, a git remote on a local path or reached over SSH is the
+storage, at `<that repository's git dir>/mlx` (the zero-config default).
 """
 
 from __future__ import annotations
@@ -232,16 +232,30 @@ class Config:
         return str(name) if name else None
 
     def zero_config(self, git_name: str, git_url: str, why: str) -> RemoteSpec:
+        """The storage beside a git remote: `<its repository>/mlx/` on a local path or, over
+        SSH, on the server (the SSH remote finds `.git/mlx/` if the repository has a work tree)."""
         base = self.repo.work_tree or self.repo.git_dir
         path = local_path_from_url(git_url, base)
-        if path is None:
-            raise RemoteUnsupported(
-                f"git remote {git_name!r} ({git_url}) is not on a local path; this version of "
-                "git-mlx stores objects only in local directories",
-                hint="add a storage remote: git mlx remote add -d NAME /path/to/storage",
-            )
-        return RemoteSpec(git_name, str(repository_storage(path)), {},
-                          f"{why}: git remote {git_name!r} is a local repository, objects go in its mlx/")
+        if path is not None:
+            return RemoteSpec(git_name, str(repository_storage(path)), {},
+                              f"{why}: git remote {git_name!r} is a local repository, "
+                              "objects go in its mlx/")
+        from gitext.remotes import SSH, parse_url
+
+        try:
+            kind, location = parse_url(git_url)
+        except (UsageError, RemoteUnsupported):
+            kind, location = "", ""
+        if kind == SSH:
+            return RemoteSpec(git_name, location, {"repository": "true"},
+                              f"{why}: git remote {git_name!r} is reached over SSH, objects go "
+                              "in its mlx/ on the server")
+        raise RemoteUnsupported(
+            f"git remote {git_name!r} ({git_url}) is neither a local path nor an SSH URL, so "
+            "git-mlx cannot store objects beside it",
+            hint="add a storage remote: git mlx remote add -d NAME PATH_OR_URL "
+                 "(a path, s3://bucket/prefix or ssh://host/path)",
+        )
 
     def resolve_remote(self, requested: str | None = None, *, git_remote: str | None = None,
                        git_url: str | None = None) -> RemoteSpec:
@@ -285,7 +299,8 @@ class Config:
             return self.zero_config(name, url, "the only git remote")
         raise UsageError(
             "no remote to store large files in",
-            hint="add one with `git mlx remote add -d NAME PATH_OR_URL`, or a git remote on a local path",
+            hint="add one with `git mlx remote add -d NAME PATH_OR_URL`, or a git remote on a "
+                 "local path or over SSH",
         )
 
     def _upstream_remote(self) -> str | None:

@@ -32,6 +32,13 @@ def warn(message: str) -> None:
     print(f"git-mlx: {message}", file=sys.stderr, flush=True)
 
 
+def _report(result: TransferResult, verb: str, where: str) -> None:
+    """The one-line summary of a transfer that moved something (stderr: the progress bar,
+    drawn only on a terminal, has been cleared by now)."""
+    if result.objects:
+        warn(result.summary(verb, where))
+
+
 class Context:
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -71,11 +78,16 @@ class Context:
                  unchecked: dict[str, Manifest] | None = None) -> TransferResult:
         from gitext.transfer import download
 
-        return download(self.store, remote or self.remote(), oids, jobs=self.config.jobs(),
-                        progress=progress, unchecked=unchecked)
+        remote = remote or self.remote()
+        result = download(self.store, remote, oids, jobs=self.config.jobs(),
+                          progress=progress, unchecked=unchecked)
+        _report(result, "downloaded", f"from {remote.name}")
+        return result
 
     def upload(self, oids: Iterable[str], remote: Remote, progress: bool | None = None) -> TransferResult:
         from gitext.transfer import upload
 
-        return upload(self.store, remote, oids, jobs=self.config.jobs(), progress=progress,
-                      sync=self.config.transfer_sync())
+        result = upload(self.store, remote, oids, jobs=self.config.jobs(), progress=progress,
+                        sync=self.config.transfer_sync())
+        _report(result, "uploaded", f"to {remote.name}")
+        return result

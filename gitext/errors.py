@@ -10,6 +10,7 @@ This module imports nothing from the package, so any module may raise these.
     │   ├── ObjectMissing         not in the cache / on the remote
     │   └── CorruptObject         present but fails its hash check
     ├── RemoteError               a remote could not be reached or written  exit 3
+    │   ├── RemoteRefused         it answered no: credentials, host key, permissions
     │   └── RemoteUnsupported     a URL scheme this version cannot use
     ├── ProtocolError             git spoke something the filter protocol does not allow
     └── TransferFailed            some objects did not move (details listed) exit 3
@@ -72,6 +73,11 @@ class CorruptObject(ObjectError):
 
 class RemoteError(MlxError):
     exit_code = EXIT_REMOTE
+
+
+class RemoteRefused(RemoteError):
+    """The remote answered and said no (bad credentials, an unknown or changed host key,
+    permission denied): trying again cannot help, so transfers stop at once."""
 
 
 class RemoteUnsupported(RemoteError):

@@ -89,11 +89,11 @@ def upload(ctx: Context, oids: Iterable[str], *, requested: str | None = None,
     if result.failed:
         first_oid, first_reason = next(iter(result.failed.items()))
         raise TransferFailed(
-            f"could not upload {len(result.failed)} object(s) to remote {remote.name} "
+            f"could not upload {len(result.failed)} file(s) to remote {remote.name} "
             f"({remote.describe()}): {first_reason}",
             result.failed,
-            hint=f"check that {remote.describe()} exists and is writable, then push again; "
-                 "nothing was pushed",
+            hint="fix the cause above and push again: git did not update the remote's "
+                 "branches, and objects that did land are not sent twice",
         )
     return result.objects
 

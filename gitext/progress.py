@@ -24,10 +24,12 @@ def format_bytes(n: float) -> str:
     raise AssertionError("unreachable")
 
 
-def format_summary(verb: str, objects: int, nbytes: int, seconds: float) -> str:
-    """"uploaded 12 objects (34.5 MiB) in 2.1 s"."""
+def format_summary(verb: str, objects: int, nbytes: int, seconds: float, where: str = "") -> str:
+    """"uploaded 12 objects (34.5 MiB) to storage in 2.1 s, 16.4 MiB/s"."""
     noun = "object" if objects == 1 else "objects"
-    return f"{verb} {objects} {noun} ({format_bytes(nbytes)}) in {seconds:.1f} s"
+    where = f" {where}" if where else ""
+    rate = format_bytes(nbytes / seconds) + "/s" if seconds > 0 else "-"
+    return f"{verb} {objects} {noun} ({format_bytes(nbytes)}){where} in {seconds:.1f} s, {rate}"
 
 
 class Progress:

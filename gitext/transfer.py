@@ -23,7 +23,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gitext.errors import CorruptObject, MlxError, ObjectMissing, RemoteError, RemoteUnsupported
+from gitext.errors import (
+    CorruptObject,
+    MlxError,
+    ObjectMissing,
+    RemoteError,
+    RemoteRefused,
+    RemoteUnsupported,
+)
 from gitext.progress import Progress, format_summary
 from gitext.remotes import Remote
 from gitext.store import CHUNKS, FILES, ChunkRef, Manifest, Store, file_key, object_key
@@ -43,9 +50,9 @@ class TransferResult:
     nbytes: int = 0
     seconds: float = 0.0
 
-    def summary(self, verb: str) -> str:
-        """e.g. "uploaded 12 objects (34.5 MiB) in 2.1 s"."""
-        return format_summary(verb, self.objects, self.nbytes, self.seconds)
+    def summary(self, verb: str, where: str = "") -> str:
+        """e.g. "uploaded 12 objects (34.5 MiB) to storage in 2.1 s"."""
+        return format_summary(verb, self.objects, self.nbytes, self.seconds, where)
 
 
 _Tag = tuple[str, str]  # (CHUNKS or FILES, hex id)
@@ -100,6 +107,8 @@ class _Runner:
         for attempt in range(ATTEMPTS):
             with self._lock:
                 gave_up = self._gave_up
+            if isinstance(gave_up, RemoteRefused):
+                raise RemoteRefused(gave_up.message, hint=gave_up.hint)
             if gave_up is not None:
                 raise RemoteError(f"not tried: remote {self.remote.name} failed "
                                   f"{self._give_up_after} times in a row (last: {gave_up.message})",
@@ -107,6 +116,10 @@ class _Runner:
             try:
                 result = task()
             except RemoteUnsupported:
+                raise
+            except RemoteRefused as exc:
+                with self._lock:  # every other object would be refused the same way
+                    self._gave_up = self._gave_up or exc
                 raise
             except RemoteError as exc:
                 if attempt + 1 < ATTEMPTS:

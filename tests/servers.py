@@ -1,70 +1,50 @@
-"""Real servers on loopback for remote tests: an S3 API (moto's server mode)."""
+"""Fixtures that start real servers on loopback (tests/serverctl.py does the work)."""
 
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
+from serverctl import S3Server, SshServer, free_port
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class S3Server:
-    endpoint: str
-    env: dict[str, str]  # fake credentials the server accepts
-
-    def client(self) -> object:
-        import boto3
-
-        return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
-                            aws_access_key_id=self.env["AWS_ACCESS_KEY_ID"],
-                            aws_secret_access_key=self.env["AWS_SECRET_ACCESS_KEY"])
-
-    def bucket(self, name: str) -> str:
-        self.client().create_bucket(Bucket=name)  # type: ignore[attr-defined]
-        return name
+__all__ = ["S3Server", "SshServer", "free_port", "s3_server", "ssh_server", "sshd"]
 
 
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[S3Server]:
-    """moto's S3 server on a free loopback port, for the whole session."""
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
-        except OSError:
-            if proc.poll() is not None:
-                raise RuntimeError("moto server exited at start") from None
-            time.sleep(0.1)
-    else:
-        proc.kill()
-        raise RuntimeError("moto server did not start")
-    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-           "AWS_DEFAULT_REGION": "us-east-1"}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
+    """moto's S3 server on a free loopback port, for the whole session; its fake credentials
+    are in the environment while it runs."""
+    server = S3Server().start()
+    saved = {k: os.environ.get(k) for k in server.env}
+    os.environ.update(server.env)
     try:
-        yield S3Server(f"http://127.0.0.1:{port}", env)
+        yield server
     finally:
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-        proc.terminate()
-        proc.wait(timeout=10)
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
+    """One sshd for the session (keys generated once)."""
+    server = SshServer(tmp_path_factory.mktemp("sshd")).setup().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def ssh_server(sshd: SshServer, scrubbed_env: Path, monkeypatch: pytest.MonkeyPatch) -> SshServer:
+    """The session's sshd, running, with this test's HOME configured to reach it as
+    `mlx-sshd` (ssh config, key, known_hosts) and git's ssh pointed at the same files."""
+    sshd.start()  # a fault test may have stopped it
+    for name, value in sshd.configure_client(scrubbed_env).items():
+        monkeypatch.setenv(name, value)
+    return sshd

@@ -1,6 +1,6 @@
 """One contract every remote kind must honour; `transfer` relies on nothing else.
 
-To add a kind (s3, ssh), add its name to REMOTE_KINDS and a branch to `make_remote` and
+To add a kind, add its name to REMOTE_KINDS and a branch to `make_remote` and
 `make_unwritable_remote` that build one against its loopback server fixture.
 """
 
@@ -17,7 +17,7 @@ from gitext.errors import ObjectMissing, RemoteError, RemoteUnsupported
 from gitext.remotes import Remote, open_remote
 from gitext.remotes.local import LocalRemote
 
-REMOTE_KINDS = ["local", "s3"]
+REMOTE_KINDS = ["local", "s3", "ssh"]
 
 Factory = Callable[[], Remote]
 
@@ -30,6 +30,10 @@ def make_remote(kind: str, tmp_path: Path, request: pytest.FixtureRequest | None
         server = request.getfixturevalue("s3_server")
         bucket = server.bucket(f"b-{abs(hash(str(tmp_path))) % 10**12}")
         return open_remote("origin", f"s3://{bucket}/team/mlx", {"endpoint_url": server.endpoint})
+    if kind == "ssh":  # through the test's ~/.ssh/config: Host mlx-sshd -> the loopback sshd
+        assert request is not None
+        request.getfixturevalue("ssh_server")
+        return open_remote("origin", f"ssh://mlx-sshd{tmp_path / 'remote-store'}")
     raise AssertionError(f"no fixture for remote kind {kind}")
 
 
@@ -50,6 +54,12 @@ def make_unwritable_remote(kind: str, tmp_path: Path,
         server = request.getfixturevalue("s3_server")
         url = "s3://no-such-bucket-here/mlx"
         return open_remote("origin", url, {"endpoint_url": server.endpoint}), "s3://no-such-bucket-here/mlx"
+    if kind == "ssh":  # as for local: a root under a regular file, on the server
+        assert request is not None
+        request.getfixturevalue("ssh_server")
+        blocker = tmp_path / "not-a-directory"
+        blocker.write_bytes(b"a file where a directory should be")
+        return open_remote("origin", f"mlx-sshd:{blocker / 'mlx'}"), str(blocker / "mlx")
     raise AssertionError(f"no fixture for remote kind {kind}")
 
 
@@ -234,9 +244,3 @@ def test_open_remote_file_url(tmp_path: Path) -> None:
     assert isinstance(remote, LocalRemote)
     assert remote.root == tmp_path / "d"
     assert remote.name == "backup"
-
-
-@pytest.mark.parametrize("url", ["ssh://host/srv/mlx", "git@host:models"])
-def test_ssh_is_not_yet_supported(url: str) -> None:
-    with pytest.raises(RemoteUnsupported, match="later version"):
-        open_remote("origin", url)

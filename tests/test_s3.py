@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from mlxtest import assert_clean_status, git, mlx, run, sha256_file, write_random
 from servers import S3Server
 
@@ -51,3 +54,34 @@ def test_unreachable_endpoint_fails_cleanly(repo: Path, origin: Path, s3_server:
     err = proc.stderr.decode()
     assert proc.returncode != 0 and "Traceback" not in err
     assert "s3://locked" in err and "hint:" in err, err
+
+
+@pytest.fixture(scope="module")
+def strict_s3() -> Iterator[S3Server]:
+    """A second moto server that checks credentials (the shared one accepts any key)."""
+    server = S3Server(check_credentials=True).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_wrong_credentials_fail_cleanly_and_fast(repo: Path, origin: Path, strict_s3: S3Server,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAWRONGWRONGWRONG1")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    git(repo, "remote", "add", "origin", str(origin))
+    mlx(repo, "track", "*.bin")
+    mlx(repo, "remote", "add", "-d", "storage", "s3://models/proj")
+    mlx(repo, "remote", "modify", "storage", "endpoint_url", strict_s3.endpoint)
+    write_random(repo / "model.bin", 3 * 2**20, seed=5)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "v1")
+    start = time.monotonic()
+    proc = git(repo, "push", "origin", "main", check=False)
+    err = proc.stderr.decode()
+    assert proc.returncode != 0 and "Traceback" not in err, err
+    assert ("InvalidAccessKeyId" in err or "AccessDenied" in err) and "AWS_ACCESS_KEY_ID" in err, err
+    assert "not-the-secret" not in err, "a secret is never printed"
+    assert time.monotonic() - start < 30, "a refusal is not retried object by object"

@@ -462,8 +462,10 @@ def test_formatting() -> None:
     assert format_bytes(512) == "512 B"
     assert format_bytes(1536) == "1.5 KiB"
     assert format_bytes(34.5 * 1024 * 1024) == "34.5 MiB"
-    assert format_summary("uploaded", 12, int(34.5 * 1024 * 1024), 2.06) == (
-        "uploaded 12 objects (34.5 MiB) in 2.1 s")
+    assert format_summary("uploaded", 12, int(34.5 * 1024 * 1024), 2.0) == (
+        "uploaded 12 objects (34.5 MiB) in 2.0 s, 17.2 MiB/s")
+    assert format_summary("downloaded", 1, 10, 0.0, "from storage") == (
+        "downloaded 1 object (10 B) from storage in 0.0 s, -")
 
 
 def test_transfer_progress_goes_to_stderr_only_when_asked(

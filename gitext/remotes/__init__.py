@@ -298,16 +298,17 @@ def _open_s3(name: str, url: str, location: str, options: Mapping[str, str]) -> 
     return open_s3(name, url, location, options)
 
 
-_FACTORIES: dict[str, RemoteFactory] = {LOCAL: _open_local, S3: _open_s3}
+def _open_ssh(name: str, url: str, location: str, options: Mapping[str, str]) -> Remote:
+    from gitext.remotes.ssh import open_ssh
+
+    return open_ssh(name, url, location, options)
+
+
+_FACTORIES: dict[str, RemoteFactory] = {LOCAL: _open_local, S3: _open_s3, SSH: _open_ssh}
 
 
 def open_remote(name: str, url: str, options: Mapping[str, str] | None = None) -> Remote:
     """The Remote for `url`, named `name` in messages; `options` are its config keys."""
     kind, location = parse_url(url)
-    factory = _FACTORIES.get(kind)
-    if factory is None:
-        raise RemoteUnsupported(
-            f"remote {name!r} ({url}) is an {kind.upper()} remote, which this version of "
-            "git-mlx cannot use yet: SSH remotes arrive in a later version",
-            hint="use a local directory, a file:// URL or s3://bucket/prefix for now")
+    factory = _FACTORIES[kind]
     return factory(name, url, location, dict(options or {}))

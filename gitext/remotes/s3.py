@@ -15,12 +15,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from gitext.errors import ObjectMissing, RemoteError
+from gitext.errors import ObjectMissing, RemoteError, RemoteRefused
 from gitext.remotes import Remote, check_key
 
 # Above this many keys, exists() lists the prefixes instead of asking for each key.
 _LIST_THRESHOLD = 200
 _MISSING_CODES = {"404", "NoSuchKey", "NotFound"}
+# Answers that another try cannot change: the transfer stops at the first one.
+_REFUSED_CODES = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "NoSuchBucket",
+                  "403", "ExpiredToken", "InvalidToken"}
 
 
 class S3Remote(Remote):
@@ -71,7 +74,7 @@ class S3Remote(Remote):
         )
 
         if isinstance(exc, NoCredentialsError | PartialCredentialsError):
-            return RemoteError(f"no AWS credentials to {doing} {self.describe()}",
+            return RemoteRefused(f"no AWS credentials to {doing} {self.describe()}",
                                hint="set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or a profile "
                                     "(`git mlx remote modify NAME profile P`)")
         if isinstance(exc, EndpointConnectionError):
@@ -82,13 +85,17 @@ class S3Remote(Remote):
             code = str(err.get("Code", "?"))
             hints = {
                 "NoSuchBucket": "create the bucket, or fix the remote's URL",
-                "AccessDenied": "check the credentials' permissions on this bucket",
+                "AccessDenied": "check the credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY "
+                                "or the profile) and their permissions on this bucket",
                 "InvalidAccessKeyId": "check AWS_ACCESS_KEY_ID / the profile",
                 "SignatureDoesNotMatch": "check AWS_SECRET_ACCESS_KEY / the profile",
             }
-            return RemoteError(f"cannot {doing} {self.describe()}: {code} "
-                               f"({err.get('Message', '')})".rstrip(" ()"),
-                               hint=hints.get(code, "check the bucket and credentials"))
+            text = str(err.get("Message") or "")
+            if code == "403":  # a HEAD answer has no body, hence no error code
+                code, text = "AccessDenied", "HTTP 403 Forbidden"
+            kind = RemoteRefused if code in _REFUSED_CODES else RemoteError
+            return kind(f"cannot {doing} {self.describe()}: {code}" + (f" ({text})" if text else ""),
+                        hint=hints.get(code, "check the bucket and credentials"))
         if isinstance(exc, BotoCoreError):
             return RemoteError(f"cannot {doing} {self.describe()}: {exc}")
         return RemoteError(f"cannot {doing} {self.describe()}: {type(exc).__name__}: {exc}")
