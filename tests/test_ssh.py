@@ -272,3 +272,41 @@ def test_corrupt_object_on_the_server_is_never_written(ssh_repo: tuple[Path, Pat
     assert len(damaged) == 1, "exactly the file with the damaged chunk is not hydrated"
     # ...and what is in its place is its pointer, never the bad bytes
     assert parse((other / damaged[0]).read_bytes()).oid == parse(blob_of(repo, f"HEAD:{damaged[0]}")).oid
+
+
+def test_server_stopped_mid_pull_then_rerun_completes(ssh_repo: tuple[Path, Path], origin: Path,
+                                                      tmp_path: Path, ssh_server: SshServer) -> None:
+    repo, _ = ssh_repo
+    write_random(repo / "a.bin", 128 * 2**20, seed=13)
+    commit_all(repo, "v1")
+    git(repo, "push", "-q", "origin", "main")
+    other = tmp_path / "other"
+    run(["git", "clone", "-q", str(origin), str(other)], env={"GIT_MLX_SKIP_SMUDGE": "1"})
+    (other / ".mlx.yaml").write_text((other / ".mlx.yaml").read_text() + "transfer:\n  jobs: 2\n")
+    cache = other / ".git" / "mlx"
+    proc = subprocess.Popen(["git", "-C", str(other), "mlx", "pull"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None and len(chunk_files(cache)) < 8:
+        time.sleep(0.005)
+    assert proc.poll() is None, "pull finished before the server could be stopped"
+    ssh_server.stop()
+    try:
+        _, err_bytes = proc.communicate(timeout=180)
+        err = err_bytes.decode()
+        print(err)
+        assert proc.returncode != 0, err
+        assert "Traceback" not in err and "a.bin" in err, err
+        assert "Socket exception" not in err, "paramiko's own log lines stay quiet"
+        assert parse((other / "a.bin").read_bytes()).size == 128 * 2**20, "still the pointer"
+    finally:
+        ssh_server.start()
+    landed = chunk_files(cache)
+    assert landed
+
+    mlx(other, "pull")
+    assert all(chunk_files(cache)[name] == inode for name, inode in landed.items()), \
+        "chunks already fetched were not fetched again"
+    assert sha256_file(other / "a.bin") == sha256_file(repo / "a.bin")
+    git(other, "checkout", "--", ".mlx.yaml")
+    assert_clean_status(other)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import getpass
+import logging
 import os
 import posixpath
 import shlex
@@ -38,6 +39,10 @@ from gitext.errors import ObjectMissing, RemoteError, RemoteRefused, UsageError
 from gitext.remotes import Remote, SshTarget, check_key, ssh_target
 
 T = TypeVar("T")
+
+# paramiko logs a dropped connection from its reader thread ("Socket exception: ..."); with no
+# handler, Python would print that on stderr next to our own, clearer, message.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 TMP_DIR = "tmp"
 CONNECT_TIMEOUT = 15.0   # seconds for TCP connect, banner and authentication
