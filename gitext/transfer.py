@@ -38,6 +38,7 @@ from gitext.store import CHUNKS, FILES, ChunkRef, Manifest, Store, file_key, obj
 ATTEMPTS = 3          # tries per object, counting the first
 BACKOFF_BASE = 0.5    # seconds before the first retry; doubles each time
 BACKOFF_CAP = 8.0     # never wait longer than this between tries
+FLUSH_EVERY = 64 << 20  # bytes uploaded between background flushes of the remote (_EarlyFlush)
 
 
 @dataclass
@@ -138,6 +139,36 @@ class _Runner:
     def close(self) -> None:
         # On Ctrl-C: drop queued tasks, let running ones finish their (atomic) object.
         self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+class _EarlyFlush:
+    """Start flushing the remote's writes while the upload goes on, so the barrier after the
+    chunks finds little left to write: a barrier is a syncfs(2), and one at the end of a
+    1 GiB push waited ~1 s for the disk with the network and CPUs idle (docs/store.md).
+
+    One background flush at a time, started each time FLUSH_EVERY more bytes landed; its
+    errors are ignored (the real barrier reports them)."""
+
+    def __init__(self, remote: Remote) -> None:
+        self.remote = remote
+        self.pending = 0
+        self.thread: threading.Thread | None = None
+
+    def wrote(self, nbytes: int) -> None:
+        self.pending += nbytes
+        if self.pending >= FLUSH_EVERY and (self.thread is None or not self.thread.is_alive()):
+            self.pending = 0
+            self.thread = threading.Thread(target=self._flush, name="git-mlx-flush", daemon=True)
+            self.thread.start()
+
+    def _flush(self) -> None:
+        with contextlib.suppress(Exception):
+            self.remote.barrier()
+
+    def join(self) -> None:
+        """Wait for a running flush (the barrier that follows would wait on the same disk)."""
+        if self.thread is not None:
+            self.thread.join()
 
 
 def _backoff(attempt: int) -> float:
@@ -268,17 +299,23 @@ def upload(store: Store, remote: Remote, oids: Iterable[str], *, jobs: int = 8,
                 return sizes[hexid] if kind == CHUNKS else src.stat().st_size
             runner.submit((kind, hexid), task)
 
+        flusher = _EarlyFlush(remote) if sync else None
+
         def finished() -> Iterator[tuple[str, str, BaseException | None]]:
             for (kind, hexid), nbytes, error in runner.completions():
                 if error is None:
                     ledger.objects += 1
                     ledger.nbytes += nbytes
                     bar.advance(1, nbytes)
+                    if flusher is not None:
+                        flusher.wrote(nbytes)
                 yield kind, hexid, error
 
         def barrier() -> bool:
             """Chunks durable before manifests name them; False (files failed) if it fails."""
             try:
+                if flusher is not None:
+                    flusher.join()
                 if sync:
                     remote.barrier()
                 return True

@@ -495,6 +495,21 @@ def test_chunks_are_made_durable_before_any_manifest(local: Store, remote: Local
     assert rec.uploaded[-1] == "<barrier>" and rec.uploaded.count("<barrier>") == 2
 
 
+def test_early_flushes_overlap_the_upload(local: Store, remote: LocalRemote, three: list[str],
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Background flushes start while chunks are still going out (so the real barrier finds
+    little to write); the ordering promise is unchanged."""
+    monkeypatch.setattr(transfer, "FLUSH_EVERY", 1)
+    rec = Recording(remote)
+    assert transfer.upload(local, rec, three, jobs=1, progress=False).failed == {}
+    first_manifest = next(i for i, key in enumerate(rec.uploaded) if key.startswith("files/"))
+    chunks_end = max(i for i, key in enumerate(rec.uploaded) if key.startswith("chunks/"))
+    assert "<barrier>" in rec.uploaded[:first_manifest - 1], "no flush during the chunks"
+    assert rec.uploaded[chunks_end + 1:first_manifest] == ["<barrier>"] * (first_manifest - chunks_end - 1)
+    assert rec.uploaded[-1] == "<barrier>"
+    assert rec.uploaded.count("<barrier>") >= 3
+
+
 def test_one_chunk_files_travel_without_manifests(local: Store, other: Store, remote: LocalRemote,
                                                   tmp_path: Path) -> None:
     small = add(local, tmp_path, "small.bin", 900, seed=40)
