@@ -148,6 +148,9 @@ def cmd_remote_modify(args: argparse.Namespace) -> int:
         raise UsageError(f"no remote named {args.name!r}", hint="see `git mlx remote list`")
     if args.key in ("secret_access_key", "access_key_id", "password") and not args.local:
         raise UsageError(f"{args.key} must not go into the committed .mlx.yaml", hint="use --local")
+    if args.key == "accept_new_host_key" and not args.local:
+        raise UsageError("whether to trust a server's unknown host key is each user's decision, "
+                         "not the repository's", hint="use --local (this clone only)")
     remotes.setdefault(args.name, {})[args.key] = args.value
     save_yaml(path, data)
     say(f"Set {args.name}.{args.key} = {args.value} in {path.name}")

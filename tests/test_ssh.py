@@ -136,11 +136,13 @@ def test_unknown_host_key_is_refused_until_accepted(ssh_repo: tuple[Path, Path],
     fingerprint = run(["ssh-keygen", "-l", "-f", str(ssh_server.host_key)]).stdout.decode().split()[1]
     start = time.monotonic()
     push_fails(repo, "not known", fingerprint, "accept_new_host_key", "hint:")
+    refused = mlx(repo, "remote", "modify", "storage", "accept_new_host_key", "true", check=False)
+    assert refused.returncode == 2 and "--local" in refused.stderr.decode()
     assert time.monotonic() - start < 20, "a refused host key is not retried object by object"
     assert not (store / "chunks").exists(), "nothing is sent to an unverified server"
     assert not known_hosts.exists()
 
-    mlx(repo, "remote", "modify", "storage", "accept_new_host_key", "true")
+    mlx(repo, "remote", "modify", "--local", "storage", "accept_new_host_key", "true")
     proc = git(repo, "push", "origin", "main")
     assert "added the ssh-ed25519 host key" in proc.stderr.decode()
     assert f"[127.0.0.1]:{ssh_server.port} ssh-ed25519" in known_hosts.read_text()
@@ -155,7 +157,7 @@ def test_changed_host_key_is_refused_even_with_accept_new(ssh_repo: tuple[Path, 
     run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(impostor)])
     kind, blob = impostor.with_suffix(".pub").read_text().split()[:2]
     (scrubbed_env / ".ssh" / "known_hosts").write_text(f"[127.0.0.1]:{ssh_server.port} {kind} {blob}\n")
-    mlx(repo, "remote", "modify", "storage", "accept_new_host_key", "true")
+    mlx(repo, "remote", "modify", "--local", "storage", "accept_new_host_key", "true")
     write_random(repo / "model.bin", 1_000_000, seed=6)
     commit_all(repo, "v1")
     push_fails(repo, "CHANGED", "ssh-keygen -R")

@@ -250,7 +250,7 @@ class SshRemote(Remote):
                 f"the host key of {name} is not known: {fingerprint}",
                 hint=f"check that fingerprint with the server's admin, then trust it: run "
                      f"`ssh -p {ep.port} {ep.user}@{ep.hostname}` once, or "
-                     f"`git mlx remote modify {self.name} accept_new_host_key true`")
+                     f"`git mlx remote modify --local {self.name} accept_new_host_key true`")
         expected = entry.get(key.get_name())
         if expected != key:
             raise RemoteRefused(
