@@ -123,6 +123,16 @@ def test_exists_on_a_mix_of_present_and_absent_keys(remote: Remote, tmp_path: Pa
     assert remote.exists(absent) == set()
 
 
+def test_exists_in_bulk(remote: Remote, tmp_path: Path) -> None:
+    """Past a few hundred keys remotes answer by listing instead of asking key by key."""
+    present = [put(remote, tmp_path, f"bulk {i}".encode()) for i in range(120)]
+    present.append(put(remote, tmp_path, b"bulk manifest", key_for(b"bulk manifest", "files")))
+    absent = [key_for(f"bulk absent {i}".encode()) for i in range(150)]
+    absent.append(key_for(b"bulk absent manifest", "files"))
+    assert remote.exists(present + absent) == set(present)
+    assert remote.exists(absent) == set()
+
+
 def test_exists_before_anything_was_uploaded(remote: Remote) -> None:
     assert remote.exists([key_for(b"x"), key_for(b"y", "files")]) == set()
     assert list(remote.list_keys("")) == []

@@ -427,10 +427,19 @@ class SshRemote(Remote):
         for key in keys:
             check_key(key)
         if len(keys) > _LIST_THRESHOLD:
+            # List the directories the keys live in (`chunks/ab`), skipping those their parent
+            # does not hold (a new remote has none), several sessions at once.
             wanted = set(keys)
+            parents = {posixpath.dirname(k) for k in keys}
+            tops = {posixpath.dirname(p) for p in parents}
+            existing: set[str] = set()
+            for top in tops:
+                existing.update(self._listdir_keys(top))
+            listed = sorted(p for p in parents if p in existing or p in tops)
             present: set[str] = set()
-            for parent in sorted({posixpath.dirname(k) for k in keys}):
-                present.update(k for k in self._listdir_keys(parent) if k in wanted)
+            with ThreadPoolExecutor(max(1, min(self.max_jobs, len(listed)))) as pool:
+                for names in pool.map(self._listdir_keys, listed):
+                    present.update(k for k in names if k in wanted)
             return present
 
         def one(key: str) -> str | None:
