@@ -32,6 +32,7 @@ class Config:
     s3_edit_count: int
     s3_edit_fraction: float
     s3_insert: int
+    remote_size: int
     reps: int
     timeout: float
 
@@ -40,15 +41,18 @@ class Config:
         if quick:
             return cls(quick, seed, s1_size=32 * MiB, s1_edit_count=16, s1_edit_total=512 * 1024,
                        s2_count=300, s2_file_size=64 * 1024, s3_size=16 * MiB, s3_edit_count=5,
-                       s3_edit_fraction=0.02, s3_insert=64 * 1024, reps=5, timeout=300)
+                       s3_edit_fraction=0.02, s3_insert=64 * 1024, remote_size=16 * MiB, reps=5,
+                       timeout=300)
+        # remote_size: moto's S3 server moves 20-60 MB/s here, so 1 GiB would add ~6 minutes.
         return cls(quick, seed, s1_size=1 * GiB, s1_edit_count=16, s1_edit_total=16 * MiB,
                    s2_count=5000, s2_file_size=64 * 1024, s3_size=256 * MiB, s3_edit_count=5,
-                   s3_edit_fraction=0.02, s3_insert=1 * MiB, reps=10, timeout=3600)
+                   s3_edit_fraction=0.02, s3_insert=1 * MiB, remote_size=256 * MiB, reps=10,
+                   timeout=3600)
 
     def disk_estimate(self) -> int:
         """Peak scratch use: the data files, one tool's S1 dirs (file, cache of 2 versions, clone and
         its cache) and what the remote image grows to."""
-        data = 2 * self.s1_size + 3 * self.s3_size + self.s2_count * self.s2_file_size
+        data = 2 * self.s1_size + 3 * self.s3_size + self.s2_count * self.s2_file_size + self.remote_size
         return data + 5 * self.s1_size + 3 * self.s1_size
 
     def remote_fs_size(self) -> int:
@@ -104,7 +108,7 @@ class Scenario:
         self._row(step, "time")[tool] = entry
         return entry
 
-    def record_bytes(self, step: str, tool: str, size: DirSize, where: Path) -> None:
+    def record_bytes(self, step: str, tool: str, size: DirSize, where: Path | str) -> None:
         self._row(step, "bytes")[tool] = {"status": "ok", **size.to_json(), "path": str(where)}
 
     def record_status(self, step: str, tool: str, status: str, error: str = "", kind: str = "time") -> None:
@@ -167,6 +171,11 @@ class Bench:
         edits = workload.spread_overwrites(c.s1_size, c.s1_edit_count, c.s1_edit_total, c.seed + 1)
         return self.data_file("s1_v2.bin", lambda p: workload.derive(self.s1_v1(), p, edits))
 
+    def remote_data(self) -> Path:
+        """The remotes scenario's file: model-like, like S1's, of its own size."""
+        c = self.config
+        return self.data_file("remote.bin", lambda p: workload.write_model_like(p, c.seed + 6, c.remote_size))
+
     # -- running ----------------------------------------------------------------------------------
     def scenario(self, sid: str, title: str, description: str = "", with_tools: bool = True) -> Scenario:
         keys = [t.key for t in self.tools] + list(self.unavailable) if with_tools else []
@@ -194,9 +203,12 @@ class Bench:
             line += f" FAILED: {m.error[:300]}"
         progress(line)
 
-    def measure_bytes(self, sc: Scenario, name: str, tool: Tool, path: Path) -> DirSize:
-        size = dir_size(path)
-        sc.record_bytes(name, tool.key, size, path)
+    def measure_bytes(self, sc: Scenario, name: str, tool: Tool, where: Path | str,
+                      size: DirSize | None = None) -> DirSize:
+        """Record the bytes under `where`: a directory, or a place measured by the caller (`size`)."""
+        if size is None:
+            size = dir_size(Path(where))
+        sc.record_bytes(name, tool.key, size, where)
         progress(f"{sc.sid} {tool.label}: {name} = {size.apparent / MiB:.1f} MiB "
                  f"({size.files} files, disk {size.disk / MiB:.1f} MiB)")
         return size

@@ -11,7 +11,10 @@ import sys
 from pathlib import Path
 
 INSTALL_HINT = "python3 -m bench --install-peers"
-DVC_REQUIREMENT = "dvc>=3,<4"  # the peer numbers in the issue are DVC 3.x
+# The peer numbers in the issues are DVC 3.x; s3 and ssh pull in the plugins (dvc-s3, dvc-ssh)
+# that DVC's S3 and SSH remotes need (the remotes scenario).
+DVC_REQUIREMENT = "dvc[s3,ssh]>=3,<4"
+DVC_PLUGINS = ("dvc_s3", "dvc_ssh")
 
 
 def _homes() -> list[Path]:
@@ -56,39 +59,69 @@ def find_dvc(explicit: str | None) -> str | None:
     return None
 
 
-def install_peers(quiet: bool = False) -> int:
-    """Create the DVC venv (idempotent: a venv whose dvc runs is left as it is)."""
-    venv = venv_dir()
-    exe = venv / "bin" / "dvc"
-    if exe.exists() and _works(str(exe)):
-        print(f"bench: DVC already installed at {exe}")
-        return 0
-    print(f"bench: installing DVC into {venv} (python3 -m venv + pip install dvc)", flush=True)
+def _has_plugins(venv: Path) -> bool:
+    """DVC's S3 and SSH remotes are plugins (dvc-s3, dvc-ssh): the remotes scenario needs both."""
+    try:
+        return subprocess.run([str(venv / "bin" / "python"), "-c", f"import {', '.join(DVC_PLUGINS)}"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              timeout=120).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def _make_venv(venv: Path, out: int | None) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    """A new venv and the pip command that installs into it."""
     if venv.exists():
         shutil.rmtree(venv)
     venv.parent.mkdir(parents=True, exist_ok=True)
+    python = sys.executable or "python3"
+    proc = subprocess.run([python, "-m", "venv", str(venv)], stdout=out, stderr=out, text=True)
+    if proc.returncode == 0:
+        return proc, [str(venv / "bin" / "python"), "-m", "pip"]
+    # Debian's python3 without python3-venv has no ensurepip: a venv without pip, filled by
+    # this interpreter's pip (pip >= 22.3 installs into another environment with --python).
+    shutil.rmtree(venv, ignore_errors=True)
+    proc = subprocess.run([python, "-m", "venv", "--without-pip", str(venv)], stdout=out, stderr=out,
+                          text=True)
+    return proc, _pip(venv)
+
+
+def _pip(venv: Path) -> list[str]:
+    """The pip that installs into an existing venv: its own, or this interpreter's with --python."""
+    if (venv / "bin" / "pip").exists():
+        return [str(venv / "bin" / "python"), "-m", "pip"]
+    return [sys.executable or "python3", "-m", "pip", "--python", str(venv / "bin" / "python")]
+
+
+def install_peers(quiet: bool = False) -> int:
+    """Create the DVC venv with its S3 and SSH plugins. Idempotent: a venv whose dvc runs and has
+    the plugins is left as it is; one whose dvc runs without them gets them added."""
+    venv = venv_dir()
+    exe = venv / "bin" / "dvc"
+    works = exe.exists() and _works(str(exe))
+    if works and _has_plugins(venv):
+        print(f"bench: DVC (with S3 and SSH) already installed at {exe}")
+        return 0
     # --quiet: pip's output is kept and shown only if the install fails.
     out = subprocess.PIPE if quiet else None
-    python = sys.executable or "python3"
     env = dict(os.environ, PIP_DISABLE_PIP_VERSION_CHECK="1", PIP_NO_INPUT="1")
     env.pop("PIP_BREAK_SYSTEM_PACKAGES", None)
-    pip = [str(venv / "bin" / "python"), "-m", "pip"]
-    proc = subprocess.run([python, "-m", "venv", str(venv)], stdout=out, stderr=out, text=True)
-    if proc.returncode != 0:
-        # Debian's python3 without python3-venv has no ensurepip: a venv without pip, filled by
-        # this interpreter's pip (pip >= 22.3 installs into another environment with --python).
-        shutil.rmtree(venv, ignore_errors=True)
-        proc = subprocess.run([python, "-m", "venv", "--without-pip", str(venv)], stdout=out, stderr=out,
-                              text=True)
-        pip = [python, "-m", "pip", "--python", str(venv / "bin" / "python")]
+    if works:
+        print(f"bench: adding DVC's S3 and SSH plugins to {venv} (pip install {DVC_REQUIREMENT})", flush=True)
+        proc: subprocess.CompletedProcess[str] = subprocess.CompletedProcess([], 0)
+        pip = _pip(venv)
+    else:
+        print(f"bench: installing DVC into {venv} (python3 -m venv + pip install {DVC_REQUIREMENT})",
+              flush=True)
+        proc, pip = _make_venv(venv, out)
     if proc.returncode == 0:
         proc = subprocess.run([*pip, "install", "-q", DVC_REQUIREMENT], env=env, stdout=out, stderr=out,
                               text=True)
-    if proc.returncode != 0 or not _works(str(exe)):
+    if proc.returncode != 0 or not _works(str(exe)) or not _has_plugins(venv):
         if quiet:
             print(((proc.stdout or "") + (proc.stderr or ""))[-4000:], file=sys.stderr)
         print(f"bench: installing DVC failed (exit {proc.returncode})", file=sys.stderr)
         return 1
     version = subprocess.run([str(exe), "--version"], capture_output=True, text=True).stdout.strip()
-    print(f"bench: DVC {version} installed at {exe}")
+    print(f"bench: DVC {version} (with S3 and SSH) installed at {exe}")
     return 0

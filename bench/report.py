@@ -60,16 +60,52 @@ def scenario_table(sc: dict[str, Any]) -> list[str]:
     if tools == ["machine"]:
         return floors_table(sc)
     head = ["step"] + [f"{LABELS.get(t, t)} wall / CPU / peak RSS" for t in tools]
-    ratios = [(a, b) for a, b in (("mlx", "lfs"), ("mlx", "dvc")) if a in tools and b in tools]
-    head += [f"{a}/{b}" for a, b in ratios]
+    pairs = [(a, b) for a, b in (("mlx", "lfs"), ("mlx", "dvc")) if a in tools and b in tools]
+    columns = {pair: [ratio(value(step["results"].get(pair[0]), step["kind"]),
+                            value(step["results"].get(pair[1]), step["kind"])) for step in sc["steps"]]
+               for pair in pairs}
+    columns = {pair: col for pair, col in columns.items() if any(r != "–" for r in col)}  # n/a throughout
+    head += [f"{a}/{b}" for a, b in columns]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for step in sc["steps"]:
-        res = step["results"]
-        kind = step["kind"]
-        row = [step["name"]] + [cell(res.get(t), kind) for t in tools]
-        row += [ratio(value(res.get(a), kind), value(res.get(b), kind)) for a, b in ratios]
+    for i, step in enumerate(sc["steps"]):
+        row = [step["name"]] + [cell(step["results"].get(t), step["kind"]) for t in tools]
+        row += [col[i] for col in columns.values()]
         lines.append("| " + " | ".join(row) + " |")
     return lines
+
+
+def targets_table(sc: dict[str, Any]) -> list[str]:
+    """A scenario's targets: time ratios (lower is better) or throughput ratios against a floor
+    (higher is better; the scenario's data_bytes over wall time). A target without a limit is context."""
+    results = {step["name"]: step["results"] for step in sc["steps"] if step["kind"] == "time"}
+    size = float(sc.get("data_bytes", 0))
+    lines = ["| target | result | |", "|---|---|---|"]
+    for t in sc["targets"]:
+        if t["tool"] not in sc["tools"] or t["versus"] not in sc["tools"]:
+            continue  # a tool left out with --tools
+        res = results.get(t["step"], {})
+        a, b = value(res.get(t["tool"]), "time"), value(res.get(t["versus"]), "time")
+        who, limit = LABELS.get(t["tool"], t["tool"]), t["limit"]
+        vs = t.get("versus_label") or LABELS.get(t["versus"], t["versus"])
+        throughput = t["measure"] == "throughput"
+        if throughput:
+            what = f"{t['step']}: {who} throughput " + (f">= {limit:.0%} of {vs}" if limit else f"vs {vs}")
+        else:
+            what = f"{t['step']}: {who} time " + (f"<= {limit:g}x {vs}" if limit else f"vs {vs}")
+        if not a or not b:
+            lines.append(f"| {what} | – | – |")
+            continue
+        if throughput:
+            r = b / a
+            text = f"**{r:.0%}** ({size / a / 1e6:.0f} vs {size / b / 1e6:.0f} MB/s)"
+            met = limit is not None and r >= limit
+        else:
+            r = a / b
+            text = f"**{r:.2f}x** ({seconds(a)} vs {seconds(b)})"
+            met = limit is not None and r <= limit
+        verdict = "context" if limit is None else "met" if met else "not met"
+        lines.append(f"| {what} | {text} | {verdict} |")
+    return lines if len(lines) > 2 else []
 
 
 def floors_table(sc: dict[str, Any]) -> list[str]:
@@ -112,6 +148,9 @@ def render(results: dict[str, Any]) -> str:
         if sc.get("description"):
             out += [sc["description"], ""]
         out += scenario_table(sc)
+        targets = targets_table(sc) if sc.get("targets") else []
+        if targets:
+            out += ["", "Targets:", ""] + targets
         plain = sc.get("plain_git")
         if plain:
             after = plain.get("objects after gc")

@@ -1,4 +1,4 @@
-"""The scenarios: S1 one big file, S2 many files, S3 versions, floors, start-up costs."""
+"""The scenarios: S1 one big file, S2 many files, S3 versions, floors, start-up costs, remotes."""
 
 from __future__ import annotations
 
@@ -341,9 +341,7 @@ def startup(b: Bench) -> None:
         names = [f"w{i}.bin" for i in range(5)]
         for i, name in enumerate(names):
             (repo / name).write_bytes(random.Random(i).randbytes(64 * 1024))
-        setup = run_step(tool.track_add_commit(repo, "*.bin", names, "small"), tool.env, 300)
-        if not setup.ok:
-            raise SetupError(setup.error)
+        tool.run_all(tool.track_add_commit(repo, "*.bin", names, "small"))
         head = tool.run(["git", "rev-parse", "HEAD"], repo).strip()
         hook = repo / ".git" / "hooks" / "post-checkout"
         if not hook.exists():
@@ -358,6 +356,15 @@ def startup(b: Bench) -> None:
     each_tool(b, sc, body)
 
 
+# -- remotes -----------------------------------------------------------------------------------------
+
+def remotes(b: Bench) -> None:
+    """S3 and SSH remotes: bench/remotes.py (imported here, when run: it uses this module's helpers)."""
+    from bench.remotes import remotes as run
+
+    run(b)
+
+
 SCENARIOS: dict[str, Callable[[Bench], None]] = {
-    "S1": s1, "S2": s2, "S3": s3, "floors": floors, "startup": startup,
+    "S1": s1, "S2": s2, "S3": s3, "floors": floors, "startup": startup, "remotes": remotes,
 }

@@ -11,15 +11,18 @@ import os
 import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from bench.measure import Cmd
+from bench.peers import INSTALL_HINT
 
 SCRUB = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_CEILING_DIRECTORIES",
          "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_TRACE", "XDG_CONFIG_HOME", "XDG_CACHE_HOME",
          "SSH_AUTH_SOCK", "GIT_CONFIG_GLOBAL", "GIT_CONFIG_SYSTEM", "GIT_CONFIG_COUNT")
 # Any tool setting from the caller's environment (GIT_MLX_SKIP_SMUDGE, GIT_LFS_SKIP_SMUDGE, ...).
-SCRUB_PREFIXES = ("GIT_MLX_", "GIT_LFS_", "GIT_CONFIG_KEY", "GIT_CONFIG_VALUE", "DVC_")
+# AWS_*: the remotes scenario gives its tools the S3 server's fake credentials and nothing else.
+SCRUB_PREFIXES = ("GIT_MLX_", "GIT_LFS_", "GIT_CONFIG_KEY", "GIT_CONFIG_VALUE", "DVC_", "AWS_")
 
 
 class SetupError(RuntimeError):
@@ -47,10 +50,22 @@ def git(repo: Path, *args: str) -> Cmd:
     return Cmd(["git", *args], cwd=repo)
 
 
+@dataclass(frozen=True)
+class Servers:
+    """Where the remotes scenario's servers listen (tests/serverctl.py starts them)."""
+
+    s3_endpoint: str  # http://127.0.0.1:PORT, moto's S3 API
+    ssh_alias: str  # the Host that ~/.ssh/config in each tool's HOME points at sshd
+    ssh_port: int
+    ssh_user: str
+    ssh_key: Path
+
+
 class Tool:
     key = ""
     label = ""
     hooks = True
+    remote_kinds: tuple[str, ...] = ()  # "S3", "SSH": the network remotes the tool can push to
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -87,6 +102,36 @@ class Tool:
     def run(self, argv: Sequence[str | Path], cwd: Path | None = None) -> str:
         return setup_run(argv, cwd, self.env)
 
+    def run_all(self, cmds: Sequence[Cmd]) -> None:
+        """Steps' commands run as unmeasured setup."""
+        for cmd in cmds:
+            if cmd.stdin or cmd.stdout:
+                raise ValueError(f"setup cannot redirect: {cmd.text()}")
+            self.run(cmd.argv, cmd.cwd)
+
+    # -- network remotes (the remotes scenario; unmeasured) -----------------------------------------
+    def remote_url(self, kind: str, servers: Servers, where: str) -> tuple[str, dict[str, str]]:
+        """(URL, settings) of a `kind` remote at `where` (bucket/prefix, or an absolute path)."""
+        raise NotImplementedError
+
+    def remote_cmd(self) -> tuple[list[str], str]:
+        """The tool's `remote` command (with `add -d NAME URL` and `modify NAME KEY VALUE`) and
+        the committed file it writes."""
+        raise NotImplementedError
+
+    def use_remote(self, repo: Path, name: str, url: str, settings: Mapping[str, str]) -> None:
+        """Make it the default remote of the tool's data, committed so that clones use it too."""
+        cmd, config = self.remote_cmd()
+        self.run([*cmd, "add", "-d", name, url], repo)
+        for key, value in settings.items():
+            self.run([*cmd, "modify", name, key, value], repo)
+        self.run(["git", "add", config], repo)
+        self.run(["git", "commit", "-q", "-m", f"data remote {name}"], repo)
+
+    def remote_problem(self, kind: str) -> str:
+        """Why this installation cannot use a `kind` remote it supports in principle ("" if it can)."""
+        return ""
+
     # -- measured steps ---------------------------------------------------------------------------
     def track_add_commit(self, repo: Path, pattern: str, paths: Sequence[str], msg: str) -> list[Cmd]:
         raise NotImplementedError
@@ -99,6 +144,10 @@ class Tool:
 
     def push(self, repo: Path) -> list[Cmd]:
         return [git(repo, "push", "-q", "origin", "main")]
+
+    def push_data(self, repo: Path) -> list[Cmd]:
+        """Upload the tracked data to the default remote, without pushing git refs."""
+        raise NotImplementedError
 
     def clone(self, bare: Path, dest: Path) -> list[Cmd]:
         return [Cmd(["git", "clone", "-q", str(bare), str(dest)], cwd=dest.parent)]
@@ -124,9 +173,22 @@ class Tool:
 class Mlx(Tool):
     key = "mlx"
     label = "git-mlx"
+    remote_kinds = ("S3", "SSH")
 
     def install(self) -> None:
         self.run(["git", "mlx", "install"], self.home)
+
+    def remote_url(self, kind: str, servers: Servers, where: str) -> tuple[str, dict[str, str]]:
+        if kind == "S3":
+            return f"s3://{where}", {"endpoint_url": servers.s3_endpoint}
+        # Port, user and key come from ~/.ssh/config of the tool's HOME, as a user's would.
+        return f"ssh://{servers.ssh_alias}{where}", {}
+
+    def remote_cmd(self) -> tuple[list[str], str]:
+        return ["git", "mlx", "remote"], ".mlx.yaml"
+
+    def push_data(self, repo: Path) -> list[Cmd]:
+        return [git(repo, "mlx", "push")]
 
     def track_add_commit(self, repo: Path, pattern: str, paths: Sequence[str], msg: str) -> list[Cmd]:
         return [git(repo, "mlx", "track", pattern), git(repo, "add", ".gitattributes", *paths),
@@ -170,10 +232,12 @@ class Dvc(Tool):
     key = "dvc"
     label = "DVC"
     hooks = False
+    remote_kinds = ("S3", "SSH")
 
     def __init__(self, root: Path, exe: str | None) -> None:
         super().__init__(root)
         self.exe = exe or "dvc"
+        self._supports = ""
 
     def install(self) -> None:
         # Global (per-HOME) settings: no analytics, and DVC's site cache (state/index DBs) in the
@@ -203,7 +267,29 @@ class Dvc(Tool):
                 git(repo, "commit", "-q", "-m", msg)]
 
     def push(self, repo: Path) -> list[Cmd]:
-        return [Cmd([self.exe, "push", "-q"], cwd=repo), *super().push(repo)]
+        return [*self.push_data(repo), *super().push(repo)]
+
+    def push_data(self, repo: Path) -> list[Cmd]:
+        return [Cmd([self.exe, "push", "-q"], cwd=repo)]
+
+    def remote_url(self, kind: str, servers: Servers, where: str) -> tuple[str, dict[str, str]]:
+        if kind == "S3":
+            return f"s3://{where}", {"endpointurl": servers.s3_endpoint}
+        # DVC's ssh (asyncssh) gets the login as remote settings; it checks ~/.ssh/known_hosts.
+        return f"ssh://127.0.0.1{where}", {"port": str(servers.ssh_port), "user": servers.ssh_user,
+                                          "keyfile": str(servers.ssh_key)}
+
+    def remote_cmd(self) -> tuple[list[str], str]:
+        return [self.exe, "remote"], ".dvc/config"
+
+    def remote_problem(self, kind: str) -> str:
+        """DVC's S3 and SSH remotes are plugins; `dvc version` lists what this install supports."""
+        if not self._supports:
+            out = self.run([self.exe, "version"], self.home)
+            self._supports = out.partition("Supports:")[2].partition("Config:")[0] or "(none)"
+        if f"{kind.lower()} (" in self._supports:
+            return ""
+        return f"DVC's {kind} plugin (dvc-{kind.lower()}) is not installed: run `{INSTALL_HINT}`"
 
     def clone(self, bare: Path, dest: Path) -> list[Cmd]:
         return [*super().clone(bare, dest), Cmd([self.exe, "pull", "-q"], cwd=dest)]
@@ -244,6 +330,14 @@ class Plain(Tool):
         return bare / "objects"
 
 
+class Floor(Tool):
+    """No versioning tool: the transfer programs alone (scp, boto3) moving the same bytes."""
+
+    key = "floor"
+    label = "floor"
+    hooks = False
+
+
 def make_tools(keys: Sequence[str], root: Path, dvc_exe: str | None) -> list[Tool]:
     tools: list[Tool] = []
     for key in keys:
@@ -256,4 +350,4 @@ def make_tools(keys: Sequence[str], root: Path, dvc_exe: str | None) -> list[Too
     return tools
 
 
-LABELS = {"mlx": "git-mlx", "lfs": "git-lfs", "dvc": "DVC"}
+LABELS = {"mlx": "git-mlx", "lfs": "git-lfs", "dvc": "DVC", "floor": "floor (boto3 / scp)"}

@@ -1,8 +1,9 @@
 """The benchmark harness runs end to end (quick) and reports every scenario, step and tool.
 
-Never asserts times: only that each tool produced a number for each step. Needs DVC, which CI
-installs with `python3 -m bench --install-peers` (.ci/run); the harness finds that venv through
-the real user's home even though the fixtures scrub HOME.
+Never asserts times: only that each tool produced a number for each step. Needs DVC with its S3
+and SSH plugins, which CI installs with `python3 -m bench --install-peers` (.ci/run); the harness
+finds that venv through the real user's home even though the fixtures scrub HOME. The remotes
+scenario also needs sshd (openssh-server) and moto's server, as the remote tests do.
 """
 
 from __future__ import annotations
@@ -15,9 +16,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 TOOLS = ("mlx", "lfs", "dvc")
 LABELS = ("git-mlx", "git-lfs", "DVC")
-SCENARIOS = ("S1", "S2", "S3", "floors", "startup")
-# Rows a tool has nothing for: DVC has no hooks or filter process; `dvc status` is DVC's alone.
-NOT_APPLICABLE = {"dvc": ("post-checkout", "filter-process"), "mlx": ("dvc status",), "lfs": ("dvc status",)}
+SCENARIOS = ("S1", "S2", "S3", "floors", "startup", "remotes")
+# The remotes scenario has a column for its floors (boto3 and scp moving the same bytes).
+COLUMNS = {"remotes": (*TOOLS, "floor")}
+# Rows a tool has nothing for: DVC has no hooks or filter process; `dvc status` is DVC's alone;
+# git-lfs has no S3 or SSH transfer (the remotes scenario's rows).
+NOT_APPLICABLE = {"dvc": ("post-checkout", "filter-process"), "mlx": ("dvc status",),
+                  "lfs": ("dvc status", "S3: ", "SSH: ")}
 
 
 def test_quick_run_reports_every_scenario_step_and_tool(tmp_path: Path) -> None:
@@ -38,16 +43,16 @@ def test_quick_run_reports_every_scenario_step_and_tool(tmp_path: Path) -> None:
     by_id = {sc["id"]: sc for sc in results["scenarios"]}
     assert set(by_id) == set(SCENARIOS)
 
-    for sid in ("S1", "S2", "S3", "startup"):
+    for sid in ("S1", "S2", "S3", "startup", "remotes"):
         sc = by_id[sid]
         assert sc["steps"], sid
         assert f"## {sid}:" in md
         for step in sc["steps"]:
             assert f"| {step['name']} |" in md, (sid, step["name"])
-            for tool in TOOLS:
+            for tool in COLUMNS.get(sid, TOOLS):
                 r = step["results"].get(tool)
                 assert r is not None, (sid, step["name"], tool)
-                if any(step["name"].startswith(h) for h in NOT_APPLICABLE[tool]):
+                if any(step["name"].startswith(h) for h in NOT_APPLICABLE.get(tool, ())):
                     assert r["status"] == "n/a"
                     continue
                 assert r["status"] == "ok", (sid, step["name"], tool, r)
@@ -63,3 +68,11 @@ def test_quick_run_reports_every_scenario_step_and_tool(tmp_path: Path) -> None:
 
     plain = by_id["S3"]["plain_git"]
     assert plain["objects after gc"]["apparent"] > 0 and "error" not in plain
+
+    # The remotes scenario's targets table: every target and context row has a result.
+    targets = by_id["remotes"]["targets"]
+    table = md.split("Targets:", 1)[1].split("\n\n", 2)[1]
+    rows = table.splitlines()[2:]
+    assert len(rows) == len(targets) >= 4
+    assert all(not row.endswith("| – | – |") for row in rows), rows
+    assert sum(row.endswith(("| met |", "| not met |")) for row in rows) == 4, rows
