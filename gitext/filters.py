@@ -26,7 +26,6 @@ from gitext.statcache import stat_key
 if TYPE_CHECKING:
     from gitext.filter_protocol import ContentReader, ContentWriter
     from gitext.remotes import Remote
-    from gitext.store import Store
 
 Read = Callable[[int], bytes]
 ReadInto = Callable[[memoryview], "int | None"]
@@ -290,6 +289,8 @@ class MlxFilter:
                                     "remote is reachable to fetch it again", oid=chunk_id)
             warn(f"{pathname}: chunk {chunk_id[:12]} is damaged or missing in the cache; "
                  f"fetching it again from {remote.name}")
+            from gitext.packs import fetch_chunk
+
             fetch_chunk(self.ctx.store, remote, chunk_id)
 
         from gitext.chunker import MAX_CHUNK_LIMIT
@@ -317,15 +318,6 @@ class MlxFilter:
             raise CorruptObject(f"{pathname}: content does not match its pointer "
                                 f"(sha256 {pointer.oid})", oid=pointer.oid,
                                 hint="run `git mlx fsck` to find damaged objects") from None
-
-
-def fetch_chunk(store: Store, remote: Remote, chunk_id: str) -> None:
-    """Download one chunk from `remote` into `store` (verified on import)."""
-    from gitext.store import CHUNKS, object_key
-
-    tmp = store.new_tmp_path()
-    remote.download(object_key(CHUNKS, chunk_id), tmp)
-    store.import_object(CHUNKS, chunk_id, tmp)
 
 
 def _grow_pipes(size: int = 1 << 20) -> None:

@@ -177,7 +177,7 @@ def hydrate_targets(ctx: Context, targets: Sequence[Target], *, requested: str |
         """Fetch one damaged or missing chunk again from the remote."""
         if remote_error is not None:
             raise remote_error
-        from gitext.filters import fetch_chunk
+        from gitext.packs import fetch_chunk
 
         remote = ctx.remote(requested)
         warn(f"chunk {chunk_id[:12]} is damaged or missing in the cache; fetching it again "

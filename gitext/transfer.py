@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gitext import packs
 from gitext.errors import (
     CorruptObject,
     MlxError,
@@ -31,6 +32,7 @@ from gitext.errors import (
     RemoteRefused,
     RemoteUnsupported,
 )
+from gitext.packs import RemoteIndex
 from gitext.progress import Progress, format_summary
 from gitext.remotes import Remote
 from gitext.store import CHUNKS, FILES, ChunkRef, Manifest, Store, file_key, object_key
@@ -56,7 +58,8 @@ class TransferResult:
         return format_summary(verb, self.objects, self.nbytes, self.seconds, where)
 
 
-_Tag = tuple[str, str]  # (CHUNKS or FILES, hex id)
+PACKS = "packs"
+_Tag = tuple[str, str]  # (CHUNKS or FILES, hex id), or (PACKS, task name)
 _Done = tuple[_Tag, int, BaseException | None]
 
 
@@ -258,7 +261,14 @@ def upload(store: Store, remote: Remote, oids: Iterable[str], *, jobs: int = 8,
         for oid in todo:
             for cid in dict.fromkeys(c.id for c in manifests[oid].chunks):
                 needed_by.setdefault(cid, []).append(oid)
-        chunk_keys = {object_key(CHUNKS, cid): cid for cid in needed_by}
+        index: RemoteIndex | None = None
+        if remote.packed and needed_by:
+            index = _load_index(runner, store, ledger, todo)
+            if index is None:
+                return ledger.result()
+        # Loose chunks count too on a packed remote (an older push, or another tool's).
+        chunk_keys = {object_key(CHUNKS, cid): cid for cid in needed_by
+                      if index is None or cid not in index.where}
         have = _exists(runner, list(chunk_keys), ledger, todo)
         if have is None:
             return ledger.result()
@@ -301,12 +311,15 @@ def upload(store: Store, remote: Remote, oids: Iterable[str], *, jobs: int = 8,
 
         flusher = _EarlyFlush(remote) if sync else None
 
+        members: dict[str, list[str]] = {}  # pack task -> the chunks it carries
+
         def finished() -> Iterator[tuple[str, str, BaseException | None]]:
             for (kind, hexid), nbytes, error in runner.completions():
                 if error is None:
-                    ledger.objects += 1
+                    count = len(members[hexid]) if kind == PACKS else 1
+                    ledger.objects += count
                     ledger.nbytes += nbytes
-                    bar.advance(1, nbytes)
+                    bar.advance(count, nbytes)
                     if flusher is not None:
                         flusher.wrote(nbytes)
                 yield kind, hexid, error
@@ -325,21 +338,37 @@ def upload(store: Store, remote: Remote, oids: Iterable[str], *, jobs: int = 8,
                         ledger.fail(oid, _reason(exc, remote))
                 return False
 
-        # 1. Chunks, largest first.
-        for cid in sorted(sizes, key=lambda c: sizes[c], reverse=True):
-            if any(oid not in ledger.failed for oid in needed_by[cid]):
+        # 1. Chunks: in packs of files' chunks in order, or one by one, largest first.
+        wanted = [cid for cid in sizes if any(oid not in ledger.failed for oid in needed_by[cid])]
+        if index is not None:
+            good = set()
+            for cid in wanted:  # the check send() does per chunk, before any pack is built
+                if store.frame_ok(cid, chunk_size[cid]):
+                    good.add(cid)
+                else:
+                    for oid in needed_by[cid]:
+                        ledger.fail(oid, f"chunk {cid[:12]} in the local cache is damaged (moved "
+                                         f"to {store.root / 'bad'}): add the file again, or "
+                                         "fetch it from a remote that has it")
+            order = [cid for oid in todo for cid in needed_by_order(manifests[oid]) if cid in good]
+            for n, cids in enumerate(packs.group(dict.fromkeys(order), sizes)):
+                members[f"{n}"] = cids
+                runner.submit((PACKS, f"{n}"), _pack_task(store, index, cids))
+        else:
+            for cid in sorted(wanted, key=lambda c: sizes[c], reverse=True):
                 send(CHUNKS, cid)
         complete = [oid for oid in ready if waiting[oid] == 0]
-        for _, cid, error in finished():
-            for oid in needed_by[cid]:
-                if oid in ledger.failed:
-                    continue
-                if error is not None:
-                    ledger.fail(oid, _reason(error, remote, cid))
-                    continue
-                waiting[oid] -= 1
-                if waiting[oid] == 0:
-                    complete.append(oid)
+        for kind, tag, error in finished():
+            for cid in members[tag] if kind == PACKS else [tag]:
+                for oid in needed_by[cid]:
+                    if oid in ledger.failed:
+                        continue
+                    if error is not None:
+                        ledger.fail(oid, _reason(error, remote, cid))
+                        continue
+                    waiting[oid] -= 1
+                    if waiting[oid] == 0:
+                        complete.append(oid)
         # 2. Manifests of files whose every chunk is confirmed, after a barrier: now, and only
         #    now, the files become visible on the remote.
         complete = [oid for oid in complete if oid not in ledger.failed]
@@ -362,6 +391,52 @@ def upload(store: Store, remote: Remote, oids: Iterable[str], *, jobs: int = 8,
         runner.close()
         if bar is not None:
             bar.close()
+
+
+def needed_by_order(manifest: Manifest) -> Iterator[str]:
+    """A file's chunk ids in file order, each once."""
+    return iter(dict.fromkeys(c.id for c in manifest.chunks))
+
+
+def _pack_task(store: Store, index: RemoteIndex, cids: list[str]) -> Callable[[], int]:
+    def task() -> int:
+        pack_id, data, idx, _ = packs.build(store, cids)
+        index.put(pack_id, data, idx)
+        return len(data) + len(idx)
+    return task
+
+
+def _range_task(store: Store, remote: Remote, pack_id: str, offset: int, length: int,
+                where: dict[str, packs.Entry], damaged: dict[str, BaseException]) -> Callable[[], int]:
+    """Read one range of a pack and import the chunks in it; a chunk that fails its check is
+    recorded in `damaged` (its files fail, the others in the range do not)."""
+    def task() -> int:
+        data = remote.read_range(packs.pack_key(pack_id), offset, length)
+        for cid, entry in where.items():
+            start = entry.offset - offset
+            try:
+                store.import_bytes(CHUNKS, cid, data[start:start + entry.length])
+            except CorruptObject as exc:
+                damaged[cid] = exc
+        return length
+    return task
+
+
+def _load_index(runner: _Runner, store: Store, ledger: _Ledger,
+                oids: Iterable[str]) -> RemoteIndex | None:
+    """The remote's pack index (retried); if it cannot be read, every oid fails and None."""
+    index = RemoteIndex(store, runner.remote)
+
+    def task() -> int:
+        index.load()
+        return 0
+    try:
+        runner.retrying(task)
+    except RemoteError as exc:
+        for oid in oids:
+            ledger.fail(oid, _reason(exc, runner.remote))
+        return None
+    return index
 
 
 def download(store: Store, remote: Remote, oids: Iterable[str], *, jobs: int = 8,
@@ -471,22 +546,39 @@ def download(store: Store, remote: Remote, oids: Iterable[str], *, jobs: int = 8
         for oid, count in waiting.items():
             if count == 0:
                 finish(oid)
+        in_packs: dict[str, packs.Entry] = {}
+        if remote.packed and sizes:
+            index = _load_index(runner, store, ledger, [o for o in waiting if waiting[o]])
+            if index is None:
+                return ledger.result()
+            in_packs = {cid: index.where[cid] for cid in sizes if cid in index.where}
         for cid in sorted(sizes, key=lambda c: sizes[c], reverse=True):
-            fetch(CHUNKS, cid, None, import_chunk(cid))
-        for (_, cid), nbytes, error in runner.completions():
+            if cid not in in_packs:
+                fetch(CHUNKS, cid, None, import_chunk(cid))
+        members: dict[str, list[str]] = {}  # ranged read -> the chunks it carries
+        damaged: dict[str, BaseException] = {}  # chunk -> why it was refused (set by workers)
+        for n, (pack_id, offset, length, cids) in enumerate(packs.ranges(in_packs)):
+            members[f"{n}"] = cids
+            runner.submit((PACKS, f"{n}"),
+                          _range_task(store, remote, pack_id, offset, length,
+                                      {c: in_packs[c] for c in cids}, damaged))
+        for (kind, tag), nbytes, error in runner.completions():
+            cids = members[tag] if kind == PACKS else [tag]
             if error is None:
-                ledger.objects += 1
+                ledger.objects += len(cids)
                 ledger.nbytes += nbytes
-                bar.advance(1, nbytes)
-            for oid in needed_by[cid]:
-                if oid in ledger.failed:
-                    continue
-                if error is not None:  # (a one-chunk file's chunk is the file itself)
-                    ledger.fail(oid, _reason(error, remote, cid if cid != oid else None))
-                    continue
-                waiting[oid] -= 1
-                if waiting[oid] == 0:  # all chunks verified and in the store: now the manifest
-                    finish(oid)
+                bar.advance(len(cids), nbytes)
+            for cid in cids:
+                why = error or damaged.get(cid)
+                for oid in needed_by[cid]:
+                    if oid in ledger.failed:
+                        continue
+                    if why is not None:  # (a one-chunk file's chunk is the file itself)
+                        ledger.fail(oid, _reason(why, remote, cid if cid != oid else None))
+                        continue
+                    waiting[oid] -= 1
+                    if waiting[oid] == 0:  # all chunks verified and stored: now the manifest
+                        finish(oid)
         return ledger.result()
     finally:
         runner.close()

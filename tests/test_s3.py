@@ -24,7 +24,11 @@ def test_push_clone_pull_through_s3(repo: Path, origin: Path, tmp_path: Path, s3
     git(repo, "push", "-q", "origin", "main")
     keys = {o["Key"] for o in s3_server.client().list_objects_v2(  # type: ignore[attr-defined]
         Bucket=bucket, Prefix="proj/").get("Contents", [])}
-    assert any(k.startswith("proj/files/") for k in keys) and any(k.startswith("proj/chunks/") for k in keys)
+    assert any(k.startswith("proj/files/") for k in keys), keys
+    # chunks travel in packs: a pack and, uploaded after it, its index (docs/remotes.md)
+    assert any(k.startswith("proj/packs/") and k.endswith(".pack") for k in keys), keys
+    assert any(k.startswith("proj/packs/") and k.endswith(".idx") for k in keys), keys
+    assert not any(k.startswith("proj/chunks/") for k in keys), keys
     assert not (origin / "mlx").exists(), "an explicit default remote wins over the zero-config one"
 
     other = tmp_path / "other"

@@ -22,11 +22,22 @@ def commit_all(repo: Path, message: str) -> None:
     git(repo, "commit", "-q", "-m", message)
 
 
+def objects(root: Path, kind: str) -> dict[str, int]:
+    """Object name -> inode of every object under `root/kind` (chunks, packs...): a re-sent
+    object gets a new inode, as uploads are renamed into place."""
+    where = root / kind
+    return {p.name: p.stat().st_ino for p in where.rglob("*") if p.is_file()} if where.is_dir() else {}
+
+
 def chunk_files(root: Path) -> dict[str, int]:
-    """Object name -> inode of every chunk under a store root (a re-sent object gets a new
-    inode: uploads are renamed into place)."""
-    chunks = root / "chunks"
-    return {p.name: p.stat().st_ino for p in chunks.rglob("*") if p.is_file()} if chunks.is_dir() else {}
+    return objects(root, "chunks")
+
+
+def landed_packs(root: Path) -> dict[str, int]:
+    """Packs whose index is there too: what a push has completed."""
+    found = objects(root, "packs")
+    return {name: inode for name, inode in found.items()
+            if name.endswith(".pack") and name[:-len(".pack")] + ".idx" in found}
 
 
 @pytest.fixture
@@ -47,7 +58,8 @@ def test_push_clone_pull_through_explicit_ssh_url(ssh_repo: tuple[Path, Path], o
     write_random(repo / "small.bin", 10_000, seed=2)                       # one chunk
     commit_all(repo, "v1")
     git(repo, "push", "-q", "origin", "main")
-    assert (store / "files").is_dir() and (store / "chunks").is_dir()
+    assert (store / "files").is_dir() and landed_packs(store)
+    assert not (store / "chunks").exists(), "chunks travel in packs"
     assert list((store / "tmp").iterdir()) == [], "no temp files left on the server"
     assert not (origin / "mlx").exists(), "the explicit default remote wins over zero-config"
 
@@ -76,7 +88,7 @@ def test_zero_config_ssh_git_remote(repo: Path, tmp_path: Path, ssh_server: SshS
     write_random(repo / "model.bin", 2 * 2**20, seed=4)
     commit_all(repo, "v1")
     git(repo, "push", "-q", "origin", "main")
-    assert (origin / "mlx" / "files").is_dir()
+    assert (origin / "mlx" / "files").is_dir() and landed_packs(origin / "mlx")
 
     listing = out(mlx(repo, "remote", "list"))
     assert "origin\tssh\tssh://mlx-sshd" in listing and "zero-config" in listing, listing
@@ -139,14 +151,15 @@ def test_unknown_host_key_is_refused_until_accepted(ssh_repo: tuple[Path, Path],
     refused = mlx(repo, "remote", "modify", "storage", "accept_new_host_key", "true", check=False)
     assert refused.returncode == 2 and "--local" in refused.stderr.decode()
     assert time.monotonic() - start < 20, "a refused host key is not retried object by object"
-    assert not (store / "chunks").exists(), "nothing is sent to an unverified server"
+    assert not (store / "chunks").exists() and not (store / "packs").exists(), \
+        "nothing is sent to an unverified server"
     assert not known_hosts.exists()
 
     mlx(repo, "remote", "modify", "--local", "storage", "accept_new_host_key", "true")
     proc = git(repo, "push", "origin", "main")
     assert "added the ssh-ed25519 host key" in proc.stderr.decode()
     assert f"[127.0.0.1]:{ssh_server.port} ssh-ed25519" in known_hosts.read_text()
-    assert (store / "files").is_dir()
+    assert landed_packs(store)
 
 
 def test_changed_host_key_is_refused_even_with_accept_new(ssh_repo: tuple[Path, Path],
@@ -161,7 +174,7 @@ def test_changed_host_key_is_refused_even_with_accept_new(ssh_repo: tuple[Path, 
     write_random(repo / "model.bin", 1_000_000, seed=6)
     commit_all(repo, "v1")
     push_fails(repo, "CHANGED", "ssh-keygen -R")
-    assert not (store / "chunks").exists()
+    assert not (store / "chunks").exists() and not (store / "packs").exists()
 
 
 def test_wrong_key_is_permission_denied(ssh_repo: tuple[Path, Path], scrubbed_env: Path,
@@ -178,7 +191,7 @@ def test_wrong_key_is_permission_denied(ssh_repo: tuple[Path, Path], scrubbed_en
     start = time.monotonic()
     push_fails(repo, "permission denied", str(stranger), "authorized_keys")
     assert time.monotonic() - start < 20
-    assert not (store / "chunks").exists()
+    assert not (store / "chunks").exists() and not (store / "packs").exists()
 
 
 def test_agent_key_is_used(ssh_repo: tuple[Path, Path], scrubbed_env: Path, ssh_server: SshServer,
@@ -200,7 +213,7 @@ def test_agent_key_is_used(ssh_repo: tuple[Path, Path], scrubbed_env: Path, ssh_
         write_random(repo / "model.bin", 1_000_000, seed=8)
         commit_all(repo, "v1")
         git(repo, "push", "-q", "origin", "main")
-        assert (store / "files").is_dir() or (store / "chunks").is_dir()
+        assert landed_packs(store)
     finally:
         agent.terminate()
         agent.wait()
@@ -226,7 +239,7 @@ def test_server_stopped_mid_push_then_rerun_completes(ssh_repo: tuple[Path, Path
     proc = subprocess.Popen(["git", "-C", str(repo), "push", "origin", "main"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None and len(chunk_files(store)) < 8:
+    while time.monotonic() < deadline and proc.poll() is None and not landed_packs(store):
         time.sleep(0.005)
     assert proc.poll() is None, "push finished before the server could be stopped"
     ssh_server.stop()
@@ -240,12 +253,13 @@ def test_server_stopped_mid_push_then_rerun_completes(ssh_repo: tuple[Path, Path
         assert git(origin, "rev-parse", "--verify", "-q", "refs/heads/main", check=False).returncode != 0
     finally:
         ssh_server.start()
-    landed = chunk_files(store)
-    assert landed, "some chunks landed before the stop"
+    landed = landed_packs(store)
+    assert landed, "some packs landed before the stop"
 
     git(repo, "push", "-q", "origin", "main")
-    after = chunk_files(store)
-    assert all(after[name] == inode for name, inode in landed.items()), "resent landed chunks"
+    after = landed_packs(store)
+    assert all(after[name] == inode for name, inode in landed.items()), "resent landed packs"
+    assert len(after) > len(landed)
     other = tmp_path / "other"
     run(["git", "clone", "-q", str(origin), str(other)])
     assert sha256_file(other / "a.bin") == sha256_file(repo / "a.bin")
@@ -258,7 +272,7 @@ def test_corrupt_object_on_the_server_is_never_written(ssh_repo: tuple[Path, Pat
     write_random(repo / "fine.bin", 200_000, seed=12)
     commit_all(repo, "v1")
     git(repo, "push", "-q", "origin", "main")
-    victim = sorted(p for p in (store / "chunks").rglob("*") if p.is_file())[0]
+    victim = next(iter(sorted((store / "packs").glob("*.pack"))))
     data = bytearray(victim.read_bytes())
     data[len(data) // 2] ^= 0xFF
     victim.chmod(0o644)

@@ -62,6 +62,9 @@ class Remote(ABC):
     # transfer.jobs decides; a local directory is disk and CPU bound, where more threads than
     # cores only trade the GIL back and forth (LocalRemote sets it).
     max_jobs: int = 64
+    # Chunks travel in packs (gitext/packs.py): for remotes where every request costs more than
+    # its bytes (S3, SSH). A local directory keeps the cache's layout, one file per chunk.
+    packed: bool = False
 
     @abstractmethod
     def exists(self, keys: Sequence[str]) -> set[str]:
@@ -92,6 +95,23 @@ class Remote(ABC):
             self.download(key, dst)
             return dst.read_bytes()
 
+    def put(self, key: str, data: bytes) -> None:
+        """Store `data` under `key`, atomically like upload (default: through a temp file)."""
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="git-mlx-") as tmp:
+            src = Path(tmp) / "object"
+            src.write_bytes(data)
+            self.upload(key, src)
+
+    def read_range(self, key: str, offset: int, length: int) -> bytes:
+        """`length` bytes of the object from `offset` (ObjectMissing / RemoteError as for
+        download; RemoteError if the object is shorter). Default: read it all and slice."""
+        data = self.read(key)[offset:offset + length]
+        if len(data) != length:
+            raise_short(self, key, offset, length, len(data))
+        return data
+
     def barrier(self) -> None:
         """Make every upload that has returned durable (survive a power cut) before any later
         one. transfer calls it after a push's chunks and before their manifests, and again at
@@ -105,6 +125,14 @@ class Remote(ABC):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} {self.url!r}>"
+
+
+def raise_short(remote: Remote, key: str, offset: int, length: int, got: int) -> None:
+    from gitext.errors import RemoteError
+
+    raise RemoteError(f"{key} on remote {remote.name} is shorter than its index says "
+                      f"({got} of {length} bytes at offset {offset})",
+                      hint="the pack is damaged: push the files again from a clone that has them")
 
 
 # --- URL classification --------------------------------------------------------------------

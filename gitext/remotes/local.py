@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from gitext.errors import ObjectMissing, RemoteError
-from gitext.remotes import Remote, check_key
+from gitext.remotes import Remote, check_key, raise_short
 
 TMP_DIR = "tmp"
 _WRITE_HINT = "check that the directory exists and is writable by you, or fix the remote's URL"
@@ -98,6 +98,45 @@ class LocalRemote(Remote):
             raise
         finally:
             os.close(src_fd)
+
+    def put(self, key: str, data: bytes) -> None:
+        dest = self._path(key)
+        tmp = self.root / TMP_DIR / f"{uuid.uuid4().hex}.part"
+        try:
+            self._ensure_dir(tmp.parent)
+            self._ensure_dir(dest.parent)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+            finally:
+                os.close(fd)
+            os.replace(tmp, dest)
+        except OSError as exc:
+            _discard(tmp)
+            raise self._unwritable(exc) from None
+        except BaseException:
+            _discard(tmp)
+            raise
+
+    def read_range(self, key: str, offset: int, length: int) -> bytes:
+        src = self._path(key)
+        try:
+            fd = os.open(src, os.O_RDONLY)
+        except (FileNotFoundError, NotADirectoryError):
+            raise self._missing(key) from None
+        except OSError as exc:
+            raise self._unreadable(src, exc) from None
+        try:
+            data = os.pread(fd, length, offset)
+        except OSError as exc:
+            raise self._unreadable(src, exc) from None
+        finally:
+            os.close(fd)
+        if len(data) != length:
+            raise_short(self, key, offset, length, len(data))
+        return data
 
     def _ensure_dir(self, path: Path) -> None:
         """mkdir -p, remembered: a push makes ~3,000 objects in the same 258 directories."""

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from gitext.errors import ObjectMissing, RemoteError, RemoteRefused
-from gitext.remotes import Remote, check_key
+from gitext.remotes import Remote, check_key, raise_short
 
 # Above this many keys, exists() lists the prefixes instead of asking for each key.
 _LIST_THRESHOLD = 200
@@ -136,17 +136,39 @@ class S3Remote(Remote):
         with ThreadPoolExecutor(min(16, len(keys))) as pool:
             return {k for k in pool.map(head, keys) if k is not None}
 
+    packed = True
+
     def upload(self, key: str, src: Path) -> None:
-        name = self._key(key)  # a bad key is a ValueError, before anything is sent
-        # A missing or unreadable source is a local problem: its OSError goes through. Objects
-        # are at most a few MiB, so one PUT of the bytes: upload_file's transfer manager (threads,
-        # multipart above 8 MiB) cost 1.6x the client CPU per object (docs/remotes.md).
+        self._key(key)  # a bad key is a ValueError, before anything is read or sent
+        # A missing or unreadable source is a local problem: its OSError goes through.
         with open(src, "rb") as f:
-            data = f.read()
+            self.put(key, f.read())
+
+    def put(self, key: str, data: bytes) -> None:
+        # Objects are at most a pack (16 MiB), so one PUT of the bytes: upload_file's transfer
+        # manager (threads, multipart above 8 MiB) cost 1.6x the client CPU per object.
+        name = self._key(key)
         try:
             self._client().put_object(Bucket=self.bucket, Key=name, Body=data)
         except Exception as exc:  # noqa: BLE001
             raise self._error(exc, "upload to") from None
+
+    def read_range(self, key: str, offset: int, length: int) -> bytes:
+        name = self._key(key)
+        try:
+            body = self._client().get_object(Bucket=self.bucket, Key=name,
+                                             Range=f"bytes={offset}-{offset + length - 1}")["Body"]
+            data: bytes = body.read()
+        except Exception as exc:  # noqa: BLE001
+            if self._is_missing(exc):
+                raise ObjectMissing(f"{key} is not on remote {self.name} ({self.describe()})",
+                                    oid=key.rsplit("/", 1)[-1]) from None
+            if "InvalidRange" in str(exc):
+                raise_short(self, key, offset, length, 0)
+            raise self._error(exc, "download from") from None
+        if len(data) != length:
+            raise_short(self, key, offset, length, len(data))
+        return data
 
     def read(self, key: str) -> bytes:
         name = self._key(key)

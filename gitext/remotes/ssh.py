@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from gitext.errors import ObjectMissing, RemoteError, RemoteRefused, UsageError
-from gitext.remotes import Remote, SshTarget, check_key, ssh_target
+from gitext.remotes import Remote, SshTarget, check_key, raise_short, ssh_target
 
 T = TypeVar("T")
 
@@ -129,6 +129,7 @@ def resolve_endpoint(target: SshTarget, options: Mapping[str, str]) -> _Endpoint
 class SshRemote(Remote):
     # Per-object round trips dominate; 8 sessions over 2 connections (docs/remotes.md).
     max_jobs = 8
+    packed = True
 
     def __init__(self, target: SshTarget, *, name: str, url: str,
                  options: Mapping[str, str] | None = None) -> None:
@@ -466,9 +467,12 @@ class SshRemote(Remote):
         return self._with_session("list", work)
 
     def upload(self, key: str, src: Path) -> None:
-        dest_key = check_key(key)
+        check_key(key)
         with open(src, "rb") as f:  # a missing source is a local problem: OSError goes through
-            data = f.read()
+            self.put(key, f.read())
+
+    def put(self, key: str, data: bytes) -> None:
+        dest_key = check_key(key)
 
         def work(sftp: Any) -> None:
             assert self._root is not None
@@ -545,6 +549,30 @@ class SshRemote(Remote):
                                   f"git-mlx writes ({MAX_OBJECT} bytes or more)")
             return data
         return self._with_session("download from", work)
+
+    def read_range(self, key: str, offset: int, length: int) -> bytes:
+        check_key(key)
+
+        def work(sftp: Any) -> bytes:
+            try:
+                f = sftp.open(self._path(key), "rb")
+            except FileNotFoundError:
+                raise ObjectMissing(f"{key} is not on remote {self.name} ({self.describe()})",
+                                    oid=key.rsplit("/", 1)[-1]) from None
+            with f:
+                f.MAX_REQUEST_SIZE = READ_REQUEST
+                if length <= READ_REQUEST:
+                    f.seek(offset)
+                    data: bytes = f.read(length)
+                else:  # pipelined: all requests in flight at once
+                    pieces = [(at, min(READ_REQUEST, offset + length - at))
+                              for at in range(offset, offset + length, READ_REQUEST)]
+                    data = b"".join(f.readv(pieces))
+            return data
+        data = self._with_session("download from", work)
+        if len(data) != length:
+            raise_short(self, key, offset, length, len(data))
+        return data
 
     def download(self, key: str, dst: Path) -> None:
         data = self.read(key)
