@@ -37,8 +37,10 @@ class StatCache:
 
             self.path.parent.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(self.path, timeout=10, isolation_level=None)
+            # synchronous=OFF first: a lost entry only costs a re-hash, and switching a new
+            # database to WAL otherwise waits for an fsync (0.3 s right after a 256 MiB clone).
+            db.execute("PRAGMA synchronous=OFF")
             db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=OFF")  # a lost entry only costs a re-hash
             db.execute("CREATE TABLE IF NOT EXISTS entries (path TEXT PRIMARY KEY, size INTEGER,"
                        " mtime INTEGER, ctime INTEGER, ino INTEGER, oid TEXT)")
             self._db = db
