@@ -22,6 +22,7 @@ from gitext.pointer import MAX_POINTER_SIZE, Pointer, try_parse
 if TYPE_CHECKING:
     from gitext.remotes import Remote
     from gitext.scan import PointerEntry
+    from gitext.store import Store
 
 ZERO_SHA = "0" * 40
 
@@ -74,7 +75,7 @@ def upload(ctx: Context, oids: Iterable[str], *, requested: str | None = None,
     absent = [oid for oid in wanted if not store.has_file(oid)]
     if absent:
         # Not in this cache: fine only if the remote already has it.
-        missing = remote_lacks(remote, absent)
+        missing = remote_lacks(store, remote, absent)
         if missing:
             raise TransferFailed(
                 f"{len(missing)} object(s) to push are neither in the local cache nor on "
@@ -260,16 +261,22 @@ def pull(ctx: Context, remote: str | None, include: Sequence[str], exclude: Sequ
 
 
 def missing_on_remote(ctx: Context, oids: Iterable[str], remote_name: str | None) -> list[str]:
-    return remote_lacks(ctx.remote(remote_name), list(oids))
+    return remote_lacks(ctx.store, ctx.remote(remote_name), list(oids))
 
 
-def remote_lacks(remote: Remote, oids: Sequence[str]) -> list[str]:
+def remote_lacks(store: Store, remote: Remote, oids: Sequence[str]) -> list[str]:
     """The files `oids` the remote does not have complete (no manifest, and no one-chunk
-    file stored as its chunk), in one batched existence check."""
+    file stored as its chunk, loose or in a pack), in one batched existence check."""
     from gitext.store import CHUNKS, FILES, object_key
 
     keys = [object_key(kind, oid) for oid in oids for kind in (FILES, CHUNKS)]
     have = remote.exists(keys) if keys else set()
-    return [oid for oid in oids
-            if object_key(FILES, oid) not in have and object_key(CHUNKS, oid) not in have]
+    lacking = [oid for oid in oids
+               if object_key(FILES, oid) not in have and object_key(CHUNKS, oid) not in have]
+    if lacking and remote.packed:
+        from gitext.packs import RemoteIndex
+
+        packed = RemoteIndex(store, remote).load().where
+        lacking = [oid for oid in lacking if oid not in packed]
+    return lacking
 

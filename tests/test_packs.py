@@ -234,3 +234,17 @@ def test_fetch_chunk_reads_from_a_pack(stores: tuple[Store, Store, PackedLocal],
     cid = local.read_manifest(a).chunks[0].id
     packs.fetch_chunk(other, remote, cid)
     assert other.read_chunk(cid) == local.read_chunk(cid)
+
+
+def test_remote_lacks_sees_files_in_packs(stores: tuple[Store, Store, PackedLocal], tmp_path: Path) -> None:
+    """`git mlx status` and the pre-push check ask which files a remote lacks: a one-chunk
+    file lives only in a pack there."""
+    from gitext.hooks import remote_lacks
+
+    local, other, remote = stores
+    small = add(local, tmp_path, "small.bin", 3_000, seed=10)
+    big = add(local, tmp_path, "big.bin", 150_000, seed=11)
+    unsent = add(local, tmp_path, "unsent.bin", 2_000, seed=12)
+    assert local.read_manifest(small).single
+    transfer.upload(local, remote, [small, big], progress=False)
+    assert remote_lacks(other, remote, [small, big, unsent]) == [unsent]

@@ -62,6 +62,7 @@ def test_push_clone_pull_through_explicit_ssh_url(ssh_repo: tuple[Path, Path], o
     assert not (store / "chunks").exists(), "chunks travel in packs"
     assert list((store / "tmp").iterdir()) == [], "no temp files left on the server"
     assert not (origin / "mlx").exists(), "the explicit default remote wins over zero-config"
+    assert "All objects referenced by HEAD are on the remote." in out(mlx(repo, "status"))
 
     other = tmp_path / "other"
     run(["git", "clone", "-q", str(origin), str(other)])
