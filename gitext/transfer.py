@@ -426,17 +426,7 @@ def _load_index(runner: _Runner, store: Store, ledger: _Ledger,
                 oids: Iterable[str]) -> RemoteIndex | None:
     """The remote's pack index (retried); if it cannot be read, every oid fails and None."""
     index = RemoteIndex(store, runner.remote)
-
-    def task() -> int:
-        index.load()
-        return 0
-    try:
-        runner.retrying(task)
-    except RemoteError as exc:
-        for oid in oids:
-            ledger.fail(oid, _reason(exc, runner.remote))
-        return None
-    return index
+    return index if _retry_or_fail(runner, ledger, oids, index.load) else None
 
 
 def download(store: Store, remote: Remote, oids: Iterable[str], *, jobs: int = 8,
@@ -595,14 +585,20 @@ def _exists(runner: _Runner, keys: list[str], ledger: _Ledger, oids: Iterable[st
     if not keys:
         return set()
     found: set[str] = set()
+    return found if _retry_or_fail(runner, ledger, oids,
+                                   lambda: found.update(runner.remote.exists(keys))) else None
 
+
+def _retry_or_fail(runner: _Runner, ledger: _Ledger, oids: Iterable[str],
+                   step: Callable[[], object]) -> bool:
+    """Run one whole-transfer step (retried); if it fails, every oid fails with its reason."""
     def task() -> int:
-        found.update(runner.remote.exists(keys))
-        return len(found)
+        step()
+        return 0
     try:
         runner.retrying(task)
     except RemoteError as exc:
         for oid in oids:
             ledger.fail(oid, _reason(exc, runner.remote))
-        return None
-    return found
+        return False
+    return True

@@ -116,3 +116,18 @@ def python_shim_dir(tmp: Path) -> Path:
     shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m gitext "$@"\n')
     shim.chmod(0o755)
     return bindir
+
+
+def assert_clone_then_pull(repo: Path, origin: Path, other: Path, names: Sequence[str]) -> None:
+    """A clone of `origin` arrives with `names` hydrated and a clean status; then a new version
+    of the first one, pushed from `repo`, arrives in the clone with `git pull`."""
+    run(["git", "clone", "-q", str(origin), str(other)])
+    for name in names:
+        assert sha256_file(other / name) == sha256_file(repo / name), name
+    assert_clean_status(other)
+    write_random(repo / names[0], 3 * 2**20, seed=3, compressible=0.5)
+    git(repo, "commit", "-q", "-am", "v2")
+    git(repo, "push", "-q", "origin", "main")
+    git(other, "pull", "-q")
+    assert sha256_file(other / names[0]) == sha256_file(repo / names[0])
+    assert_clean_status(other)

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from mlxtest import assert_clean_status, git, mlx, run, sha256_file, write_random
+from mlxtest import assert_clone_then_pull, git, mlx, write_random
 from servers import S3Server
 
 
@@ -31,18 +31,7 @@ def test_push_clone_pull_through_s3(repo: Path, origin: Path, tmp_path: Path, s3
     assert not any(k.startswith("proj/chunks/") for k in keys), keys
     assert not (origin / "mlx").exists(), "an explicit default remote wins over the zero-config one"
 
-    other = tmp_path / "other"
-    run(["git", "clone", "-q", str(origin), str(other)])
-    assert sha256_file(other / "model.bin") == sha256_file(repo / "model.bin")
-    assert sha256_file(other / "small.bin") == sha256_file(repo / "small.bin")
-    assert_clean_status(other)
-
-    write_random(repo / "model.bin", 3 * 2**20, seed=3, compressible=0.5)
-    git(repo, "commit", "-q", "-am", "v2")
-    git(repo, "push", "-q", "origin", "main")
-    git(other, "pull", "-q")
-    assert sha256_file(other / "model.bin") == sha256_file(repo / "model.bin")
-    assert_clean_status(other)
+    assert_clone_then_pull(repo, origin, tmp_path / "other", ["model.bin", "small.bin"])
 
 
 def test_unreachable_endpoint_fails_cleanly(repo: Path, origin: Path, s3_server: S3Server) -> None:

@@ -7,10 +7,21 @@ from __future__ import annotations
 import os
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from mlxtest import assert_clean_status, blob_of, git, mlx, out, run, sha256_file, write_random
+from mlxtest import (
+    assert_clean_status,
+    assert_clone_then_pull,
+    blob_of,
+    git,
+    mlx,
+    out,
+    run,
+    sha256_file,
+    write_random,
+)
 from servers import SshServer
 
 from gitext.pointer import parse
@@ -64,18 +75,7 @@ def test_push_clone_pull_through_explicit_ssh_url(ssh_repo: tuple[Path, Path], o
     assert not (origin / "mlx").exists(), "the explicit default remote wins over zero-config"
     assert "All objects referenced by HEAD are on the remote." in out(mlx(repo, "status"))
 
-    other = tmp_path / "other"
-    run(["git", "clone", "-q", str(origin), str(other)])
-    for name in ("model.bin", "small.bin"):
-        assert sha256_file(other / name) == sha256_file(repo / name)
-    assert_clean_status(other)
-
-    write_random(repo / "model.bin", 3 * 2**20, seed=3, compressible=0.5)
-    git(repo, "commit", "-q", "-am", "v2")
-    git(repo, "push", "-q", "origin", "main")
-    git(other, "pull", "-q")
-    assert sha256_file(other / "model.bin") == sha256_file(repo / "model.bin")
-    assert_clean_status(other)
+    assert_clone_then_pull(repo, origin, tmp_path / "other", ["model.bin", "small.bin"])
 
 
 @pytest.mark.parametrize("form", ["scp", "url"])
@@ -231,6 +231,22 @@ def test_unreachable_server_fails_cleanly(ssh_repo: tuple[Path, Path], ssh_serve
         ssh_server.start()
 
 
+def stop_midway(proc: subprocess.Popen[bytes], server: SshServer, started: Callable[[], bool]) -> str:
+    """Stop `server` once `started()` holds while `proc` still runs; return proc's stderr after
+    checking it failed without a traceback. The caller restarts the server."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None and not started():
+        time.sleep(0.005)
+    assert proc.poll() is None, "the command finished before the server could be stopped"
+    server.stop()
+    _, err_bytes = proc.communicate(timeout=180)
+    err = err_bytes.decode()
+    print(err)  # shown by pytest -rP
+    assert proc.returncode != 0, err
+    assert "Traceback" not in err, err
+    return err
+
+
 def test_server_stopped_mid_push_then_rerun_completes(ssh_repo: tuple[Path, Path], origin: Path,
                                                       tmp_path: Path, ssh_server: SshServer) -> None:
     repo, store = ssh_repo
@@ -239,17 +255,8 @@ def test_server_stopped_mid_push_then_rerun_completes(ssh_repo: tuple[Path, Path
     commit_all(repo, "v1")
     proc = subprocess.Popen(["git", "-C", str(repo), "push", "origin", "main"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None and not landed_packs(store):
-        time.sleep(0.005)
-    assert proc.poll() is None, "push finished before the server could be stopped"
-    ssh_server.stop()
     try:
-        _, err_bytes = proc.communicate(timeout=180)
-        err = err_bytes.decode()
-        print(err)
-        assert proc.returncode != 0, err
-        assert "Traceback" not in err, err
+        err = stop_midway(proc, ssh_server, lambda: bool(landed_packs(store)))
         assert "storage" in err and "run the command again" in err, err
         assert git(origin, "rev-parse", "--verify", "-q", "refs/heads/main", check=False).returncode != 0
     finally:
@@ -303,17 +310,9 @@ def test_server_stopped_mid_pull_then_rerun_completes(ssh_repo: tuple[Path, Path
     cache = other / ".git" / "mlx"
     proc = subprocess.Popen(["git", "-C", str(other), "mlx", "pull"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None and len(chunk_files(cache)) < 8:
-        time.sleep(0.005)
-    assert proc.poll() is None, "pull finished before the server could be stopped"
-    ssh_server.stop()
     try:
-        _, err_bytes = proc.communicate(timeout=180)
-        err = err_bytes.decode()
-        print(err)
-        assert proc.returncode != 0, err
-        assert "Traceback" not in err and "a.bin" in err, err
+        err = stop_midway(proc, ssh_server, lambda: len(chunk_files(cache)) >= 8)
+        assert "a.bin" in err, err
         assert "Socket exception" not in err, "paramiko's own log lines stay quiet"
         assert parse((other / "a.bin").read_bytes()).size == 128 * 2**20, "still the pointer"
     finally:

@@ -76,30 +76,23 @@ class LocalRemote(Remote):
         return present
 
     def upload(self, key: str, src: Path) -> None:
-        dest = self._path(key)
         # Opening the source first keeps a missing or unreadable source a local problem (its
         # OSError goes through unchanged); everything after it is about the remote.
         src_fd = os.open(src, os.O_RDONLY)
-        tmp = self.root / TMP_DIR / f"{uuid.uuid4().hex}.part"
         try:
-            self._ensure_dir(tmp.parent)
-            self._ensure_dir(dest.parent)
-            dst_fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
-            try:
-                _copy_fd(src_fd, dst_fd)
-            finally:
-                os.close(dst_fd)
-            os.replace(tmp, dest)  # durable at the next barrier(), before any manifest naming it
-        except OSError as exc:
-            _discard(tmp)
-            raise self._unwritable(exc) from None
-        except BaseException:
-            _discard(tmp)
-            raise
+            self._write(key, lambda dst_fd: _copy_fd(src_fd, dst_fd))
         finally:
             os.close(src_fd)
 
     def put(self, key: str, data: bytes) -> None:
+        def write(fd: int) -> None:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        self._write(key, write)
+
+    def _write(self, key: str, fill: Callable[[int], None]) -> None:
+        """Create the object through a temp file in `<root>/tmp/` that `fill(fd)` writes."""
         dest = self._path(key)
         tmp = self.root / TMP_DIR / f"{uuid.uuid4().hex}.part"
         try:
@@ -107,12 +100,10 @@ class LocalRemote(Remote):
             self._ensure_dir(dest.parent)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
             try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view):]
+                fill(fd)
             finally:
                 os.close(fd)
-            os.replace(tmp, dest)
+            os.replace(tmp, dest)  # durable at the next barrier(), before any manifest naming it
         except OSError as exc:
             _discard(tmp)
             raise self._unwritable(exc) from None

@@ -533,17 +533,21 @@ class SshRemote(Remote):
                     raise
         self._dirs.add(path)
 
+    def _open_object(self, sftp: Any, key: str) -> Any:
+        """An object opened for reading with large requests; ObjectMissing if absent."""
+        try:
+            f = sftp.open(self._path(key), "rb")
+        except FileNotFoundError:
+            raise ObjectMissing(f"{key} is not on remote {self.name} ({self.describe()})",
+                                oid=key.rsplit("/", 1)[-1]) from None
+        f.MAX_REQUEST_SIZE = READ_REQUEST
+        return f
+
     def read(self, key: str) -> bytes:
         check_key(key)
 
         def work(sftp: Any) -> bytes:
-            try:
-                f = sftp.open(self._path(key), "rb")
-            except FileNotFoundError:
-                raise ObjectMissing(f"{key} is not on remote {self.name} ({self.describe()})",
-                                    oid=key.rsplit("/", 1)[-1]) from None
-            with f:
-                f.MAX_REQUEST_SIZE = READ_REQUEST
+            with self._open_object(sftp, key) as f:
                 data: bytes = f.read(MAX_OBJECT)  # reads requests until the end of the file
             if len(data) >= MAX_OBJECT:
                 raise RemoteError(f"{key} on remote {self.name} is larger than any object "
@@ -555,13 +559,7 @@ class SshRemote(Remote):
         check_key(key)
 
         def work(sftp: Any) -> bytes:
-            try:
-                f = sftp.open(self._path(key), "rb")
-            except FileNotFoundError:
-                raise ObjectMissing(f"{key} is not on remote {self.name} ({self.describe()})",
-                                    oid=key.rsplit("/", 1)[-1]) from None
-            with f:
-                f.MAX_REQUEST_SIZE = READ_REQUEST
+            with self._open_object(sftp, key) as f:
                 if length <= READ_REQUEST:
                     f.seek(offset)
                     data: bytes = f.read(length)
