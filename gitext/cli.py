@@ -232,6 +232,38 @@ def cmd_pull(args: argparse.Namespace) -> int:
     return EXIT_FAILURE if failed else EXIT_OK
 
 
+# -- maintenance ---------------------------------------------------------------------------------
+def cmd_fsck(args: argparse.Namespace) -> int:
+    from gitext.maintenance import fsck
+
+    report = fsck(_ctx(), all_refs=args.all, remote=args.remote, objects=not args.pointers)
+    for problem in report.problems:
+        say(problem)
+    what = f"{report.objects} cached objects, " if not args.pointers else ""
+    if report.problems:
+        say(f"fsck: {len(report.problems)} problem(s) in {what}{report.pointers} pointer(s)")
+        return EXIT_FAILURE
+    say(f"fsck: {what}{report.pointers} pointer(s): OK")
+    return EXIT_OK
+
+
+def cmd_gc(args: argparse.Namespace) -> int:
+    from gitext.maintenance import gc
+
+    if args.remote:
+        raise UsageError("gc of a remote is not available yet, only of this clone's cache",
+                         hint="run `git mlx gc` without --remote")
+    report = gc(_ctx(), dry_run=args.dry_run, keep_recent_days=args.keep_recent,
+                only_pushed=args.only_pushed, grace_minutes=args.grace)
+    verb = "Would free" if args.dry_run else "Freed"
+    say(f"{verb} {len(report.manifests)} manifest(s) and {len(report.chunks)} chunk(s), "
+        f"{human(report.nbytes)}" + (f"; {report.tmp_files} stale temp file(s)" if report.tmp_files else ""))
+    if report.kept_unpushed:
+        say(f"Kept {report.kept_unpushed} unneeded object(s) the remote does not have "
+            "(push them, or they stay)")
+    return EXIT_OK
+
+
 # -- inspection ----------------------------------------------------------------------------------
 def _entries(ctx: Any) -> list[Any]:
     from gitext.scan import open_repo, pointers_in_index
@@ -442,6 +474,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("ls-files", cmd_ls_files, "tracked files: oid, * hydrated / - pointer, path, size")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     command("env", cmd_env, "show configuration, cache, hooks and which remote would be used")
+    p = command("fsck", cmd_fsck, "check cached objects (bad ones moved to bad/), the pointers "
+                "HEAD needs, and what the remote has; exit 1 on any problem")
+    p.add_argument("--all", action="store_true", help="pointers of every ref, not just HEAD")
+    p.add_argument("--pointers", action="store_true", help="skip re-hashing the cache")
+    p.add_argument("--remote", metavar="NAME", help="also check this remote (an error if unreachable)")
+    p = command("gc", cmd_gc, "free cached objects nothing needs and the remote has "
+                "(see docs/maintenance.md for what is kept)")
+    p.add_argument("--dry-run", action="store_true", help="only say what would be freed")
+    p.add_argument("--keep-recent", type=float, default=90, metavar="DAYS",
+                   help="keep what reflog entries of the last DAYS days point to (default 90)")
+    p.add_argument("--only-pushed", action="store_true",
+                   help="keep only what is checked out, staged, stashed or recent; free older "
+                        "versions the remote has (fetch them again when needed)")
+    p.add_argument("--grace", type=float, default=60, metavar="MINUTES",
+                   help="never free objects younger than this (default 60)")
+    p.add_argument("--remote", metavar="NAME", help="gc a remote instead (not available yet)")
 
     command("filter-process", cmd_filter_process, "plumbing: git's long-running filter (filter.mlx.process)")
     for name, handler, help in (("clean", cmd_clean, "plumbing: content on stdin -> pointer on stdout"),

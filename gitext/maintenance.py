@@ -1,0 +1,309 @@
+"""Keeping the cache healthy: `git mlx fsck` and `git mlx gc` (docs/maintenance.md).
+
+fsck re-hashes every cached object (bad ones are moved to bad/, never deleted), checks that
+every manifest has its chunks, that every file HEAD (or every ref) points to is in the cache,
+and with a remote, that the remote has them. Its exit code is 0 only when all of that holds.
+
+gc frees cached files nothing needs, and only those a remote also has:
+
+    kept  = pointers in every commit reachable from any ref (stashes included), every stash
+            entry, reflog entries younger than --keep-recent days (default 90), the index and
+            HEAD of every worktree
+    freed = cached files outside `kept` that the default remote has, then the chunks no
+            remaining file uses; objects younger than the grace period are never touched
+            (a `git add` in another process may not have written its pointer yet)
+
+`--only-pushed` narrows `kept` to what is checked out or staged anywhere (HEAD and index of
+each worktree, stashes, recent reflog tips): older versions the remote has are freed too, and
+come back with `git mlx fetch` when needed. Manifests go before their chunks, so "manifest
+present" keeps meaning "file complete" at every moment of a gc.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from gitext.context import Context, trace, warn
+from gitext.errors import CorruptObject, MlxError, ObjectMissing, UsageError
+from gitext.pointer import Pointer
+from gitext.store import CHUNKS, FILES, Store
+
+if TYPE_CHECKING:
+    import pygit2
+
+DEFAULT_KEEP_DAYS = 90       # like git's gc.reflogExpire
+DEFAULT_GRACE_MINUTES = 60   # objects this young are never freed
+
+
+def cached_ids(store: Store, kind: str) -> Iterator[str]:
+    """Ids of the objects of `kind` in the store's fan-out directories."""
+    top = store.root / kind
+    if not top.is_dir():
+        return
+    for sub in sorted(os.scandir(top), key=lambda e: e.name):
+        if sub.is_dir() and len(sub.name) == 2:
+            for entry in sorted(os.scandir(sub.path), key=lambda e: e.name):
+                if entry.is_file() and len(entry.name) == 64 and entry.name.startswith(sub.name):
+                    yield entry.name
+
+
+# -- fsck -----------------------------------------------------------------------------------------
+
+@dataclass
+class FsckReport:
+    objects: int = 0
+    pointers: int = 0
+    problems: list[str] = field(default_factory=list)
+
+
+def fsck(ctx: Context, *, all_refs: bool = False, remote: str | None = None,
+         objects: bool = True) -> FsckReport:
+    """Check the cache, the pointers HEAD (or every ref) needs, and optionally a remote."""
+    store = ctx.store
+    report = FsckReport()
+    if objects:
+        for kind in (CHUNKS, FILES):
+            for hexid in list(cached_ids(store, kind)):
+                report.objects += 1
+                if not store.verify(kind, hexid):
+                    report.problems.append(f"bad {kind[:-1]} {hexid}: failed its check, moved to "
+                                           f"{store.root / 'bad' / kind}")
+        for oid in cached_ids(store, FILES):
+            try:
+                lacking = store.missing_chunks(store.read_manifest(oid))
+            except (CorruptObject, ObjectMissing):
+                continue  # reported (and moved aside) above, or removed meanwhile
+            if lacking:
+                report.problems.append(f"manifest {oid} lacks {len(lacking)} chunk(s), first "
+                                       f"{lacking[0].id}")
+    wanted = _referenced_with_paths(ctx, all_refs)
+    report.pointers = len(wanted)
+    for oid, (pointer, where) in wanted.items():
+        if not store.has_file(oid):
+            report.problems.append(f"missing from the cache: {where} (sha256 {oid}, "
+                                   f"{pointer.size} bytes)")
+    if remote is not None or ctx.config.mlx_remotes() or _has_git_remote(ctx):
+        _fsck_remote(ctx, remote, wanted, report, explicit=remote is not None)
+    return report
+
+
+def _has_git_remote(ctx: Context) -> bool:
+    from gitext.gitutil import git_remotes
+
+    return bool(git_remotes(ctx.config.repo.work_tree))
+
+
+def _fsck_remote(ctx: Context, name: str | None, wanted: dict[str, tuple[Pointer, str]],
+                 report: FsckReport, *, explicit: bool) -> None:
+    """Which of `wanted` the remote lacks. Only with --remote is an unreachable remote an
+    error; otherwise the check is skipped with a note."""
+    from gitext.hooks import remote_lacks
+
+    try:
+        remote = ctx.remote(name)
+        lacking = remote_lacks(ctx.store, remote, list(wanted)) if wanted else []
+    except MlxError as exc:
+        if explicit:
+            raise
+        trace(f"fsck: remote not checked ({exc.message})")
+        return
+    for oid in lacking:
+        pointer, where = wanted[oid]
+        report.problems.append(f"not on remote {remote.name}: {where} (sha256 {oid}); "
+                               "`git mlx push` uploads it from a clone that has it")
+
+
+def _referenced_with_paths(ctx: Context, all_refs: bool) -> dict[str, tuple[Pointer, str]]:
+    """oid -> (pointer, "path in HEAD" or "a commit") for what HEAD or every ref needs."""
+    from gitext.hooks import referenced
+    from gitext.scan import open_repo, pointers_in_tree
+
+    repo = open_repo(ctx.config.repo.git_dir)
+    if repo.head_is_unborn:
+        return {}
+    named = {e.pointer.oid: (e.pointer, f"{e.path} in HEAD") for e in pointers_in_tree(repo, "HEAD")}
+    if not all_refs:
+        return named
+    found = {oid: (p, "a commit of some ref") for oid, p in referenced(ctx, True, [], []).items()}
+    found.update(named)
+    return found
+
+
+# -- gc -------------------------------------------------------------------------------------------
+
+@dataclass
+class GcReport:
+    manifests: list[str] = field(default_factory=list)  # freed manifests (multi-chunk files)
+    chunks: list[str] = field(default_factory=list)     # freed chunks (incl. one-chunk files)
+    nbytes: int = 0
+    kept_unpushed: int = 0   # unneeded objects kept because the remote lacks them
+    tmp_files: int = 0
+
+
+def gc(ctx: Context, *, dry_run: bool = False, keep_recent_days: float = DEFAULT_KEEP_DAYS,
+       only_pushed: bool = False, grace_minutes: float = DEFAULT_GRACE_MINUTES,
+       remote: str | None = None) -> GcReport:
+    """Free what nothing needs and a remote has (module docstring); `dry_run` only reports."""
+    if ctx.config.get("cache.dir"):
+        raise UsageError(
+            f"the cache {ctx.config.cache_dir()} is shared (cache.dir): gc cannot see what the "
+            "other clones using it need, so it does not run on it",
+            hint="unset cache.dir in this clone to gc its own cache, or wait for shared-cache gc")
+    store = ctx.store
+    kept = _kept(ctx, keep_recent_days, narrow=only_pushed)
+    now = time.time()
+    report = GcReport()
+
+    def old(kind: str, hexid: str) -> bool:
+        try:
+            return now - store.path(kind, hexid).stat().st_mtime >= grace_minutes * 60
+        except FileNotFoundError:
+            return False  # gone meanwhile: leave it alone
+
+    def free(kind: str, ids: Iterable[str], into: list[str]) -> None:
+        ids = [i for i in ids if old(kind, i)]
+        pushed = _pushed(ctx, remote, ids)
+        report.kept_unpushed += len(ids) - len(pushed)
+        for hexid in sorted(pushed):
+            into.append(hexid)
+            report.nbytes += _remove(store.path(kind, hexid), dry_run)
+
+    # 1. Manifests nothing needs (before any chunk: a manifest never outlives its chunks).
+    cached_files = set(cached_ids(store, FILES))
+    free(FILES, (oid for oid in cached_files if oid not in kept), report.manifests)
+    # 2. Chunks no remaining manifest lists and no kept one-chunk file is. Any chunk may be a
+    #    one-chunk file of its own, so it too goes only if the remote has it.
+    needed = set(kept)
+    for oid in cached_files - set(report.manifests):
+        try:
+            needed.update(c.id for c in store.read_manifest(oid).chunks)
+        except (CorruptObject, ObjectMissing):
+            continue  # fsck's business
+    free(CHUNKS, (cid for cid in cached_ids(store, CHUNKS) if cid not in needed), report.chunks)
+    report.tmp_files = _clean_tmp(store, now - max(grace_minutes * 60, 3600), dry_run)
+    return report
+
+
+def _remove(path: Path, dry_run: bool) -> int:
+    try:
+        size = path.stat().st_size
+        if not dry_run:
+            path.unlink()
+        return size
+    except FileNotFoundError:
+        return 0
+
+
+def _clean_tmp(store: Store, before: float, dry_run: bool) -> int:
+    """Temp files of writers that died (older than an hour and the grace period)."""
+    count = 0
+    tmp = store.root / "tmp"
+    if not tmp.is_dir():
+        return 0
+    for entry in os.scandir(tmp):
+        try:
+            if entry.is_file() and entry.stat().st_mtime < before:
+                count += 1
+                if not dry_run:
+                    os.unlink(entry.path)
+        except FileNotFoundError:
+            continue
+    return count
+
+
+def _pushed(ctx: Context, name: str | None, oids: list[str]) -> set[str]:
+    """The files among `oids` the remote has complete; nothing if no remote can be asked
+    (then nothing is freed: an object that may exist nowhere else is never deleted)."""
+    if not oids:
+        return set()
+    from gitext.hooks import remote_lacks
+
+    try:
+        remote = ctx.remote(name)
+        lacking = set(remote_lacks(ctx.store, remote, oids))
+    except MlxError as exc:
+        warn(f"gc: cannot ask a remote which objects it has ({exc.message}); objects that may "
+             "exist only here are kept")
+        return set()
+    return {oid for oid in oids if oid not in lacking}
+
+
+def _kept(ctx: Context, keep_days: float, *, narrow: bool) -> set[str]:
+    """Pointer oids that must stay in the cache (see the module docstring)."""
+    import pygit2
+
+    from gitext.hooks import _ref_tips
+    from gitext.scan import open_repo, pointers_in_index, pointers_in_range, pointers_in_tree
+
+    repo = open_repo(ctx.config.repo.git_dir)
+    since = time.time() - keep_days * 86400
+    kept: set[str] = set()
+    tips: list[str] = []      # whose whole history is kept (default) or only their tree (narrow)
+    for wt_repo in _worktree_repos(repo):
+        kept.update(e.pointer.oid for e in pointers_in_index(wt_repo))
+        if not wt_repo.head_is_unborn:
+            tips.append(str(wt_repo.head.target))
+        tips.extend(_reflog_commits(wt_repo, "HEAD", since))
+    stash_commits = _reflog_commits(repo, "refs/stash", 0.0)
+    for name in repo.references:
+        if name != "refs/stash":
+            tips.extend(_reflog_commits(repo, name, since))
+    if narrow:
+        for commit_id in dict.fromkeys(tips):
+            kept.update(e.pointer.oid for e in pointers_in_tree(repo, commit_id))
+    else:
+        tips.extend(_ref_tips(repo))
+    for stash in stash_commits:  # a stash's work tree, its index and untracked files: its parents
+        commit = repo[stash]
+        assert isinstance(commit, pygit2.Commit)
+        for one in [commit, *commit.parents[1:]]:
+            kept.update(e.pointer.oid for e in pointers_in_tree(repo, str(one.id)))
+    if not narrow:
+        valid = [t for t in dict.fromkeys(tips) if _is_commit(repo, t)]
+        kept.update(pointers_in_range(repo, valid, []))
+    return kept
+
+
+def _worktree_repos(repo: pygit2.Repository) -> Iterable[pygit2.Repository]:
+    import pygit2
+
+    yield repo
+    for name in repo.list_worktrees():
+        try:
+            path = repo.lookup_worktree(name).path
+            yield pygit2.Repository(path)
+        except (pygit2.GitError, KeyError, OSError):
+            trace(f"gc: worktree {name} not readable; its HEAD and index are not looked at")
+
+
+def _reflog_commits(repo: pygit2.Repository, name: str, since: float) -> list[str]:
+    """Commits a ref pointed to in its reflog entries newer than `since` (epoch seconds)."""
+    try:
+        ref = repo.references.get(name) if name != "HEAD" else repo.lookup_reference("HEAD")
+        if ref is None:
+            return []
+        entries: Any = ref.log()
+        found = []
+        for entry in entries:
+            if entry.committer.time >= since:
+                for oid in (entry.oid_new, entry.oid_old):
+                    text = str(oid)
+                    if text.strip("0") and _is_commit(repo, text):
+                        found.append(text)
+        return found
+    except Exception:  # noqa: BLE001 - a ref without a reflog, or one pygit2 cannot read
+        return []
+
+
+def _is_commit(repo: pygit2.Repository, oid: str) -> bool:
+    import pygit2
+
+    try:
+        return isinstance(repo[oid], pygit2.Commit)
+    except (KeyError, ValueError):
+        return False
