@@ -115,6 +115,7 @@ def write_file(ctx: Context, target: Target, dest: Path, mtime_ns: int,
     oid = target.pointer.oid
     perms = 0o777 if target.mode == EXECUTABLE else 0o666  # the umask applies, as for git
     tmp = dest.with_name(f".{dest.name}.mlx-{os.getpid()}.tmp")
+    _remove_stale_tmp(dest)
     try:
         if fresh is not None:
             _write_tmp(store.iter_content(oid, manifest=fresh, verify_chunks=False), tmp, perms)
@@ -133,6 +134,31 @@ def write_file(ctx: Context, target: Target, dest: Path, mtime_ns: int,
             os.unlink(tmp)
         raise
     return os.stat(dest)
+
+
+def _remove_stale_tmp(dest: Path) -> None:
+    """Temp files a killed git-mlx left beside `dest` (.NAME.mlx-PID.tmp, PID no longer
+    running): they would show as untracked files."""
+    prefix = f".{dest.name}.mlx-"
+    try:
+        entries = [e for e in os.scandir(dest.parent)
+                   if e.name.startswith(prefix) and e.name.endswith(".tmp")]
+    except OSError:
+        return
+    for entry in entries:
+        pid_text = entry.name[len(prefix):-len(".tmp")]
+        if not pid_text.isdigit() or int(pid_text) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid_text), 0)
+            continue  # still running: another git-mlx is writing this file
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue  # someone else's live process
+        with contextlib.suppress(OSError):
+            os.unlink(entry.path)
+            trace(f"removed {entry.path}, left by a git-mlx that was killed")
 
 
 def _write_tmp(content: Iterable[bytes], tmp: Path, perms: int) -> None:

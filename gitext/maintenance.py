@@ -87,31 +87,18 @@ def fsck(ctx: Context, *, all_refs: bool = False, remote: str | None = None,
         if not store.has_file(oid):
             report.problems.append(f"missing from the cache: {where} (sha256 {oid}, "
                                    f"{pointer.size} bytes)")
-    if remote is not None or ctx.config.mlx_remotes() or _has_git_remote(ctx):
-        _fsck_remote(ctx, remote, wanted, report, explicit=remote is not None)
+    if remote is not None:
+        _fsck_remote(ctx, remote, wanted, report)
     return report
 
 
-def _has_git_remote(ctx: Context) -> bool:
-    from gitext.gitutil import git_remotes
-
-    return bool(git_remotes(ctx.config.repo.work_tree))
-
-
-def _fsck_remote(ctx: Context, name: str | None, wanted: dict[str, tuple[Pointer, str]],
-                 report: FsckReport, *, explicit: bool) -> None:
-    """Which of `wanted` the remote lacks. Only with --remote is an unreachable remote an
-    error; otherwise the check is skipped with a note."""
+def _fsck_remote(ctx: Context, name: str, wanted: dict[str, tuple[Pointer, str]],
+                 report: FsckReport) -> None:
+    """Which of `wanted` the remote lacks (a remote that cannot be asked is an error)."""
     from gitext.hooks import remote_lacks
 
-    try:
-        remote = ctx.remote(name)
-        lacking = remote_lacks(ctx.store, remote, list(wanted)) if wanted else []
-    except MlxError as exc:
-        if explicit:
-            raise
-        trace(f"fsck: remote not checked ({exc.message})")
-        return
+    remote = ctx.remote(name)
+    lacking = remote_lacks(ctx.store, remote, list(wanted)) if wanted else []
     for oid in lacking:
         pointer, where = wanted[oid]
         report.problems.append(f"not on remote {remote.name}: {where} (sha256 {oid}); "
