@@ -359,6 +359,45 @@ def cmd_env(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# -- history rewriting (docs/migrate.md) ---------------------------------------------------------
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from gitext.migrate import Options, migrate
+
+    kind = args.migrate_command
+    if kind == "import" and not args.include:
+        raise UsageError("migrate import needs at least one --include PATTERN",
+                         hint="e.g. git mlx migrate import --include '*.pt'")
+    options = Options(include=getattr(args, "include", []), exclude=getattr(args, "exclude", []),
+                      everything=args.everything, dry_run=args.dry_run,
+                      keep_missing=getattr(args, "keep_missing", False))
+    result = migrate(_ctx(), kind, options)
+    if not result.files and not result.refs:
+        what = "pointers" if kind == "export" else "git-lfs pointers" if kind == "from-lfs" \
+            else "files"
+        say(f"Nothing to migrate: no {what} matching {', '.join(options.include) or 'anything'} "
+            f"in {result.commits} commit(s); nothing changed.")
+        return EXIT_OK
+    verb = "Would convert" if args.dry_run else "Converted"
+    versions = sum(result.files.values())
+    say(f"{verb} {versions} version(s) of {len(result.files)} file(s) ({human(result.bytes)}) "
+        f"in {result.commits} commit(s):")
+    for path, count in sorted(result.files.items()):
+        say(f"    {path}  ({count} version(s))")
+    for note in result.notes:
+        say(f"note: {note}")
+    if args.dry_run:
+        say(f"Dry run: {result.rewritten} commit(s) would be rewritten; nothing changed.")
+        return EXIT_OK
+    say(f"Rewrote {result.rewritten} commit(s); updated {len(result.refs)} ref(s):")
+    for name, old, new in result.refs:
+        say(f"    {name}  {old[:12]} -> {new[:12]}")
+    say(f"The old tips are kept under {result.backup}/. To undo: "
+        f"git update-ref REF {result.backup}/REF for each ref above, then git reset --hard.")
+    say("Pushed history must be force-pushed (git push --force-with-lease), which uploads the "
+        "new objects.")
+    return EXIT_OK
+
+
 # -- plumbing ------------------------------------------------------------------------------------
 def cmd_filter_process(args: argparse.Namespace) -> int:
     from gitext.filters import serve_filter_process
@@ -490,6 +529,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grace", type=float, default=60, metavar="MINUTES",
                    help="never free objects younger than this (default 60)")
     p.add_argument("--remote", metavar="NAME", help="gc a remote instead (not available yet)")
+
+    def migrate_help(args: argparse.Namespace) -> int:
+        migrate.print_help(sys.stderr)
+        return 2
+
+    migrate = command("migrate", migrate_help,
+                      "rewrite history: large files -> pointers (import), git-lfs -> git-mlx "
+                      "(from-lfs), pointers -> plain files (export); see docs/migrate.md")
+    msub = migrate.add_subparsers(dest="migrate_command", metavar="ACTION")
+    for name, help in (
+        ("import", "turn committed files matching --include into pointers in every commit"),
+        ("from-lfs", "turn git-lfs pointers and .gitattributes lines into git-mlx ones, content "
+                     "from .git/lfs/objects"),
+        ("export", "turn pointers back into plain files (content from the cache) and drop the "
+                   "track lines"),
+    ):
+        p = command(name, cmd_migrate, help, msub)
+        if name != "from-lfs":
+            p.add_argument("-I", "--include", action="append", default=[], metavar="PATTERN",
+                           help="paths matching this .gitattributes pattern (repeatable)"
+                           + ("" if name == "import" else "; default: every pointer"))
+            p.add_argument("-X", "--exclude", action="append", default=[], metavar="PATTERN",
+                           help="leave paths matching PATTERN alone (repeatable)")
+        else:
+            p.add_argument("--keep-missing", action="store_true",
+                           help="keep pointers whose git-lfs object is missing as they are "
+                                "(default: stop with an error)")
+        p.add_argument("--everything", action="store_true",
+                       help="every local branch and tag, not just the current branch")
+        p.add_argument("--dry-run", action="store_true", help="list what would change; change nothing")
 
     command("filter-process", cmd_filter_process, "plumbing: git's long-running filter (filter.mlx.process)")
     for name, handler, help in (("clean", cmd_clean, "plumbing: content on stdin -> pointer on stdout"),
