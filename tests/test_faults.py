@@ -138,3 +138,31 @@ def test_cache_disk_full_then_add_again(repo_with_origin: Path, tmp_path: Path) 
         assert tmp_files(small / "cache") == 0, "no temp file is left behind by the failed add"
     finally:
         run(["umount", "-l", str(small)], check=False)
+
+
+def test_concurrent_adds_of_one_file_into_a_shared_cache(installed: Path, tmp_path: Path) -> None:
+    """Two clones sharing a cache (cache.dir) add the same large file at the same moment: both
+    succeed and the objects are whole (writers race only on renames of identical bytes)."""
+    shared = tmp_path / "shared-cache"
+    data = write_random(tmp_path / "model.bin", 96 * 2**20, seed=5, compressible=0.3)
+    repos = []
+    for name in ("a", "b"):
+        repo = tmp_path / name
+        git(tmp_path, "init", "-q", str(repo))
+        mlx(repo, "track", "*.bin")
+        (repo / ".git" / "mlx").mkdir(parents=True, exist_ok=True)
+        (repo / ".git" / "mlx" / "config.yaml").write_text(f"cache:\n  dir: {shared}\n")
+        (repo / "model.bin").write_bytes(data.read_bytes())
+        repos.append(repo)
+    procs = [subprocess.Popen(["git", "-C", str(r), "add", "model.bin"], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE) for r in repos]
+    for proc in procs:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err.decode()
+    for repo in repos:
+        git(repo, "commit", "-q", "-m", "v1")
+        fsck_clean(repo)
+    assert tmp_files(shared) == 0
+    (repos[1] / "model.bin").unlink()
+    git(repos[1], "checkout", "--", "model.bin")
+    assert sha256_file(repos[1] / "model.bin") == sha256_file(data)
