@@ -50,7 +50,12 @@ class Context:
 
     @cached_property
     def store(self) -> Store:
-        return self.config.open_store()  # type: ignore[no-any-return]
+        store: Store = self.config.open_store()
+        if self.config.get("cache.dir"):  # shared: let gc in other clones know about this one
+            from gitext.sharedcache import register
+
+            register(store.root, self.config.repo.common_dir)
+        return store
 
     @cached_property
     def statcache(self) -> StatCache:

@@ -135,14 +135,56 @@ class GcReport:
 def gc(ctx: Context, *, dry_run: bool = False, keep_recent_days: float = DEFAULT_KEEP_DAYS,
        only_pushed: bool = False, grace_minutes: float = DEFAULT_GRACE_MINUTES,
        remote: str | None = None) -> GcReport:
-    """Free what nothing needs and a remote has (module docstring); `dry_run` only reports."""
-    if ctx.config.get("cache.dir"):
-        raise UsageError(
-            f"the cache {ctx.config.cache_dir()} is shared (cache.dir): gc cannot see what the "
-            "other clones using it need, so it does not run on it",
-            hint="unset cache.dir in this clone to gc its own cache, or wait for shared-cache gc")
+    """Free what nothing needs and a remote has (module docstring); `dry_run` only reports.
+
+    A shared cache (cache.dir) keeps what any registered clone needs, and one gc at a time
+    runs on it (a lock file in the cache)."""
+    store = ctx.store  # (registers this clone with a shared cache)
+    if not ctx.config.get("cache.dir"):
+        return _gc(ctx, _kept(ctx.config.repo.common_dir, keep_recent_days, narrow=only_pushed),
+                   dry_run, grace_minutes, remote)
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(store.root / "gc.lock"), mode=0o664)  # any member of a team may gc
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise UsageError(f"another gc is running on the shared cache {store.root}",
+                         hint="wait for it to finish, then run gc again") from None
+    try:
+        return _gc(ctx, _kept_by_clones(ctx, keep_recent_days, only_pushed, dry_run),
+                   dry_run, grace_minutes, remote)
+    finally:
+        lock.release()
+
+
+def _kept_by_clones(ctx: Context, keep_days: float, narrow: bool, dry_run: bool) -> set[str]:
+    """What every clone registered with the shared cache needs. A registration whose git dir
+    is gone (the clone was deleted) is dropped; one that cannot be read stops the gc."""
+    from gitext.sharedcache import registered
+
+    own = Path(os.path.abspath(ctx.config.repo.common_dir))
+    kept = _kept(own, keep_days, narrow=narrow)
+    for entry, git_dir in registered(ctx.store.root):
+        if git_dir == own:
+            continue
+        if not git_dir.exists():
+            warn(f"gc: {git_dir} used this cache and no longer exists; forgetting it")
+            if not dry_run:
+                entry.unlink(missing_ok=True)
+            continue
+        try:
+            kept |= _kept(git_dir, keep_days, narrow=narrow)
+        except Exception as exc:  # noqa: BLE001 - any unreadable clone must stop the gc
+            raise UsageError(f"cannot read the clone {git_dir} that shares this cache ({exc}); "
+                             "gc would not know what it needs",
+                             hint=f"fix or remove that clone, or delete {entry} if it is gone") from None
+    return kept
+
+
+def _gc(ctx: Context, kept: set[str], dry_run: bool, grace_minutes: float,
+        remote: str | None) -> GcReport:
     store = ctx.store
-    kept = _kept(ctx, keep_recent_days, narrow=only_pushed)
     now = time.time()
     report = GcReport()
 
@@ -220,14 +262,14 @@ def _pushed(ctx: Context, name: str | None, oids: list[str]) -> set[str]:
     return {oid for oid in oids if oid not in lacking}
 
 
-def _kept(ctx: Context, keep_days: float, *, narrow: bool) -> set[str]:
-    """Pointer oids that must stay in the cache (see the module docstring)."""
+def _kept(git_dir: Path, keep_days: float, *, narrow: bool) -> set[str]:
+    """Pointer oids the repository at `git_dir` needs kept (see the module docstring)."""
     import pygit2
 
     from gitext.hooks import _ref_tips
     from gitext.scan import open_repo, pointers_in_index, pointers_in_range, pointers_in_tree
 
-    repo = open_repo(ctx.config.repo.git_dir)
+    repo = open_repo(git_dir)
     since = time.time() - keep_days * 86400
     kept: set[str] = set()
     tips: list[str] = []      # whose whole history is kept (default) or only their tree (narrow)

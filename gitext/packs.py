@@ -187,7 +187,7 @@ class RemoteIndex:
     def _remember(self, pack_id: str, data: bytes) -> None:
         self.add(pack_id, decode_index(data, pack_id))
         with contextlib.suppress(OSError):  # only a cache: a failure costs a download next time
-            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            self.store.make_dir(self.cache_dir)
             tmp = self.cache_dir / f".{pack_id}.{os.getpid()}.tmp"
             tmp.write_bytes(data)
             os.replace(tmp, self.cache_dir / pack_id)

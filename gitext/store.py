@@ -25,6 +25,7 @@ import itertools
 import os
 import re
 import shutil
+import stat
 import threading
 import time
 import uuid
@@ -191,6 +192,7 @@ class Store:
         self.settings = settings or StoreSettings()
         self._local = threading.local()
         self._tmp_ready = False
+        self._group_shared: bool | None = None
         self._token = uuid.uuid4().hex[:12]
         self._counter = itertools.count()
 
@@ -216,9 +218,26 @@ class Store:
         """
         tmp = self.root / TMP
         if not self._tmp_ready:
-            tmp.mkdir(parents=True, exist_ok=True)
+            self.make_dir(tmp)
             self._tmp_ready = True
         return tmp / f"{os.getpid()}-{self._token}-{next(self._counter)}"
+
+    def make_dir(self, path: Path) -> None:
+        """mkdir -p inside the store; in a group-shared store (the root has the set-group-ID
+        bit: docs/maintenance.md) new directories are group-writable and set-group-ID too."""
+        path.mkdir(parents=True, exist_ok=True)
+        if self._group_shared is None:
+            try:
+                self._group_shared = bool(os.stat(self.root).st_mode & stat.S_ISGID)
+            except OSError:
+                self._group_shared = False
+        if self._group_shared:
+            probe = path
+            while probe != self.root and self.root in probe.parents:
+                with contextlib.suppress(OSError):  # another member's directory: theirs to set
+                    if os.stat(probe).st_mode & 0o2070 != 0o2070:
+                        os.chmod(probe, 0o2775)
+                probe = probe.parent
 
     def _tmp_gone(self) -> None:
         self._tmp_ready = False
@@ -249,7 +268,7 @@ class Store:
         except FileNotFoundError:
             if not tmp.exists():
                 raise
-            dest.parent.mkdir(parents=True, exist_ok=True)
+            self.make_dir(dest.parent)
             os.replace(tmp, dest)
         if self.settings.fsync:
             _fsync_dir(dest.parent)
@@ -346,7 +365,7 @@ class Store:
     def _quarantine(self, kind: str, hexid: str) -> Path:
         """Move a bad object to <root>/bad/<kind>/ under a fresh name; return where it went."""
         dest = self.root / BAD / kind / f"{hexid}.{time.time_ns()}"
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        self.make_dir(dest.parent)
         with contextlib.suppress(FileNotFoundError):  # someone else moved it already
             os.replace(self.path(kind, hexid), dest)
         return dest

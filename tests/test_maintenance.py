@@ -13,7 +13,7 @@ from gitext.pointer import parse
 def commit_file(repo: Path, name: str, seed: int, message: str, size: int = 600_000) -> str:
     """Write `name` (several chunks), commit it, return its pointer oid."""
     write_random(repo / name, size, seed=seed, compressible=0.3)
-    git(repo, "add", name)
+    git(repo, "add", name, ".gitattributes")
     git(repo, "commit", "-q", "-m", message)
     return parse(blob_of(repo, f"HEAD:{name}")).oid
 
@@ -168,11 +168,68 @@ def test_gc_grace_period_and_shared_cache(repo_with_origin: Path, tmp_path: Path
     git(repo, "push", "-q", "origin", "main")
     text = out(mlx(repo, "gc", "--only-pushed", "--keep-recent", "0"))
     assert "Freed 0 manifest(s) and 0 chunk(s)" in text, "objects younger than the grace period stay"
-    (repo / ".git" / "mlx" / "config.yaml").write_text(f"cache:\n  dir: {tmp_path / 'shared'}\n")
-    proc = mlx(repo, "gc", check=False)
-    assert proc.returncode == 2 and "shared" in proc.stderr.decode()
     proc = mlx(repo, "gc", "--remote", "origin", check=False)
-    assert proc.returncode == 2
+    assert proc.returncode == 2 and "not available yet" in proc.stderr.decode()
+
+
+def share(repo: Path, cache_dir: Path) -> None:
+    (repo / ".git" / "mlx").mkdir(parents=True, exist_ok=True)
+    (repo / ".git" / "mlx" / "config.yaml").write_text(f"cache:\n  dir: {cache_dir}\n")
+
+
+def test_gc_of_a_shared_cache_keeps_what_every_clone_needs(repo_with_origin: Path, origin: Path,
+                                                           tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    repo = repo_with_origin
+    share(repo, shared)
+    v1 = commit_file(repo, "model.bin", 60, "v1")
+    commit_file(repo, "model.bin", 61, "v2")
+    git(repo, "push", "-q", "origin", "main")
+    other = tmp_path / "other"
+    run(["git", "clone", "-q", "--no-checkout", str(origin), str(other)])
+    share(other, shared)
+    git(other, "checkout", "-q", "--detach", "HEAD~1")  # this clone works on v1
+    assert sha256_file(other / "model.bin") == v1, "checked out through the filter"
+    assert len(list((shared / "clones").iterdir())) == 2, "both clones registered"
+
+    gc(repo, "--only-pushed", "--keep-recent", "0")
+    assert (shared / "files" / v1[:2] / v1).is_file(), "the other clone's HEAD needs v1"
+
+    import shutil
+
+    shutil.rmtree(other)
+    proc = mlx(repo, "gc", "--grace", "0", "--only-pushed", "--keep-recent", "0")
+    assert "no longer exists" in proc.stderr.decode()
+    assert not (shared / "files" / v1[:2] / v1).is_file(), "with the clone gone, v1 is freed"
+    assert len(list((shared / "clones").iterdir())) == 1
+    assert "OK" in out(mlx(repo, "fsck"))
+
+
+def test_one_gc_at_a_time_on_a_shared_cache(repo_with_origin: Path, tmp_path: Path) -> None:
+    from filelock import FileLock
+
+    shared = tmp_path / "shared"
+    share(repo_with_origin, shared)
+    commit_file(repo_with_origin, "model.bin", 70, "v1")
+    with FileLock(str(shared / "gc.lock")):
+        proc = mlx(repo_with_origin, "gc", check=False)
+    assert proc.returncode == 2 and "another gc is running" in proc.stderr.decode()
+    assert "Freed" in out(mlx(repo_with_origin, "gc"))
+
+
+def test_group_shared_cache_directories(repo_with_origin: Path, tmp_path: Path) -> None:
+    """A cache directory with the set-group-ID bit gets group-writable subdirectories, so other
+    members of the group can add objects (the files themselves are read-only for all)."""
+    shared = tmp_path / "team-cache"
+    shared.mkdir()
+    shared.chmod(0o2775)
+    share(repo_with_origin, shared)
+    commit_file(repo_with_origin, "model.bin", 80, "v1")
+    dirs = [p for p in shared.rglob("*") if p.is_dir()]
+    assert dirs and all(p.stat().st_mode & 0o2070 == 0o2070 for p in dirs), \
+        [oct(p.stat().st_mode) for p in dirs]
+    files = [p for p in (shared / "chunks").rglob("*") if p.is_file()]
+    assert files and all(p.stat().st_mode & 0o777 == 0o444 for p in files)
 
 
 @pytest.mark.parametrize("command", ["fsck", "gc"])
