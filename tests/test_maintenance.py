@@ -149,6 +149,15 @@ def test_gc_only_pushed_frees_old_versions_and_checkout_fetches_them(
     assert sha256_file(repo / "model.bin") == first, "an old version comes back from the remote"
 
 
+def test_gc_keeps_unpushed_commits_even_when_narrowed(repo_with_origin: Path) -> None:
+    repo = repo_with_origin
+    v1 = commit_file(repo, "model.bin", 35, "v1, never pushed")
+    commit_file(repo, "model.bin", 36, "v2, never pushed")
+    text = gc(repo, "--only-pushed", "--keep-recent", "0")
+    assert "Freed 0 manifest(s) and 0 chunk(s)" in text and "Kept" in text
+    assert has_file(repo, v1)
+
+
 def test_gc_keeps_what_another_worktree_has_checked_out(repo_with_origin: Path, tmp_path: Path) -> None:
     repo = repo_with_origin
     v1 = commit_file(repo, "model.bin", 40, "v1")
