@@ -287,7 +287,13 @@ class Export(Conversion):
 
     def attributes(self, oid: pygit2.Oid, root: bool) -> pygit2.Oid | None:
         patterns = list(self.options.include) or None
-        return self._rewrite_text(oid, lambda text: without_tracked(text, patterns)[0])
+        keep = list(self.options.exclude) if root else []
+
+        def rewrite(text: str) -> str:
+            text = without_tracked(text, patterns)[0]
+            # Excluded files stay pointers, so they stay tracked: one line per --exclude.
+            return with_tracked(text, keep)[0] if keep else text
+        return self._rewrite_text(oid, rewrite)
 
 
 KINDS: dict[str, type[Conversion]] = {"import": Import, "from-lfs": FromLfs, "export": Export}
