@@ -115,7 +115,6 @@ def write_file(ctx: Context, target: Target, dest: Path, mtime_ns: int,
     oid = target.pointer.oid
     perms = 0o777 if target.mode == EXECUTABLE else 0o666  # the umask applies, as for git
     tmp = dest.with_name(f".{dest.name}.mlx-{os.getpid()}.tmp")
-    _remove_stale_tmp(dest)
     try:
         if fresh is not None:
             _write_tmp(store.iter_content(oid, manifest=fresh, verify_chunks=False), tmp, perms)
@@ -136,17 +135,16 @@ def write_file(ctx: Context, target: Target, dest: Path, mtime_ns: int,
     return os.stat(dest)
 
 
-def _remove_stale_tmp(dest: Path) -> None:
-    """Temp files a killed git-mlx left beside `dest` (.NAME.mlx-PID.tmp, PID no longer
-    running): they would show as untracked files."""
-    prefix = f".{dest.name}.mlx-"
+def _remove_stale_tmp(directory: Path) -> None:
+    """Temp files a killed git-mlx left in `directory` (.NAME.mlx-PID.tmp, PID no longer
+    running): they would show as untracked files. One scan per directory per hydration."""
     try:
-        entries = [e for e in os.scandir(dest.parent)
-                   if e.name.startswith(prefix) and e.name.endswith(".tmp")]
+        entries = [e for e in os.scandir(directory)
+                   if e.name.startswith(".") and e.name.endswith(".tmp") and ".mlx-" in e.name]
     except OSError:
         return
     for entry in entries:
-        pid_text = entry.name[len(prefix):-len(".tmp")]
+        pid_text = entry.name[entry.name.rindex(".mlx-") + len(".mlx-"):-len(".tmp")]
         if not pid_text.isdigit() or int(pid_text) == os.getpid():
             continue
         try:
@@ -210,6 +208,8 @@ def hydrate_targets(ctx: Context, targets: Sequence[Target], *, requested: str |
              f"from {remote.name}")
         fetch_chunk(store, remote, chunk_id)
 
+    for directory in dict.fromkeys((work_tree / t.path).parent for t in targets):
+        _remove_stale_tmp(directory)
     written: list[tuple[Target, os.stat_result]] = []
     for t in targets:
         if t.path in failed:
