@@ -67,17 +67,23 @@ def fsck(ctx: Context, *, all_refs: bool = False, remote: str | None = None,
     store = ctx.store
     report = FsckReport()
     if objects:
-        for kind in (CHUNKS, FILES):
-            for hexid in list(cached_ids(store, kind)):
-                report.objects += 1
-                if not store.verify(kind, hexid):
-                    report.problems.append(f"bad {kind[:-1]} {hexid}: failed its check, moved to "
-                                           f"{store.root / 'bad' / kind}")
-        for oid in cached_ids(store, FILES):
+        def bad(kind: str, hexid: str) -> None:
+            report.problems.append(f"bad {kind[:-1]} {hexid}: failed its check, moved to "
+                                   f"{store.root / 'bad' / kind}")
+
+        for cid in list(cached_ids(store, CHUNKS)):  # all chunks first: a manifest then
+            report.objects += 1                        # reports those moved aside as missing
+            if not store.verify(CHUNKS, cid):
+                bad(CHUNKS, cid)
+        for oid in list(cached_ids(store, FILES)):
+            report.objects += 1
             try:
-                lacking = store.missing_chunks(store.read_manifest(oid))
-            except (CorruptObject, ObjectMissing):
-                continue  # reported (and moved aside) above, or removed meanwhile
+                lacking = store.missing_chunks(store.read_manifest(oid))  # checks its checksum
+            except CorruptObject:
+                bad(FILES, oid)  # (moved aside by read_manifest)
+                continue
+            except ObjectMissing:
+                continue  # removed meanwhile
             if lacking:
                 report.problems.append(f"manifest {oid} lacks {len(lacking)} chunk(s), first "
                                        f"{lacking[0].id}")

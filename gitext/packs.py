@@ -43,6 +43,9 @@ class Entry:
     length: int
 
 
+Entries = list[tuple[str, int, int]]  # (chunk id, offset, length) in pack order
+
+
 def pack_key(pack_id: str) -> str:
     return f"{PACK_DIR}/{pack_id}.pack"
 
@@ -57,7 +60,7 @@ def encode_index(entries: Sequence[tuple[str, int, int]]) -> tuple[str, bytes]:
     return hashlib.sha256(data).hexdigest(), data
 
 
-def decode_index(data: bytes, pack_id: str) -> list[tuple[str, int, int]]:
+def decode_index(data: bytes, pack_id: str) -> Entries:
     """The entries of an index named `pack_id`; CorruptObject if it is not exactly that."""
     def bad(why: str) -> CorruptObject:
         return CorruptObject(f"pack index {pack_id[:12]} is corrupt: {why}", oid=pack_id)
@@ -82,8 +85,8 @@ def decode_index(data: bytes, pack_id: str) -> list[tuple[str, int, int]]:
     return entries
 
 
-def build(store: Store, chunk_ids: Iterable[str]) -> tuple[str, bytes, bytes, list[str]]:
-    """A pack of the cached chunks: (pack id, pack bytes, index bytes, chunk ids in it)."""
+def build(store: Store, chunk_ids: Iterable[str]) -> tuple[str, bytes, bytes, Entries]:
+    """A pack of the cached chunks: (pack id, pack bytes, index bytes, its entries)."""
     from gitext.store import CHUNKS, _read_file
 
     parts: list[bytes] = []
@@ -95,7 +98,7 @@ def build(store: Store, chunk_ids: Iterable[str]) -> tuple[str, bytes, bytes, li
         entries.append((cid, offset, len(raw)))
         offset += len(raw)
     pack_id, index = encode_index(entries)
-    return pack_id, b"".join(parts), index, [e[0] for e in entries]
+    return pack_id, b"".join(parts), index, entries
 
 
 def group(chunk_ids: Iterable[str], stored_size: dict[str, int],
@@ -158,9 +161,9 @@ class RemoteIndex:
         fresh = [i for i in ids if not self._load_cached(i)]
         if fresh:
             with ThreadPoolExecutor(min(8, len(fresh))) as pool:
-                for pack_id, data in zip(fresh, pool.map(self._fetch, fresh), strict=True):
-                    if data is not None:
-                        self._remember(pack_id, data)
+                for pack_id, got in zip(fresh, pool.map(self._fetch, fresh), strict=True):
+                    if got is not None:
+                        self._remember(pack_id, *got)
         return self
 
     def _load_cached(self, pack_id: str) -> bool:
@@ -171,21 +174,21 @@ class RemoteIndex:
         except (OSError, CorruptObject):
             return False
 
-    def _fetch(self, pack_id: str) -> bytes | None:
-        """An index's bytes, or None if it is damaged (its pack is then ignored: its chunks
-        count as absent, so a push sends them again)."""
+    def _fetch(self, pack_id: str) -> tuple[bytes, Entries] | None:
+        """An index's bytes and entries, or None if it is damaged (its pack is then ignored:
+        its chunks count as absent, so a push sends them again)."""
         data = self.remote.read(index_key(pack_id))
         try:
-            decode_index(data, pack_id)
+            return data, decode_index(data, pack_id)
         except CorruptObject as exc:
             from gitext.context import warn
 
             warn(f"{exc.message} on remote {self.remote.name}; ignoring that pack")
             return None
-        return data
 
-    def _remember(self, pack_id: str, data: bytes) -> None:
-        self.add(pack_id, decode_index(data, pack_id))
+    def _remember(self, pack_id: str, data: bytes, entries: Entries) -> None:
+        """Index a verified index, and keep its bytes in the cache for the next load."""
+        self.add(pack_id, entries)
         with contextlib.suppress(OSError):  # only a cache: a failure costs a download next time
             self.store.make_dir(self.cache_dir)
             tmp = self.cache_dir / f".{pack_id}.{os.getpid()}.tmp"
@@ -196,11 +199,11 @@ class RemoteIndex:
         for cid, offset, length in entries:
             self.where.setdefault(cid, Entry(pack_id, offset, length))
 
-    def put(self, pack_id: str, pack: bytes, index: bytes) -> None:
+    def put(self, pack_id: str, pack: bytes, index: bytes, entries: Entries) -> None:
         """Upload a pack, then its index (that order: see the module's docstring)."""
         self.remote.put(pack_key(pack_id), pack)
         self.remote.put(index_key(pack_id), index)
-        self._remember(pack_id, index)
+        self._remember(pack_id, index, entries)
 
 
 def fetch_chunk(store: Store, remote: Remote, chunk_id: str) -> None:

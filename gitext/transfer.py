@@ -204,6 +204,12 @@ def _reason(exc: BaseException, remote: Remote, chunk: str | None = None) -> str
 class _LocalDamage(CorruptObject):
     """An object in the local cache failed verification before upload (moved to bad/)."""
 
+    @classmethod
+    def chunk(cls, store: Store, hexid: str) -> _LocalDamage:
+        return cls(f"chunk {hexid[:12]} in the local cache is damaged "
+                   f"(moved to {store.root / 'bad'})", oid=hexid,
+                   hint="add the file again, or fetch it from a remote that has it")
+
 
 class _Ledger:
     """Which files are done, which failed (first reason wins) and what moved."""
@@ -301,10 +307,7 @@ def upload(store: Store, remote: Remote, oids: Iterable[str], *, jobs: int = 8,
                 # truncated or overwritten chunk must not spread to a shared remote. Full
                 # verification happens on every download (docs/store.md, "Uploads").
                 if kind == CHUNKS and not store.frame_ok(hexid, chunk_size[hexid]):
-                    raise _LocalDamage(
-                        f"chunk {hexid[:12]} in the local cache is damaged "
-                        f"(moved to {store.root / 'bad'})", oid=hexid,
-                        hint="add the file again, or fetch it from a remote that has it")
+                    raise _LocalDamage.chunk(store, hexid)
                 remote.upload(object_key(kind, hexid), src)
                 return sizes[hexid] if kind == CHUNKS else src.stat().st_size
             runner.submit((kind, hexid), task)
@@ -341,17 +344,14 @@ def upload(store: Store, remote: Remote, oids: Iterable[str], *, jobs: int = 8,
         # 1. Chunks: in packs of files' chunks in order, or one by one, largest first.
         wanted = [cid for cid in sizes if any(oid not in ledger.failed for oid in needed_by[cid])]
         if index is not None:
-            good = set()
+            good = []  # in file order: needed_by was filled file by file, chunk by chunk
             for cid in wanted:  # the check send() does per chunk, before any pack is built
                 if store.frame_ok(cid, chunk_size[cid]):
-                    good.add(cid)
+                    good.append(cid)
                 else:
                     for oid in needed_by[cid]:
-                        ledger.fail(oid, f"chunk {cid[:12]} in the local cache is damaged (moved "
-                                         f"to {store.root / 'bad'}): add the file again, or "
-                                         "fetch it from a remote that has it")
-            order = [cid for oid in todo for cid in needed_by_order(manifests[oid]) if cid in good]
-            for n, cids in enumerate(packs.group(dict.fromkeys(order), sizes)):
+                        ledger.fail(oid, _reason(_LocalDamage.chunk(store, cid), remote))
+            for n, cids in enumerate(packs.group(good, sizes)):
                 members[f"{n}"] = cids
                 runner.submit((PACKS, f"{n}"), _pack_task(store, index, cids))
         else:
@@ -393,15 +393,10 @@ def upload(store: Store, remote: Remote, oids: Iterable[str], *, jobs: int = 8,
             bar.close()
 
 
-def needed_by_order(manifest: Manifest) -> Iterator[str]:
-    """A file's chunk ids in file order, each once."""
-    return iter(dict.fromkeys(c.id for c in manifest.chunks))
-
-
 def _pack_task(store: Store, index: RemoteIndex, cids: list[str]) -> Callable[[], int]:
     def task() -> int:
-        pack_id, data, idx, _ = packs.build(store, cids)
-        index.put(pack_id, data, idx)
+        pack_id, data, idx, entries = packs.build(store, cids)
+        index.put(pack_id, data, idx, entries)
         return len(data) + len(idx)
     return task
 

@@ -59,6 +59,17 @@ def test_fsck_moves_a_bad_chunk_aside_and_fails(repo_with_origin: Path) -> None:
         "moved aside, not deleted"
 
 
+def test_fsck_moves_a_bad_manifest_aside(repo_with_origin: Path) -> None:
+    repo = repo_with_origin
+    oid = commit_file(repo, "model.bin", 6, "v1")
+    manifest = cache(repo) / "files" / oid[:2] / oid
+    manifest.chmod(0o644)
+    manifest.write_bytes(manifest.read_bytes().replace(b"chunks", b"chunkz", 1))
+    proc = mlx(repo, "fsck", check=False)
+    assert proc.returncode == 1 and f"bad file {oid}" in out(proc)
+    assert not manifest.exists() and any((cache(repo) / "bad" / "files").iterdir())
+
+
 def test_fsck_reports_pointers_missing_from_the_cache_and_the_remote(
         repo_with_origin: Path, origin: Path, tmp_path: Path) -> None:
     repo = repo_with_origin

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, unquote
 
-from gitext.errors import RemoteUnsupported, UsageError
+from gitext.errors import ObjectMissing, RemoteUnsupported, UsageError
 
 __all__ = [
     "Remote",
@@ -94,6 +94,11 @@ class Remote(ABC):
             dst = Path(tmp) / "object"
             self.download(key, dst)
             return dst.read_bytes()
+
+    def missing(self, key: str) -> ObjectMissing:
+        """The error for an object this remote does not hold."""
+        return ObjectMissing(f"{key} is not on remote {self.name} ({self.describe()})",
+                             oid=key.rsplit("/", 1)[-1])
 
     def put(self, key: str, data: bytes) -> None:
         """Store `data` under `key`, atomically like upload (default: through a temp file)."""

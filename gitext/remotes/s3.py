@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from gitext.errors import ObjectMissing, RemoteError, RemoteRefused
+from gitext.errors import RemoteError, RemoteRefused
 from gitext.remotes import Remote, check_key, raise_short
 
 # Above this many keys, exists() lists the prefixes instead of asking for each key.
@@ -161,8 +161,7 @@ class S3Remote(Remote):
             data: bytes = body.read()
         except Exception as exc:  # noqa: BLE001
             if self._is_missing(exc):
-                raise ObjectMissing(f"{key} is not on remote {self.name} ({self.describe()})",
-                                    oid=key.rsplit("/", 1)[-1]) from None
+                raise self.missing(key) from None
             if "InvalidRange" in str(exc):
                 raise_short(self, key, offset, length, 0)
             raise self._error(exc, "download from") from None
@@ -178,8 +177,7 @@ class S3Remote(Remote):
             return data
         except Exception as exc:  # noqa: BLE001
             if self._is_missing(exc):
-                raise ObjectMissing(f"{key} is not on remote {self.name} ({self.describe()})",
-                                    oid=key.rsplit("/", 1)[-1]) from None
+                raise self.missing(key) from None
             raise self._error(exc, "download from") from None
 
     def download(self, key: str, dst: Path) -> None:

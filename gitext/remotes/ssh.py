@@ -538,8 +538,7 @@ class SshRemote(Remote):
         try:
             f = sftp.open(self._path(key), "rb")
         except FileNotFoundError:
-            raise ObjectMissing(f"{key} is not on remote {self.name} ({self.describe()})",
-                                oid=key.rsplit("/", 1)[-1]) from None
+            raise self.missing(key) from None
         f.MAX_REQUEST_SIZE = READ_REQUEST
         return f
 
