@@ -560,6 +560,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="every local branch and tag, not just the current branch")
         p.add_argument("--dry-run", action="store_true", help="list what would change; change nothing")
 
+    from gitext import exp_cli, metrics_cli, pipeline_cli
+
+    for module in (metrics_cli, pipeline_cli, exp_cli):  # metrics/params, repro, exp
+        module.register(command)
+
     command("filter-process", cmd_filter_process, "plumbing: git's long-running filter (filter.mlx.process)")
     for name, handler, help in (("clean", cmd_clean, "plumbing: content on stdin -> pointer on stdout"),
                                 ("smudge", cmd_smudge, "plumbing: pointer on stdin -> content on stdout")):
