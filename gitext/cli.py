@@ -251,16 +251,37 @@ def cmd_gc(args: argparse.Namespace) -> int:
     from gitext.maintenance import gc
 
     if args.remote:
-        raise UsageError("gc of a remote is not available yet, only of this clone's cache",
-                         hint="run `git mlx gc` without --remote")
+        return _gc_remote(args)
+    if args.break_lock or args.skip_ref_check:
+        raise UsageError("--break-lock and --skip-ref-check go with --remote NAME")
     report = gc(_ctx(), dry_run=args.dry_run, keep_recent_days=args.keep_recent,
-                only_pushed=args.only_pushed, grace_minutes=args.grace)
+                only_pushed=args.only_pushed,
+                grace_minutes=60 if args.grace is None else args.grace)
     verb = "Would free" if args.dry_run else "Freed"
     say(f"{verb} {len(report.manifests)} manifest(s) and {len(report.chunks)} chunk(s), "
         f"{human(report.nbytes)}" + (f"; {report.tmp_files} stale temp file(s)" if report.tmp_files else ""))
     if report.kept_unpushed:
         say(f"Kept {report.kept_unpushed} unneeded object(s) the remote does not have "
             "(push them, or they stay)")
+    return EXIT_OK
+
+
+def _gc_remote(args: argparse.Namespace) -> int:
+    from gitext.remotegc import DEFAULT_GRACE_DAYS, gc_remote
+
+    if args.only_pushed:
+        raise UsageError("--only-pushed is for the local cache; a remote keeps every ref's history")
+    grace_days = DEFAULT_GRACE_DAYS if args.grace is None else args.grace / 1440
+    report = gc_remote(_ctx(), args.remote, dry_run=args.dry_run,
+                       keep_recent_days=args.keep_recent, grace_days=grace_days,
+                       break_lock=args.break_lock, check_refs=not args.skip_ref_check)
+    verb = "Would free" if args.dry_run else "Freed"
+    repacked = (f" ({report.repacked} rewritten first, {human(report.rewritten_bytes)} of live "
+                "chunks copied)" if report.repacked else "")
+    say(f"{verb} {len(report.manifests)} manifest(s), {len(report.chunks)} loose chunk(s) and "
+        f"{len(report.packs)} pack(s){repacked} on remote {args.remote}, {human(report.nbytes)}")
+    if report.kept_young:
+        say(f"Kept {report.kept_young} unneeded object(s) younger than the grace period")
     return EXIT_OK
 
 
@@ -526,9 +547,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only-pushed", action="store_true",
                    help="keep only what is checked out, staged, stashed or recent; free older "
                         "versions the remote has (fetch them again when needed)")
-    p.add_argument("--grace", type=float, default=60, metavar="MINUTES",
-                   help="never free objects younger than this (default 60)")
-    p.add_argument("--remote", metavar="NAME", help="gc a remote instead (not available yet)")
+    p.add_argument("--grace", type=float, default=None, metavar="MINUTES",
+                   help="never free objects younger than this (default 60; with --remote, "
+                        "14 days)")
+    p.add_argument("--remote", metavar="NAME",
+                   help="gc that remote instead of the cache: keeps what every ref, stash and "
+                        "recent reflog entry needs, locks out pushes while it deletes")
+    p.add_argument("--break-lock", action="store_true",
+                   help="with --remote: take over the gc lock of a gc that was killed")
+    p.add_argument("--skip-ref-check", action="store_true",
+                   help="with --remote: do not check that this clone fetched every ref of its "
+                        "git remotes")
 
     def migrate_help(args: argparse.Namespace) -> int:
         migrate.print_help(sys.stderr)

@@ -70,8 +70,15 @@ def upload(ctx: Context, oids: Iterable[str], *, requested: str | None = None,
     wanted = sorted(set(oids))
     if not wanted:
         return 0
-    store = ctx.store
+    from gitext.remotegc import push_lease
+
     remote = ctx.remote(requested, git_remote=git_remote, git_url=git_url)
+    with push_lease(remote):  # a remote's gc waits for pushes, and pushes for it
+        return _upload(ctx, wanted, remote, progress)
+
+
+def _upload(ctx: Context, wanted: list[str], remote: Remote, progress: bool | None) -> int:
+    store = ctx.store
     absent = [oid for oid in wanted if not store.has_file(oid)]
     if absent:
         # Not in this cache: fine only if the remote already has it.

@@ -152,6 +152,7 @@ class RemoteIndex:
         self.store = store
         self.remote = remote
         self.where: dict[str, Entry] = {}
+        self.packs: dict[str, Entries] = {}  # every index loaded, whole (gc reads them)
         self.cache_dir = store.root / "packidx" / hashlib.sha256(remote.url.encode()).hexdigest()[:16]
 
     def load(self) -> RemoteIndex:
@@ -195,7 +196,8 @@ class RemoteIndex:
             tmp.write_bytes(data)
             os.replace(tmp, self.cache_dir / pack_id)
 
-    def add(self, pack_id: str, entries: Iterable[tuple[str, int, int]]) -> None:
+    def add(self, pack_id: str, entries: Entries) -> None:
+        self.packs[pack_id] = entries
         for cid, offset, length in entries:
             self.where.setdefault(cid, Entry(pack_id, offset, length))
 

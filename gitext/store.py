@@ -625,6 +625,10 @@ class Store:
         self._check_download(kind, hexid, raw)
         self._write_object(kind, hexid, raw)
 
+    def chunk_intact(self, hexid: str, raw: bytes) -> bool:
+        """A stored chunk's bytes decode to content hashing to `hexid` (what gc repacks)."""
+        return self._decode_chunk(raw, hexid) is not None
+
     def _check_download(self, kind: str, hexid: str, raw: bytes) -> None:
         """A chunk must decode to bytes hashing to its name; a manifest must parse and have all
         its chunks here already. CorruptObject / ObjectMissing otherwise."""

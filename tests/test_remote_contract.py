@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -151,6 +152,28 @@ def test_list_keys(remote: Remote, tmp_path: Path) -> None:
     three = some[: len("chunks/ab/abc")]
     assert set(remote.list_keys(three)) == {k for k in chunks if k.startswith(three)}
     assert list(remote.list_keys("chunks/zz/")) == []
+
+
+def test_list_stat_gives_sizes_and_the_servers_clock(remote: Remote, tmp_path: Path) -> None:
+    before = time.time()
+    keys = {put(remote, tmp_path, b"x" * n): n for n in (1, 100, 70_000)}
+    listed = {item.key: item for item in remote.list_stat("chunks/")}
+    assert set(listed) == set(keys)
+    for key, size in keys.items():
+        assert listed[key].size == size
+        # S3 keeps whole seconds; the server runs on this machine, so clocks agree closely
+        assert before - 2 <= listed[key].mtime <= time.time() + 2
+    assert list(remote.list_stat("files/")) == []
+
+
+def test_delete_many(remote: Remote, tmp_path: Path) -> None:
+    keys = [put(remote, tmp_path, f"object {i}".encode()) for i in range(5)]
+    remote.delete_many([*keys[:3], "chunks/00/" + "0" * 64])  # an absent key is fine
+    assert remote.exists(keys) == set(keys[3:])
+    assert set(remote.list_keys("chunks/")) == set(keys[3:])
+    remote.delete_many([])
+    with pytest.raises(ValueError):
+        remote.delete_many(["../escape"])
 
 
 def test_overwrite_replaces_the_object(remote: Remote, tmp_path: Path) -> None:

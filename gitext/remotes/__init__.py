@@ -52,6 +52,15 @@ def check_key(key: str) -> str:
     return key
 
 
+@dataclass(frozen=True)
+class KeyStat:
+    """An object as a listing shows it."""
+
+    key: str
+    size: int
+    mtime: float
+
+
 class Remote(ABC):
     """Where objects go on push and come from on fetch. Implementations must be thread-safe:
     `transfer` calls upload/download from several worker threads at once."""
@@ -81,6 +90,17 @@ class Remote(ABC):
     @abstractmethod
     def list_keys(self, prefix: str) -> Iterator[str]:
         """Every key starting with `prefix` (any order; in-flight temp files are not keys)."""
+
+    def list_stat(self, prefix: str) -> Iterator[KeyStat]:
+        """Like list_keys, with each object's size and modification time (the server's clock,
+        epoch seconds): gc's age checks. Default: not available (gc of this remote refused)."""
+        raise RemoteUnsupported(f"remote {self.name} ({self.describe()}) cannot list object "
+                                "ages, which gc needs")
+        yield  # (a generator)
+
+    def delete_many(self, keys: Sequence[str]) -> None:
+        """Remove objects (absent ones are fine). Only gc deletes, and only under its lock."""
+        raise RemoteUnsupported(f"remote {self.name} ({self.describe()}) cannot delete objects")
 
     def read(self, key: str) -> bytes:
         """The object's bytes (objects are at most a few MiB: chunks and manifests).

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from gitext.errors import ObjectMissing, RemoteError
-from gitext.remotes import Remote, check_key, raise_short
+from gitext.remotes import KeyStat, Remote, check_key, raise_short
 
 TMP_DIR = "tmp"
 _WRITE_HINT = "check that the directory exists and is writable by you, or fix the remote's URL"
@@ -195,6 +195,26 @@ class LocalRemote(Remote):
                 key = rel_dir + filename
                 if key.startswith(prefix) and not key.startswith(TMP_DIR + "/"):
                     yield key
+
+    def list_stat(self, prefix: str) -> Iterator[KeyStat]:
+        for key in self.list_keys(prefix):
+            try:
+                st = (self.root / key).stat()
+            except FileNotFoundError:
+                continue  # removed meanwhile
+            except OSError as exc:
+                raise self._unreadable(self.root / key, exc) from None
+            yield KeyStat(key, st.st_size, st.st_mtime)
+
+    def delete_many(self, keys: Sequence[str]) -> None:
+        for key in keys:
+            path = self._path(key)
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise self._unwritable(exc) from None
 
     def _raise_walk_error(self, exc: OSError) -> None:
         if isinstance(exc, FileNotFoundError | NotADirectoryError):

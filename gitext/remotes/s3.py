@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from gitext.errors import RemoteError, RemoteRefused
-from gitext.remotes import Remote, check_key, raise_short
+from gitext.remotes import KeyStat, Remote, check_key, raise_short
 
 # Above this many keys, exists() lists the prefixes instead of asking for each key.
 _LIST_THRESHOLD = 200
@@ -185,15 +185,36 @@ class S3Remote(Remote):
         dst.write_bytes(data)
 
     def list_keys(self, prefix: str) -> Iterator[str]:
+        return (item.key for item in self.list_stat(prefix))
+
+    def list_stat(self, prefix: str) -> Iterator[KeyStat]:
         base = f"{self.prefix}/" if self.prefix else ""
         try:
             pages = self._client().get_paginator("list_objects_v2").paginate(
                 Bucket=self.bucket, Prefix=base + prefix)
             for page in pages:
                 for item in page.get("Contents", []):
-                    yield str(item["Key"])[len(base):]
+                    yield KeyStat(str(item["Key"])[len(base):], int(item["Size"]),
+                                  item["LastModified"].timestamp())
         except Exception as exc:  # noqa: BLE001
             raise self._error(exc, "list") from None
+
+    def delete_many(self, keys: Sequence[str]) -> None:
+        names = [self._key(key) for key in keys]
+        try:
+            for start in range(0, len(names), 1000):  # DeleteObjects takes 1,000 keys a call
+                batch = [{"Key": name} for name in names[start:start + 1000]]
+                answer = self._client().delete_objects(
+                    Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
+                errors = answer.get("Errors") or []
+                if errors:
+                    first = errors[0]
+                    raise RemoteError(f"could not delete {len(errors)} object(s) from "
+                                      f"{self.describe()}: {first.get('Code')} on {first.get('Key')}")
+        except RemoteError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise self._error(exc, "delete from") from None
 
 
 def open_s3(name: str, url: str, location: str, options: Mapping[str, str]) -> Remote:

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from gitext.errors import ObjectMissing, RemoteError, RemoteRefused, UsageError
-from gitext.remotes import Remote, SshTarget, check_key, raise_short, ssh_target
+from gitext.remotes import KeyStat, Remote, SshTarget, check_key, raise_short, ssh_target
 
 T = TypeVar("T")
 
@@ -577,13 +577,28 @@ class SshRemote(Remote):
         dst.write_bytes(data)
 
     def list_keys(self, prefix: str) -> Iterator[str]:
+        return (item.key for item in self.list_stat(prefix))
+
+    def delete_many(self, keys: Sequence[str]) -> None:
+        paths = [check_key(key) for key in keys]
+
+        def remove(sftp: Any) -> None:
+            assert self._root is not None
+            for path in paths:
+                try:
+                    sftp.remove(posixpath.join(self._root, path))
+                except FileNotFoundError:
+                    continue
+        self._with_session("delete", remove)
+
+    def list_stat(self, prefix: str) -> Iterator[KeyStat]:
         base = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
         if base:
             check_key(base)
 
-        def walk(sftp: Any) -> list[str]:
+        def walk(sftp: Any) -> list[KeyStat]:
             assert self._root is not None
-            found: list[str] = []
+            found: list[KeyStat] = []
             todo = [base]
             while todo:
                 rel = todo.pop()
@@ -597,8 +612,8 @@ class SshRemote(Remote):
                         if key != TMP_DIR and (key.startswith(prefix) or prefix.startswith(key + "/")):
                             todo.append(key)
                     elif key.startswith(prefix) and stat.S_ISREG(entry.st_mode or 0):
-                        found.append(key)
-            return sorted(found)
+                        found.append(KeyStat(key, entry.st_size or 0, float(entry.st_mtime or 0)))
+            return sorted(found, key=lambda item: item.key)
         yield from self._with_session("list", walk)
 
     def barrier(self) -> None:
