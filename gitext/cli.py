@@ -314,10 +314,10 @@ def cmd_ls_files(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from gitext.hooks import missing_on_remote, referenced, unhydrated
+    from gitext.hooks import missing_on_remote, to_check, unhydrated
 
     ctx = _ctx()
-    found = referenced(ctx, False, [], [])
+    found = to_check(ctx)
     try:
         spec = ctx.remote_spec(args.remote)
         missing = missing_on_remote(ctx, found, args.remote)
@@ -328,7 +328,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             for oid in missing:
                 say(f"    {paths.get(oid, 'sha256:' + oid[:12])} ({human(found[oid].size)})")
         else:
-            say("All objects referenced by HEAD are on the remote.")
+            say("All objects of HEAD and of unpushed commits are on the remote.")
     except MlxError as exc:
         say(f"Remote: none usable ({exc.message})")
     pointers = unhydrated(ctx)

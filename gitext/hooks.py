@@ -227,6 +227,30 @@ def referenced(ctx: Context, all_refs: bool, include: Sequence[str], exclude: Se
     return {p.oid: p for p in pointers_in_range(repo, tips, []).values()}
 
 
+def to_check(ctx: Context) -> dict[str, Pointer]:
+    """What `git mlx status` compares with the remote: HEAD's files, and the files of commits
+    no remote-tracking ref has (not yet pushed). Walking all of HEAD's history, as it did,
+    cost seconds on long histories for an answer that only unpushed commits can change."""
+    import pygit2
+
+    from gitext.scan import open_repo, pointers_in_range, pointers_in_tree
+
+    repo = open_repo(ctx.config.repo.git_dir)
+    if repo.head_is_unborn:
+        return {}
+    found = {e.pointer.oid: e.pointer for e in pointers_in_tree(repo, "HEAD")}
+    pushed = []
+    for name in repo.references:
+        if name.startswith("refs/remotes/"):
+            try:
+                pushed.append(str(repo.references[name].peel(pygit2.Commit).id))
+            except (KeyError, ValueError, pygit2.GitError):
+                continue
+    found.update({p.oid: p for p in pointers_in_range(repo, [str(repo.head.target)],
+                                                       pushed).values()})
+    return found
+
+
 def _ref_tips(repo: object) -> list[str]:
     import pygit2
 

@@ -61,7 +61,14 @@ def test_status_and_ls_files(repo: Path, origin: Path, tmp_path: Path) -> None:
     status = out(mlx(repo, "status"))
     assert "Objects not yet on the remote (2)" in status and "a.bin" in status
     git(repo, "push", "-q", "origin", "main")
-    assert "All objects referenced by HEAD are on the remote." in out(mlx(repo, "status"))
+    assert "All objects of HEAD and of unpushed commits are on the remote." in out(mlx(repo, "status"))
+    for seed in (20, 21):  # two unpushed versions of a.bin: both must be reported
+        write_random(repo / "a.bin", 300_000, seed=seed)
+        commit_all(repo, f"a {seed}")
+    status = out(mlx(repo, "status"))
+    assert "Objects not yet on the remote (2)" in status, status
+    git(repo, "push", "-q", "origin", "main")
+    assert "All objects of HEAD" in out(mlx(repo, "status"))
 
     rows = json.loads(out(mlx(repo, "ls-files", "--json")))
     assert [(r["path"], r["size"], r["hydrated"]) for r in rows] == [

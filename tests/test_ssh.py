@@ -73,7 +73,7 @@ def test_push_clone_pull_through_explicit_ssh_url(ssh_repo: tuple[Path, Path], o
     assert not (store / "chunks").exists(), "chunks travel in packs"
     assert list((store / "tmp").iterdir()) == [], "no temp files left on the server"
     assert not (origin / "mlx").exists(), "the explicit default remote wins over zero-config"
-    assert "All objects referenced by HEAD are on the remote." in out(mlx(repo, "status"))
+    assert "All objects of HEAD and of unpushed commits are on the remote." in out(mlx(repo, "status"))
 
     assert_clone_then_pull(repo, origin, tmp_path / "other", ["model.bin", "small.bin"])
 
