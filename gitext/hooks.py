@@ -307,7 +307,7 @@ def remote_lacks(store: Store, remote: Remote, oids: Sequence[str]) -> list[str]
     if lacking and remote.packed:
         from gitext.packs import RemoteIndex
 
-        packed = RemoteIndex(store, remote).load().where
+        packed = RemoteIndex.current(store, remote).where
         lacking = [oid for oid in lacking if oid not in packed]
     return lacking
 

@@ -19,6 +19,7 @@ import contextlib
 import hashlib
 import os
 import re
+import weakref
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -141,6 +142,9 @@ def ranges(wanted: dict[str, Entry]) -> list[tuple[str, int, int, list[str]]]:
     return out
 
 
+_LOADED: weakref.WeakKeyDictionary[Remote, RemoteIndex] = weakref.WeakKeyDictionary()
+
+
 class RemoteIndex:
     """Where each chunk is in a remote's packs, from its .idx objects.
 
@@ -155,6 +159,18 @@ class RemoteIndex:
         self.packs: dict[str, Entries] = {}  # every index loaded, whole (gc reads them)
         self.cache_dir = store.root / "packidx" / hashlib.sha256(remote.url.encode()).hexdigest()[:16]
 
+    @staticmethod
+    def current(store: Store, remote: Remote) -> RemoteIndex:
+        """The index this process already loaded for `remote` (kept up to date with the packs
+        it uploads itself), else a fresh load: one listing of packs/ per command, not one per
+        step (pre-push asked twice: what the remote lacks, then what to upload)."""
+        return RemoteIndex.loaded(store, remote) or RemoteIndex(store, remote).load()
+
+    @staticmethod
+    def loaded(store: Store, remote: Remote) -> RemoteIndex | None:
+        index = _LOADED.get(remote)
+        return index if index is not None and index.store is store else None
+
     def load(self) -> RemoteIndex:
         ids = [key[len(PACK_DIR) + 1 : -len(".idx")] for key in self.remote.list_keys(PACK_DIR + "/")
                if key.endswith(".idx")]
@@ -165,6 +181,7 @@ class RemoteIndex:
                 for pack_id, got in zip(fresh, pool.map(self._fetch, fresh), strict=True):
                     if got is not None:
                         self._remember(pack_id, *got)
+        _LOADED[self.remote] = self
         return self
 
     def _load_cached(self, pack_id: str) -> bool:
@@ -214,7 +231,9 @@ def fetch_chunk(store: Store, remote: Remote, chunk_id: str) -> None:
     from gitext.store import CHUNKS, object_key
 
     if remote.packed:
-        entry = RemoteIndex(store, remote).load().where.get(chunk_id)
+        entry = RemoteIndex.current(store, remote).where.get(chunk_id)
+        if entry is None:  # packed since this process looked: look again
+            entry = RemoteIndex(store, remote).load().where.get(chunk_id)
         if entry is not None:
             data = remote.read_range(pack_key(entry.pack), entry.offset, entry.length)
             store.import_bytes(CHUNKS, chunk_id, data)

@@ -89,6 +89,9 @@ def push_lease(remote: Remote) -> Iterator[None]:
     except RemoteUnsupported:
         yield
         return
+    except RemoteError as exc:  # the push's first request: say which remote failed
+        raise type(exc)(f"could not upload to remote {remote.name} ({remote.describe()}): "
+                        f"{exc.message}", hint=exc.hint) from None
     try:
         now = locks[key].mtime if key in locks else time.time()
         gc_lock = locks.get(GC_LOCK)

@@ -420,6 +420,9 @@ def _range_task(store: Store, remote: Remote, pack_id: str, offset: int, length:
 def _load_index(runner: _Runner, store: Store, ledger: _Ledger,
                 oids: Iterable[str]) -> RemoteIndex | None:
     """The remote's pack index (retried); if it cannot be read, every oid fails and None."""
+    loaded = RemoteIndex.loaded(store, runner.remote)
+    if loaded is not None:
+        return loaded
     index = RemoteIndex(store, runner.remote)
     return index if _retry_or_fail(runner, ledger, oids, index.load) else None
 
