@@ -86,20 +86,30 @@ def decode_index(data: bytes, pack_id: str) -> Entries:
     return entries
 
 
-def build(store: Store, chunk_ids: Iterable[str]) -> tuple[str, bytes, bytes, Entries]:
-    """A pack of the cached chunks: (pack id, pack bytes, index bytes, its entries)."""
-    from gitext.store import CHUNKS, _read_file
+def build(store: Store, chunk_ids: Iterable[str]) -> tuple[str, bytearray, bytes, Entries]:
+    """A pack of the cached chunks: (pack id, pack bytes, index bytes, its entries).
 
-    parts: list[bytes] = []
+    The chunks are read straight into one buffer of the pack's size: joining a list of them
+    held each pack twice, and with 8 packs in flight a push peaked at 321 MiB RSS."""
+    from gitext.store import CHUNKS
+
+    paths = [(cid, store.path(CHUNKS, cid)) for cid in chunk_ids]
+    sizes = [os.stat(path).st_size for _, path in paths]  # cached objects are read-only
+    pack = bytearray(sum(sizes))
+    view = memoryview(pack)
     entries: list[tuple[str, int, int]] = []
     offset = 0
-    for cid in chunk_ids:
-        raw = _read_file(store.path(CHUNKS, cid))
-        parts.append(raw)
-        entries.append((cid, offset, len(raw)))
-        offset += len(raw)
+    for (cid, path), size in zip(paths, sizes, strict=True):
+        with open(path, "rb", buffering=0) as f:
+            got = f.readinto(view[offset:offset + size])
+        if got != size:
+            raise CorruptObject(f"cached chunk {cid} changed size while being packed", oid=cid,
+                                hint="run `git mlx fsck`, then push again")
+        entries.append((cid, offset, size))
+        offset += size
+    view.release()
     pack_id, index = encode_index(entries)
-    return pack_id, b"".join(parts), index, entries
+    return pack_id, pack, index, entries
 
 
 def group(chunk_ids: Iterable[str], stored_size: dict[str, int],
@@ -218,7 +228,7 @@ class RemoteIndex:
         for cid, offset, length in entries:
             self.where.setdefault(cid, Entry(pack_id, offset, length))
 
-    def put(self, pack_id: str, pack: bytes, index: bytes, entries: Entries) -> None:
+    def put(self, pack_id: str, pack: bytes | bytearray, index: bytes, entries: Entries) -> None:
         """Upload a pack, then its index (that order: see the module's docstring)."""
         self.remote.put(pack_key(pack_id), pack)
         self.remote.put(index_key(pack_id), index)

@@ -120,7 +120,7 @@ class Remote(ABC):
         return ObjectMissing(f"{key} is not on remote {self.name} ({self.describe()})",
                              oid=key.rsplit("/", 1)[-1])
 
-    def put(self, key: str, data: bytes) -> None:
+    def put(self, key: str, data: bytes | bytearray) -> None:
         """Store `data` under `key`, atomically like upload (default: through a temp file)."""
         import tempfile
 

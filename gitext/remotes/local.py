@@ -84,7 +84,7 @@ class LocalRemote(Remote):
         finally:
             os.close(src_fd)
 
-    def put(self, key: str, data: bytes) -> None:
+    def put(self, key: str, data: bytes | bytearray) -> None:
         def write(fd: int) -> None:
             view = memoryview(data)
             while view:

@@ -144,7 +144,7 @@ class S3Remote(Remote):
         with open(src, "rb") as f:
             self.put(key, f.read())
 
-    def put(self, key: str, data: bytes) -> None:
+    def put(self, key: str, data: bytes | bytearray) -> None:
         # Objects are at most a pack (16 MiB), so one PUT of the bytes: upload_file's transfer
         # manager (threads, multipart above 8 MiB) cost 1.6x the client CPU per object.
         name = self._key(key)

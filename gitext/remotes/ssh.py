@@ -472,7 +472,7 @@ class SshRemote(Remote):
         with open(src, "rb") as f:  # a missing source is a local problem: OSError goes through
             self.put(key, f.read())
 
-    def put(self, key: str, data: bytes) -> None:
+    def put(self, key: str, data: bytes | bytearray) -> None:
         dest_key = check_key(key)
 
         def work(sftp: Any) -> None:
