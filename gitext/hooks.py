@@ -171,8 +171,8 @@ def hydrate(ctx: Context, include: Sequence[str] = (), exclude: Sequence[str] = 
     hooks) finds the pointers from the index's recorded sizes without libgit2, which keeps a
     checkout with nothing to do cheap; `git mlx pull` looks at every pointer blob.
     """
-    if os.environ.get("GIT_MLX_SKIP_SMUDGE", "") not in ("", "0"):
-        return []
+    if quick and os.environ.get("GIT_MLX_SKIP_SMUDGE", "") not in ("", "0"):
+        return []  # (the hooks; an explicit `git mlx pull` is asked for, so it hydrates)
     from gitext.hydrate import (
         Target,
         clear_pending,
