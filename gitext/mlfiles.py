@@ -120,9 +120,10 @@ class Source:
                              "root and stay inside it")
         if self._tree is None:
             try:
-                return (self.root / rel).read_bytes()
+                data = (self.root / rel).read_bytes()
             except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
                 return None
+            return self._content(path, data)  # (a pointer not hydrated yet)
         try:
             obj = self._tree[str(rel)]
         except KeyError:
@@ -130,7 +131,25 @@ class Source:
         import pygit2
 
         blob = obj.peel(pygit2.Blob) if obj.type_str == "blob" else None
-        return None if blob is None else bytes(blob.data)
+        return None if blob is None else self._content(path, bytes(blob.data))
+
+    def _content(self, path: str, data: bytes) -> bytes:
+        """A committed file's content: a git-mlx pointer (someone tracked a metrics or params
+        file) is resolved through the cache; files that small are whole in memory anyway."""
+        from gitext.pointer import try_parse
+
+        pointer = try_parse(data)
+        if pointer is None:
+            return data
+        from gitext.context import Context
+        from gitext.errors import ObjectError
+
+        try:
+            return b"".join(Context.discover(self.root).store.iter_content(pointer.oid))
+        except ObjectError as exc:
+            raise UsageError(f"{path} ({self.label}) is stored by git-mlx and its content is not "
+                             f"in the cache ({exc.message})",
+                             hint="`git mlx fetch --all` downloads it") from exc
 
 
 # -- what the project declares -------------------------------------------------------------------
@@ -236,6 +255,10 @@ def read_values(source: Source, files: Iterable[str]) -> dict[str, dict[str, Val
     values: dict[str, dict[str, Value]] = {}
     for path in files:
         data = source.read(path)
-        if data is not None:
+        if data is None:
+            continue
+        try:
             values[path] = parse_values(path, data)
+        except UsageError as exc:  # say which revision's file is broken
+            raise UsageError(f"{exc.message} (at {source.label})", hint=exc.hint) from exc
     return values
