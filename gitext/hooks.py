@@ -121,6 +121,10 @@ def pre_push(ctx: Context, remote_name: str, remote_url: str, stdin_text: str) -
     found = pointers_in_range(repo, [line.local_sha for line in lines], exclude)
     trace(f"pre-push: {len(found)} pointer(s) in the pushed commits")
     upload(ctx, {p.oid for p in found.values()}, git_remote=remote_name, git_url=remote_url)
+    # Pipelines' run cache (gitext/runcache.py): entries whose outputs the remote now holds.
+    from gitext.runcache import push_entries
+
+    push_entries(ctx, git_remote=remote_name, git_url=remote_url)
 
 
 # -- hydration ---------------------------------------------------------------------------------
@@ -267,9 +271,13 @@ def _ref_tips(repo: object) -> list[str]:
 
 def push(ctx: Context, remote: str | None, all_refs: bool, include: Sequence[str],
          exclude: Sequence[str]) -> int:
+    from gitext.runcache import push_entries
+
     found = referenced(ctx, all_refs, include, exclude)
     local = [oid for oid in found if ctx.store.has_file(oid)]
-    return upload(ctx, local, requested=remote)
+    sent = upload(ctx, local, requested=remote)
+    push_entries(ctx, requested=remote)  # the run cache, as pre-push sends it
+    return sent
 
 
 def fetch(ctx: Context, remote: str | None, all_refs: bool, include: Sequence[str],

@@ -229,17 +229,12 @@ def gc_remote(ctx: Context, name: str, *, dry_run: bool = False, keep_recent_day
 
 def _run_cache_oids(remote: Remote) -> set[str]:
     """Objects the run cache's entries on the remote name (kept: a restore needs them)."""
-    import importlib
+    from gitext.runcache import RUNS, entry_oids
 
-    try:  # (the pipelines' run cache; TODO: import directly once it has landed)
-        runcache = importlib.import_module("gitext.runcache")
-    except ImportError:
-        return set()
     names: set[str] = set()
-    keys = list(remote.list_keys("runs/"))
-    for key in keys:
+    for key in list(remote.list_keys(RUNS + "/")):
         try:
-            names |= runcache.entry_oids(remote.read(key))
+            names |= entry_oids(remote.read(key))
         except (MlxError, ValueError) as exc:
             raise RemoteError(f"cannot read run-cache entry {key} on remote {remote.name} "
                               f"({exc}); gc cannot tell which outputs it needs, so nothing "

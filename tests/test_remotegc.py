@@ -263,3 +263,29 @@ def test_unreachable_remote_is_a_clear_error(repo_with_origin: Path, tmp_path: P
                check=False)
     assert proc.returncode == 3 and "not a directory" in said(proc)
     assert "Traceback" not in said(proc)
+
+
+def test_keeps_what_the_run_cache_names(repo_with_origin: Path, origin: Path) -> None:
+    """A run-cache entry on the remote lets another clone restore a stage's outputs instead of
+    rerunning it: gc keeps those outputs even when no commit uses them any more."""
+    repo = repo_with_origin
+    (repo / ".mlx.yaml").write_text(
+        "stages:\n  make:\n    cmd: python3 gen.py\n    deps: [gen.py]\n    outs: [out.bin]\n")
+    gen = "import random\nrandom.seed({})\nopen('out.bin','wb').write(random.randbytes(1_500_000))\n"
+    (repo / "gen.py").write_text(gen.format(1))
+    mlx(repo, "repro")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "run 1")
+    first = parse(blob_of(repo, "HEAD:out.bin")).oid
+    git(repo, "push", "-q", "origin", "main")
+    assert any(k.startswith("runs/") for k in stored(origin / "mlx")), "pre-push sent the entry"
+    (repo / "gen.py").write_text(gen.format(2))
+    mlx(repo, "repro")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "--amend", "-m", "run 2 replaces run 1")
+    git(repo, "push", "-q", "-f", "origin", "main")
+    git(repo, "reflog", "expire", "--expire=now", "--all")
+    code, text = gc_remote(repo, "--grace", "0")
+    assert code == 0, text
+    have = stored(origin / "mlx")
+    assert f"files/{first[:2]}/{first}" in have, "run 1's output stays for the run cache"
