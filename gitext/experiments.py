@@ -1,0 +1,601 @@
+"""Experiments as git branches: `git mlx exp run/show/list/push/pull/remove/apply`.
+
+An experiment is a commit on `refs/heads/exp/NAME` whose parent is the commit it started from
+(also named by its `Mlx-Exp-Base:` trailer), made by running the pipeline in a temporary
+`git worktree` with some params changed. Git's own branches, commits and pushes are the whole
+record, so nothing here needs a database, and the user's branch, index and work tree are
+never touched: the run happens under `<git common dir>/mlx/exp-worktrees/` and that worktree
+is removed afterwards, whatever happened. The worktree shares the repository's object store and
+mlx cache, so what the run stores is in the user's cache when the branch appears.
+
+Uncommitted changes to tracked files come along through `git stash create` (a commit of the
+index and work tree that touches neither); untracked files do not. docs/experiments.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from gitext.errors import MlxError, UsageError
+from gitext.gitutil import RepoPaths
+from gitext.mlfiles import DEFAULT_PARAMS, Source, flatten, load_project, read_values
+
+PREFIX = "refs/heads/exp/"
+TRAILER_BASE = "Mlx-Exp-Base"
+TRAILER_PARAM = "Mlx-Exp-Param"
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+# PyYAML reads `1e-3` as a string (YAML 1.1 wants `1.0e-3`); a learning rate is a number.
+_EXPONENT_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+# Variables that would point a git run in the worktree back at the user's own index or tree.
+_GIT_ENV = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_PREFIX", "GIT_OBJECT_DIRECTORY",
+            "GIT_COMMON_DIR", "GIT_MLX_SKIP_SMUDGE")
+
+Say = Callable[[str], None]
+
+
+# -- -S [FILE:]KEY=VALUE ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class ParamSet:
+    """One `-S` assignment: `value` is the YAML reading of `text`."""
+
+    file: str
+    key: str
+    value: Any
+    text: str
+
+    def __str__(self) -> str:
+        where = "" if self.file == DEFAULT_PARAMS else f"{self.file}:"
+        return f"{where}{self.key}={self.text}"
+
+
+def parse_value(text: str) -> Any:
+    """A -S value as YAML reads it (`0.5` a float, `true` a bool, `[1, 2]` a list, `adam` a
+    string), except that `1e-3` is a float too. Mappings are refused: set each key."""
+    import yaml
+
+    if "\n" in text or "\r" in text:
+        raise UsageError(f"param value {text!r} spans several lines", hint="give one line")
+    try:
+        value = yaml.safe_load(text)
+    except (yaml.YAMLError, ValueError, OverflowError, RecursionError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UsageError(f"param value {text!r} is not a YAML value: {first}",
+                         hint="quote strings with special characters: -S 'key=\"a: b\"'") from exc
+    if isinstance(value, str) and _EXPONENT_FLOAT.fullmatch(text.strip()):
+        return float(text)
+    if isinstance(value, dict):
+        raise UsageError(f"param value {text!r} is a mapping", hint="set each key with its own -S")
+    if value is None or isinstance(value, (bool, int, float, str, list)):
+        return value
+    return text  # a date, !!binary, ...: keep the text the user typed
+
+
+def parse_set(spec: str) -> ParamSet:
+    """`[FILE:]KEY=VALUE`: FILE (default params.yaml) is what comes before the last `:` of the
+    part before the first `=`."""
+    left, eq, text = spec.partition("=")
+    if not eq:
+        raise UsageError(f"-S {spec!r}: expected [FILE:]KEY=VALUE", hint="e.g. -S train.lr=0.01")
+    file, colon, key = left.rpartition(":")
+    file = file if colon else DEFAULT_PARAMS
+    if not key.strip() or not file.strip():
+        raise UsageError(f"-S {spec!r}: empty {'key' if not key.strip() else 'file name'}",
+                         hint="e.g. -S train.lr=0.01 or -S other.yaml:seed=3")
+    rel = PurePosixPath(file)
+    if rel.is_absolute() or ".." in rel.parts or "\0" in file:
+        raise UsageError(f"-S {spec!r}: {file} must be a path inside the repository")
+    return ParamSet(file, key, parse_value(text), text)
+
+
+def _find_key(node: Mapping[Any, Any], parts: list[str]) -> tuple[Mapping[Any, Any], Any] | None:
+    """(mapping, actual key) holding the dotted key, where a key may itself contain dots."""
+    for i in range(len(parts), 0, -1):
+        name = ".".join(parts[:i])
+        actual = next((k for k in node if str(k) == name), None)
+        if actual is None:
+            continue
+        if i == len(parts):
+            return node, actual
+        child = node[actual]
+        if isinstance(child, Mapping) and (found := _find_key(child, parts[i:])):
+            return found
+    return None
+
+
+def assign(data: dict[str, Any], key: str, value: Any, file: str) -> bool:
+    """Set an existing leaf `key` (dotted) in `data`; True when its value changed. A key that
+    does not exist is an error (a typo would otherwise run a useless experiment)."""
+    found = _find_key(data, key.split("."))
+    if found is None:
+        import difflib
+
+        close = difflib.get_close_matches(key, list(flatten(data)), n=3)
+        raise UsageError(f"{file} has no param {key!r}",
+                         hint=f"did you mean {', '.join(close)}?" if close
+                         else f"add it to {file} and commit it first; -S only changes values")
+    node, actual = found
+    if isinstance(node[actual], Mapping) and node[actual]:
+        leaves = ", ".join(sorted(flatten(node[actual], f"{key}."))[:3])
+        raise UsageError(f"{file}: {key} is a group of params ({leaves}, ...)",
+                         hint="set its leaves one by one")
+    changed = bool(node[actual] != value or type(node[actual]) is not type(value))
+    node[actual] = value  # type: ignore[index]
+    return changed
+
+
+def apply_params(root: Path, sets: Sequence[ParamSet]) -> list[str]:
+    """Rewrite the params files under `root` with the assignments; return the files changed.
+
+    Only the assigned values' text is replaced, so comments and layout survive and the
+    experiment's diff shows just those lines; when the result would not read back as
+    intended (anchors, odd layouts), the whole file is dumped instead: yaml.safe_dump in its
+    key order for YAML, json.dumps for .json. A file whose values do not change is left alone.
+    """
+    import yaml
+
+    changed: list[str] = []
+    by_file: dict[str, list[ParamSet]] = {}
+    for item in sets:
+        by_file.setdefault(item.file, []).append(item)
+    for file, items in by_file.items():
+        path = root / file
+        try:
+            text = path.read_bytes().decode("utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) else "not UTF-8"
+            raise UsageError(f"params file {file} cannot be read ({why})",
+                             hint="commit it first, or name another with -S FILE:KEY=VALUE") from exc
+        is_json = file.endswith(".json")
+        try:
+            data = json.loads(text) if is_json else yaml.safe_load(text)
+        except (ValueError, yaml.YAMLError) as exc:
+            raise UsageError(f"{file} is not valid {'JSON' if is_json else 'YAML'}: {exc}") from exc
+        if not isinstance(data, dict):
+            raise UsageError(f"{file} must hold a mapping of params")
+        if not any([assign(data, s.key, s.value, file) for s in items]):
+            continue
+        edited = _edited(text, items, data, is_json)
+        if edited is None:
+            edited = (json.dumps(data, indent=2) + "\n" if is_json else
+                      yaml.safe_dump(data, sort_keys=False, default_flow_style=False,
+                                     allow_unicode=True))
+        path.write_text(edited, encoding="utf-8")
+        changed.append(file)
+    return changed
+
+
+def _edited(text: str, items: Sequence[ParamSet], data: Any, is_json: bool) -> str | None:
+    """`text` with each assigned value's own text replaced, or None unless it reads back as
+    exactly `data` (types included)."""
+    import yaml
+
+    def same(a: Any, b: Any) -> bool:
+        return json.dumps(a, sort_keys=True, default=repr) == json.dumps(b, sort_keys=True, default=repr)
+
+    try:
+        for item in items:
+            span = _span(yaml.compose(text), item.key.split("."))
+            inline = json.dumps(item.value) if is_json else _inline_yaml(item.value)
+            if span is None or inline is None:
+                return None
+            start, end = span
+            if start == end and text[start - 1:start] == ":":
+                inline = " " + inline  # `key:` (null) -> `key: value`
+            text = text[:start] + inline + text[end:]
+        reread = json.loads(text) if is_json else yaml.safe_load(text)
+        return text if same(reread, data) else None
+    except (yaml.YAMLError, ValueError, TypeError, RecursionError):
+        return None
+
+
+def _span(node: Any, parts: list[str]) -> tuple[int, int] | None:
+    """Start and end offsets of the value node at the dotted key (matched as _find_key does)."""
+    import yaml
+
+    if not isinstance(node, yaml.MappingNode):
+        return None
+    for i in range(len(parts), 0, -1):
+        name = ".".join(parts[:i])
+        for key_node, value_node in node.value:
+            if getattr(key_node, "value", None) != name:
+                continue
+            if i == len(parts):
+                return value_node.start_mark.index, value_node.end_mark.index
+            if (found := _span(value_node, parts[i:])) is not None:
+                return found
+    return None
+
+
+def _inline_yaml(value: Any) -> str | None:
+    """`value` as one line of YAML (flow style), or None if it needs several."""
+    import yaml
+
+    text = yaml.safe_dump(value, default_flow_style=True, width=2**30, allow_unicode=True)
+    text = text.removesuffix("\n...\n").rstrip("\n")
+    return None if "\n" in text else text
+
+
+# -- running git ---------------------------------------------------------------------------------
+def _env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k not in _GIT_ENV}
+
+
+def _git(args: Sequence[str], cwd: Path, *, check: bool = True,
+         env: Mapping[str, str] | None = None) -> str:
+    proc = subprocess.run(["git", *args], cwd=cwd, env={**_env(), **(env or {})},
+                          capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise MlxError(f"git {' '.join(args[:2])} failed: {proc.stderr.strip()}")
+    return proc.stdout.strip()
+
+
+def work_tree(repo: RepoPaths) -> Path:
+    if repo.work_tree is None:
+        raise UsageError("experiments need a work tree (this repository is bare)")
+    return repo.work_tree
+
+
+def branch_name(name: str) -> str:
+    """`NAME` or `exp/NAME` -> NAME, checked to be a plain branch-name component."""
+    name = name.removeprefix("exp/")
+    if not _NAME.fullmatch(name) or name.endswith(".lock") or ".." in name:
+        raise UsageError(f"bad experiment name {name!r}",
+                         hint="use letters, digits, '.', '_' and '-' (e.g. --name lr-0.5)")
+    return name
+
+
+def _tip(root: Path, name: str) -> str | None:
+    return _git(["rev-parse", "-q", "--verify", f"{PREFIX}{name}^{{commit}}"], root, check=False) or None
+
+
+# -- exp run -------------------------------------------------------------------------------------
+@dataclass
+class RunResult:
+    name: str
+    commit: str
+    base: str
+    sets: list[ParamSet]
+    carried: bool  # uncommitted changes came along
+
+
+def default_name(start_tree: str, sets: Sequence[ParamSet], stages: Sequence[str]) -> str:
+    """Short and the same for the same run (start tree, params, stages): rerunning an
+    identical experiment is then reported rather than silently repeated."""
+    text = "\0".join([start_tree, *sorted(str(s) for s in sets), "--", *stages])
+    return "exp-" + hashlib.sha256(text.encode()).hexdigest()[:6]
+
+
+@contextlib.contextmanager
+def temp_worktree(repo: RepoPaths, commit: str) -> Iterator[Path]:
+    """A detached worktree of `commit` under the common git dir, removed on the way out."""
+    parent = repo.common_dir / "mlx" / "exp-worktrees"
+    parent.mkdir(parents=True, exist_ok=True)
+    path = Path(tempfile.mkdtemp(prefix="run-", dir=parent))
+    root = work_tree(repo)
+    try:
+        # The checkout hydrates tracked files (smudge filter and post-checkout hook), so the
+        # stages find their inputs as content, from the shared cache.
+        _git(["worktree", "add", "--detach", "--quiet", str(path), commit], root)
+        yield path
+    finally:
+        proc = subprocess.run(["git", "worktree", "remove", "--force", str(path)], cwd=root,
+                              env=_env(), capture_output=True)
+        if proc.returncode != 0 or path.exists():
+            shutil.rmtree(path, ignore_errors=True)
+            subprocess.run(["git", "worktree", "prune"], cwd=root, env=_env(), capture_output=True)
+
+
+def run(repo: RepoPaths, sets: Sequence[ParamSet], *, name: str | None = None,
+        stages: Sequence[str] = (), force: bool = False, say: Say = print) -> RunResult:
+    """Run the pipeline with `sets` applied in a temporary worktree and commit the result on
+    exp/NAME; raise (creating no branch) when anything fails."""
+    root = work_tree(repo)
+    base = _git(["rev-parse", "-q", "--verify", "HEAD^{commit}"], root, check=False)
+    if not base:
+        raise UsageError("no commit to start an experiment from", hint="commit the project first")
+    if name is not None:
+        name = branch_name(name)
+        _check_free(root, name, force)
+    stash = _stash_create(repo)
+    start = stash or base
+    if name is None:
+        name = default_name(_git(["rev-parse", f"{start}^{{tree}}"], root), sets, stages)
+        _check_free(root, name, force, same=True)
+    with temp_worktree(repo, start) as tree:
+        if stash:  # the stash commit's tree, on top of the real base
+            _git(["reset", "--quiet", "--soft", base], tree)
+        apply_params(tree, sets)
+        say(f"Running experiment {name} on {base[:7]}"
+            + (" with the uncommitted changes" if stash else "")
+            + "".join(f"\n    {s}" for s in sets))
+        sys.stdout.flush()
+        cmd = [sys.executable, "-m", "gitext", "repro", *stages]
+        code = subprocess.run(cmd, cwd=tree, env=_env()).returncode
+        if code != 0:
+            raise MlxError(f"experiment {name}: `git mlx repro` failed (exit {code}); "
+                           "no branch was created",
+                           hint="fix the stage (run `git mlx repro` in your work tree to debug) "
+                                "and run the experiment again")
+        _git(["add", "-A"], tree)
+        message = _message(name, base, sets, stages, bool(stash))
+        _git(["commit", "--quiet", "--no-verify", "--allow-empty", "-m", message], tree)
+        commit = _git(["rev-parse", "HEAD"], tree)
+    old = _tip(root, name) if force else None
+    _git(["update-ref", "-m", f"mlx exp run {name}", f"{PREFIX}{name}", commit,
+          old or "0" * len(commit)], root)
+    return RunResult(name, commit, base, list(sets), bool(stash))
+
+
+def _stash_create(repo: RepoPaths) -> str:
+    """A commit of the tracked files' uncommitted state ('' when there is none). git stash
+    create refreshes the index it reads, so it reads a copy: the user's index file is not
+    even rewritten."""
+    index = repo.git_dir / "index"
+    fd, copy = tempfile.mkstemp(prefix="index-", dir=repo.common_dir / "mlx")
+    os.close(fd)
+    try:
+        if index.exists():
+            shutil.copyfile(index, copy)
+        else:
+            os.unlink(copy)
+        return _git(["stash", "create", "mlx exp run"], work_tree(repo),
+                    env={"GIT_INDEX_FILE": copy})
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(copy)
+
+
+def _check_free(root: Path, name: str, force: bool, same: bool = False) -> None:
+    if _tip(root, name) is None:
+        return
+    if force:
+        if _git(["symbolic-ref", "-q", "HEAD"], root, check=False) == f"{PREFIX}{name}":
+            raise UsageError(f"exp/{name} is the branch checked out here; --force would move it",
+                             hint="check out another branch first, or pick another --name")
+        return
+    why = " (the same base, changes and params ran before)" if same else ""
+    raise UsageError(f"experiment {name} already exists{why}",
+                     hint="--force replaces it, --name NAME picks another name; "
+                          "`git mlx exp show` compares it")
+
+
+def _message(name: str, base: str, sets: Sequence[ParamSet], stages: Sequence[str],
+             carried: bool) -> str:
+    summary = ", ".join(str(s) for s in sets) or "no params changed"
+    lines = [f"exp {name}: {summary}", "",
+             f"`git mlx exp run` of {'stages ' + ', '.join(stages) if stages else 'the pipeline'}"
+             + (" with the uncommitted changes of the work tree" if carried else "") + "."]
+    lines += ["", f"{TRAILER_BASE}: {base}"] + [f"{TRAILER_PARAM}: {s}" for s in sets]
+    return "\n".join(lines) + "\n"
+
+
+# -- reading experiments -------------------------------------------------------------------------
+@dataclass
+class Experiment:
+    name: str  # without exp/
+    commit: str
+    base: str
+    params: list[str]  # from the trailers, as typed
+    time: int
+
+
+def trailers(message: str) -> list[tuple[str, str]]:
+    """`Key: value` lines of a commit message's last paragraph."""
+    last = message.strip().split("\n\n")[-1]
+    found = []
+    for line in last.splitlines():
+        key, sep, value = line.partition(": ")
+        if sep and re.fullmatch(r"[A-Za-z0-9-]+", key):
+            found.append((key, value.strip()))
+    return found
+
+
+def experiments(root: Path) -> list[Experiment]:
+    """Every exp/* branch, oldest first."""
+    import pygit2
+
+    from gitext.scan import open_repo
+
+    repo = open_repo(root)
+    found = []
+    for ref in repo.listall_references():
+        if not ref.startswith(PREFIX):
+            continue
+        try:
+            commit = repo.references[ref].peel(pygit2.Commit)
+        except (KeyError, ValueError, pygit2.GitError):
+            continue
+        tr = trailers(commit.message)
+        base = next((v for k, v in tr if k == TRAILER_BASE), None)
+        if base is None:
+            base = str(commit.parent_ids[0]) if commit.parent_ids else ""
+        found.append(Experiment(ref[len(PREFIX):], str(commit.id), base,
+                                [v for k, v in tr if k == TRAILER_PARAM], commit.commit_time))
+    return sorted(found, key=lambda e: (e.time, e.name))
+
+
+def head(root: Path) -> tuple[str, str]:
+    """(HEAD's commit id, its branch name or 'HEAD')."""
+    commit = _git(["rev-parse", "-q", "--verify", "HEAD^{commit}"], root, check=False)
+    if not commit:
+        raise UsageError("HEAD has no commit yet", hint="commit the project first")
+    branch = _git(["symbolic-ref", "-q", "--short", "HEAD"], root, check=False)
+    return commit, branch or "HEAD"
+
+
+@dataclass
+class Row:
+    name: str
+    kind: str  # "base" or "experiment"
+    commit: str
+    base: str | None
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"name": self.name, "kind": self.kind, "commit": self.commit, "base": self.base,
+                "params": self.params, "metrics": self.metrics}
+
+
+def _values(root: Path, commit: str, label: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    try:
+        source = Source(root, commit)
+        project = load_project(source)
+        return read_values(source, project.param_files), read_values(source, project.metric_files)
+    except MlxError as exc:
+        raise UsageError(f"{label} ({commit[:7]}): {exc.message}", hint=exc.hint) from exc
+
+
+def rows(root: Path, all_bases: bool = False) -> list[Row]:
+    """The base (HEAD) and every experiment based on it (or every experiment), with values."""
+    commit, branch = head(root)
+    table = [Row(branch, "base", commit, None)]
+    table += [Row(e.name, "experiment", e.commit, e.base)
+              for e in experiments(root) if all_bases or e.base == commit]
+    for row in table:
+        row.params, row.metrics = _values(root, row.commit, row.name)
+    return table
+
+
+def _columns(table: Sequence[Row], kind: str, only_differing: bool) -> list[tuple[str, str]]:
+    cols: dict[tuple[str, str], None] = {}
+    for row in table:
+        for file, values in getattr(row, kind).items():
+            cols.update(dict.fromkeys((file, key) for key in values))
+    if only_differing:
+        def cell(row: Row, file: str, key: str) -> str:
+            values = getattr(row, kind).get(file, {})
+            return json.dumps(values[key], sort_keys=True, default=str) if key in values else "\0"
+
+        cols = {c: None for c in cols if len({cell(r, *c) for r in table}) > 1}
+    return list(cols)
+
+
+def table(table_rows: Sequence[Row], precision: int, markdown: bool, with_base: bool) -> str:
+    """experiment, commit, [base,] the params that differ between rows, every metric; drawn
+    like `git mlx metrics show` draws its tables."""
+    from gitext.metrics import format_value, render_table
+
+    params = _columns(table_rows, "params", only_differing=True)
+    metrics = _columns(table_rows, "metrics", only_differing=False)
+
+    def labels(cols: list[tuple[str, str]]) -> list[str]:
+        one_file = len({f for f, _ in cols}) <= 1
+        return [key if one_file else f"{file}:{key}" for file, key in cols]
+
+    headers = ["experiment", "commit"] + (["base"] if with_base else [])
+    headers += labels(params) + labels(metrics)
+    body = []
+    for row in table_rows:
+        cells = [row.name, row.commit[:7]] + ([(row.base or "")[:7]] if with_base else [])
+        for kind, cols in (("params", params), ("metrics", metrics)):
+            values = getattr(row, kind)
+            cells += [format_value(values[f][k], precision) if k in values.get(f, {}) else "-"
+                      for f, k in cols]
+        body.append(cells)
+    return render_table(headers, body, markdown)
+
+
+# -- sharing and housekeeping --------------------------------------------------------------------
+def _names(root: Path, names: Sequence[str]) -> list[str]:
+    """The given names (each must exist), or every exp/* branch."""
+    if not names:
+        return [e.name for e in experiments(root)]
+    chosen = [branch_name(n) for n in names]
+    missing = [n for n in chosen if _tip(root, n) is None]
+    if missing:
+        raise UsageError(f"no experiment named {', '.join(missing)}", hint="see `git mlx exp list`")
+    return chosen
+
+
+def push(root: Path, remote: str, names: Sequence[str], force: bool) -> list[str]:
+    """`git push` the experiments' branches; the pre-push hook uploads their mlx objects."""
+    chosen = _names(root, names)
+    if chosen:
+        specs = [f"{'+' if force else ''}{PREFIX}{n}:{PREFIX}{n}" for n in chosen]
+        code = subprocess.run(["git", "push", remote, *specs], cwd=root, env=_env()).returncode
+        if code != 0:
+            raise MlxError(f"git push of {len(chosen)} experiment(s) to {remote} failed (exit {code})",
+                           hint="see git's message above; a rejected update of an experiment "
+                                "rerun with --force needs `exp push --force`")
+    return chosen
+
+
+def pull(ctx: Any, remote: str, names: Sequence[str], force: bool) -> tuple[list[str], int]:
+    """Fetch the remote's exp/* branches into local ones, then the mlx objects their trees
+    reference into the cache. Returns (names, objects downloaded)."""
+    from gitext.errors import TransferFailed
+    from gitext.gitutil import git_remotes
+    from gitext.scan import open_repo, pointers_in_tree
+
+    root = work_tree(ctx.config.repo)
+    url = git_remotes(root).get(remote)
+    if url is None:
+        raise UsageError(f"no git remote named {remote!r}", hint="see `git remote -v`")
+    listed = _git(["ls-remote", "--heads", remote, f"{PREFIX}*"], root)
+    there = [line.split("\t")[1][len(PREFIX):] for line in listed.splitlines() if "\t" in line]
+    chosen = [branch_name(n) for n in names] if names else there
+    missing = [n for n in chosen if n not in there]
+    if missing:
+        raise UsageError(f"{remote} has no experiment named {', '.join(missing)}",
+                         hint=f"see `git ls-remote --heads {remote} 'refs/heads/exp/*'`")
+    if not chosen:
+        return [], 0
+    specs = [f"{'+' if force else ''}{PREFIX}{n}:{PREFIX}{n}" for n in chosen]
+    code = subprocess.run(["git", "fetch", "--quiet", remote, *specs], cwd=root, env=_env()).returncode
+    if code != 0:
+        raise MlxError(f"git fetch of {len(chosen)} experiment(s) from {remote} failed (exit {code})",
+                       hint="a local experiment of the same name that differs needs --force "
+                            "(it is replaced), or `git mlx exp remove NAME` first")
+    repo = open_repo(root)
+    oids = {e.pointer.oid for n in chosen for e in pointers_in_tree(repo, f"{PREFIX}{n}")}
+    result = ctx.download(oids, ctx.remote(None, git_remote=remote, git_url=url))
+    if result.failed:
+        raise TransferFailed(
+            f"fetched the experiments' branches, but could not download {len(result.failed)} "
+            f"object(s) from {remote}: {next(iter(result.failed.values()))}",
+            result.failed, hint="check the remote (`git mlx env`) and run `git mlx exp pull` again")
+    return chosen, result.objects
+
+
+def remove(root: Path, names: Sequence[str]) -> list[str]:
+    if not names:
+        raise UsageError("name the experiments to remove", hint="see `git mlx exp list`")
+    chosen = _names(root, names)
+    _git(["branch", "--quiet", "-D", *(f"exp/{n}" for n in chosen)], root)
+    return chosen
+
+
+def apply(ctx: Any, name: str, force: bool) -> list[str]:
+    """Check out an experiment's files into the index and work tree; HEAD does not move.
+    Returns the paths that changed."""
+    from gitext.hooks import hydrate
+
+    root = work_tree(ctx.config.repo)
+    name = _names(root, [name])[0]
+    if not force and _git(["status", "--porcelain", "--untracked-files=no"], root):
+        raise UsageError("the work tree has uncommitted changes that exp apply would overwrite",
+                         hint="commit or stash them first, or add --force")
+    changed = _git(["diff", "--name-only", "HEAD", f"{PREFIX}{name}", "--"], root).splitlines()
+    _git(["checkout", f"{PREFIX}{name}", "--", ":/"], root)
+    failed = hydrate(ctx)
+    if failed:
+        raise MlxError(f"applied exp/{name}, but {len(failed)} file(s) are still pointers "
+                       f"(first: {failed[0]})", hint="git mlx pull fetches them when the remote has them")
+    return changed
+
+
+def to_json(table_rows: Sequence[Row]) -> str:
+    return json.dumps({"experiments": [r.as_json() for r in table_rows]}, indent=2, default=str)
