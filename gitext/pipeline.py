@@ -28,21 +28,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gitext.errors import MlxError, UsageError
+from gitext.lockfile import LOCK_FILE, Hasher, LockEntry, Params, canonical, read_lock, write_lock
 from gitext.mlfiles import PIPELINE_FILE, SETTINGS_FILE, stage_params
-from gitext.runcache import (
-    LOCK_FILE,
-    Hasher,
-    LockEntry,
-    Params,
-    canonical,
-    metric_hashes,
-    read_lock,
-    remove_outputs,
-    run_key,
-    store_outputs,
-    track_outputs,
-    write_lock,
-)
+from gitext.runcache import metric_hashes, remove_outputs, run_key, store_outputs, track_outputs
 
 if TYPE_CHECKING:
     from gitext.context import Context

@@ -22,8 +22,9 @@ from hypothesis import strategies as st
 from mlxtest import assert_pointer, blob_of, git, mlx, out, run, sha256_file
 
 from gitext.errors import UsageError
+from gitext.lockfile import Digest, LockEntry, decode_lock, dir_hash, encode_lock
 from gitext.pipeline import Stage, order, overlaps, parse_stages, run_repro, upstream
-from gitext.runcache import Digest, LockEntry, RunEntry, decode_lock, dir_hash, encode_lock
+from gitext.runcache import RunEntry
 
 STEP = '''\
 import glob, json, os, sys, yaml
