@@ -20,8 +20,9 @@ def _root() -> Any:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from gitext.experiments import parse_set, run
+    from gitext.experiments import run
     from gitext.gitutil import find_repo
+    from gitext.paramset import parse_set
 
     sets = [parse_set(spec) for spec in args.set_param]
     result = run(find_repo(), sets, name=args.name, stages=args.stages, force=args.force)

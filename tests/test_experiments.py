@@ -20,14 +20,8 @@ from hypothesis import strategies as st
 from mlxtest import git, mlx, out, run
 
 from gitext.errors import UsageError
-from gitext.experiments import (
-    ParamSet,
-    apply_params,
-    default_name,
-    parse_set,
-    parse_value,
-    trailers,
-)
+from gitext.experiments import default_name, trailers
+from gitext.paramset import ParamSet, apply_params, parse_set, parse_value
 
 PARAMS = """\
 # experiment params
