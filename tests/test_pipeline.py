@@ -553,13 +553,18 @@ def test_order_puts_every_stage_after_its_dependencies(stages: list[Stage]) -> N
     assert first.name == ready[0]  # declaration order among stages that are ready
 
 
+yaml_keys = st.sampled_from(["cmd", "deps", "outs", "params", "metrics", "wdir", "x"]) \
+    | st.text(max_size=5) | st.integers()
+
+
+def _nested(inner: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.lists(inner, max_size=3) | st.dictionaries(yaml_keys, inner, max_size=4)
+
+
 yamlish = st.recursive(
     st.none() | st.booleans() | st.integers(-3, 3) | st.text(max_size=8)
     | st.sampled_from(["cmd", "deps", "outs", "params", "metrics", "wdir", "..", "/x", ".", "a/b"]),
-    lambda inner: st.lists(inner, max_size=3)
-    | st.dictionaries(st.sampled_from(["cmd", "deps", "outs", "params", "metrics", "wdir", "x"])
-                      | st.text(max_size=5) | st.integers(), inner, max_size=4),
-    max_leaves=12)
+    _nested, max_leaves=12)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
