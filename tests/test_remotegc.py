@@ -34,6 +34,14 @@ def said(proc: subprocess.CompletedProcess[bytes]) -> str:
     return proc.stdout.decode() + proc.stderr.decode()
 
 
+def pushed_then_forgotten(repo: Path, seed: int) -> None:
+    """Push a version of model.bin, then another that no ref or reflog keeps afterwards."""
+    for one in (seed, seed + 1):
+        commit(repo, "model.bin", one)
+        git(repo, "push", "-q", "origin", "main")
+    forget_last_commit(repo)
+
+
 def gc_remote(repo: Path, *args: str, check: bool = True) -> tuple[int, str]:
     proc = mlx(repo, "gc", "--remote", "origin", *args, check=check)
     return proc.returncode, said(proc)
@@ -78,11 +86,7 @@ def test_frees_what_no_ref_needs_and_keeps_the_rest(repo_with_origin: Path, orig
 
 def test_young_objects_stay_by_default(repo_with_origin: Path, origin: Path) -> None:
     repo = repo_with_origin
-    commit(repo, "model.bin", 3)
-    git(repo, "push", "-q", "origin", "main")
-    commit(repo, "model.bin", 4)
-    git(repo, "push", "-q", "origin", "main")
-    forget_last_commit(repo)
+    pushed_then_forgotten(repo, 3)
     before = stored(origin / "mlx")
     code, text = gc_remote(repo)
     assert code == 0 and "Freed 0 manifest(s), 0 loose chunk(s)" in text
@@ -163,11 +167,7 @@ def test_gc_lock_stops_pushes_and_other_gcs(repo_with_origin: Path, origin: Path
 
 def test_a_push_in_progress_stops_gc_before_it_deletes(repo_with_origin: Path, origin: Path) -> None:
     repo = repo_with_origin
-    commit(repo, "model.bin", 14)
-    git(repo, "push", "-q", "origin", "main")
-    commit(repo, "model.bin", 15)
-    git(repo, "push", "-q", "origin", "main")
-    forget_last_commit(repo)
+    pushed_then_forgotten(repo, 14)
     lease = origin / "mlx" / "locks" / "push" / ("ab" * 16)
     lease.write_text(json.dumps({"user": "bob", "host": "laptop", "pid": 7}))
     before = stored(origin / "mlx")
