@@ -28,7 +28,16 @@ from typing import TYPE_CHECKING, Any
 
 from gitext.context import trace, warn
 from gitext.errors import MlxError, ObjectError, ObjectMissing, RemoteError, UsageError
-from gitext.lockfile import Digest, FileRecord, Params, canonical, dir_hash, walk_files
+from gitext.lockfile import (
+    Digest,
+    FileRecord,
+    Params,
+    canonical,
+    dir_hash,
+    walk_files,
+    yaml_dump,
+    yaml_load,
+)
 
 if TYPE_CHECKING:
     from gitext.context import Context
@@ -133,7 +142,6 @@ class RunEntry:
     metrics: dict[str, bytes] = field(default_factory=dict)
 
     def encode(self) -> bytes:
-        import yaml
 
         def metric(path: str, data: bytes) -> dict[str, str]:
             try:
@@ -147,7 +155,7 @@ class RunEntry:
                         for p, d in sorted(self.outs.items())],
                "files": [{"path": p, "oid": o, "size": s} for p, o, s in sorted(self.files)],
                "metrics": [metric(p, self.metrics[p]) for p in sorted(self.metrics)]}
-        return yaml.safe_dump(doc, sort_keys=False, allow_unicode=False, width=4096).encode()
+        return yaml_dump(doc, fast=True).encode()  # (the key names an entry, not its text)
 
     @classmethod
     def decode(cls, data: bytes) -> RunEntry:
@@ -156,7 +164,7 @@ class RunEntry:
         import yaml
 
         try:
-            doc = yaml.safe_load(data.decode("utf-8"))
+            doc = yaml_load(data.decode("utf-8"))
             if doc.get("version") != ENTRY_VERSION:
                 raise ValueError(f"version {doc.get('version')!r}")
             outs = {_safe(o["path"]): Digest(_hexid(o["oid"]), _size(o["size"]),

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from mlxtest import assert_pointer, blob_of, git, mlx, out, run, sha256_file
 
 from gitext.errors import UsageError
-from gitext.lockfile import Digest, LockEntry, decode_lock, dir_hash, encode_lock
+from gitext.lockfile import Digest, LockEntry, decode_lock, dir_hash, encode_lock, yaml_load
 from gitext.pipeline import Stage, order, overlaps, parse_stages, run_repro, upstream
 from gitext.runcache import RunEntry
 
@@ -520,6 +520,7 @@ def test_lock_file_round_trip(entries: dict[str, LockEntry]) -> None:
     text = encode_lock(entries)
     assert decode_lock(text) == entries
     assert encode_lock(decode_lock(text)) == text  # one text per state
+    assert yaml.safe_load(text) == yaml_load(text)  # libyaml's loader reads what PyYAML does
 
 
 @st.composite
@@ -599,3 +600,18 @@ def test_run_entries_are_checked() -> None:
             RunEntry.decode(bad.encode())
     with pytest.raises(ValueError):
         RunEntry.decode(b"version: 1\nfiles: [{path: a, oid: nothex, size: 1}]\n")
+
+
+@given(names=st.lists(st.text(st.characters(blacklist_categories=["Cs"], blacklist_characters="/\0"),
+                              min_size=1, max_size=12).filter(lambda n: n not in (".", "..")),
+                      min_size=1, max_size=5, unique=True),
+       metric=st.binary(max_size=40))
+@example(names=["\x85", "\u2028", "\r", "? x", "- y"], metric=b"\xff\x00")
+def test_run_entry_round_trip_with_odd_names(names: list[str], metric: bytes) -> None:
+    """Entries are written by libyaml's emitter when PyYAML has it: whatever the names, the
+    entry reads back as written (a file name is anything a file system allows)."""
+    oid = hashlib.sha256(b"x").hexdigest()
+    files = sorted((f"out/{n}", oid, 1) for n in names)
+    digest = Digest(dir_hash([(p[len("out/"):], o) for p, o, _ in files]), len(files), len(files))
+    entry = RunEntry("s", {"out": digest}, files, {"m.json": metric})
+    assert RunEntry.decode(entry.encode()) == entry
