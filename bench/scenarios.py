@@ -1,4 +1,4 @@
-"""The scenarios: S1 one big file, S2 many files, S3 versions, floors, start-up costs, remotes."""
+"""The scenarios: S1 one big file, S2 many files, S3 versions, floors, start-up costs, remotes, pipeline."""
 
 from __future__ import annotations
 
@@ -365,6 +365,16 @@ def remotes(b: Bench) -> None:
     run(b)
 
 
+# -- pipeline ----------------------------------------------------------------------------------------
+
+def pipeline(b: Bench) -> None:
+    """The ML workflow (repro, metrics diff, exp run) against DVC's: bench/pipeline.py."""
+    from bench.pipeline import pipeline as run
+
+    run(b)
+
+
 SCENARIOS: dict[str, Callable[[Bench], None]] = {
     "S1": s1, "S2": s2, "S3": s3, "floors": floors, "startup": startup, "remotes": remotes,
+    "pipeline": pipeline,
 }

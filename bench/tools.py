@@ -19,7 +19,10 @@ from bench.peers import INSTALL_HINT
 
 SCRUB = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_CEILING_DIRECTORIES",
          "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_TRACE", "XDG_CONFIG_HOME", "XDG_CACHE_HOME",
-         "SSH_AUTH_SOCK", "GIT_CONFIG_GLOBAL", "GIT_CONFIG_SYSTEM", "GIT_CONFIG_COUNT")
+         "SSH_AUTH_SOCK", "GIT_CONFIG_GLOBAL", "GIT_CONFIG_SYSTEM", "GIT_CONFIG_COUNT",
+         # a pip-installed tool runs from compiled bytecode; an editable git-mlx recompiled
+         # itself in every process while this was set (~60 ms a command, bench pipeline)
+         "PYTHONDONTWRITEBYTECODE")
 # Any tool setting from the caller's environment (GIT_MLX_SKIP_SMUDGE, GIT_LFS_SKIP_SMUDGE, ...).
 # AWS_*: the remotes scenario gives its tools the S3 server's fake credentials and nothing else.
 SCRUB_PREFIXES = ("GIT_MLX_", "GIT_LFS_", "GIT_CONFIG_KEY", "GIT_CONFIG_VALUE", "DVC_", "AWS_")

@@ -16,13 +16,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 TOOLS = ("mlx", "lfs", "dvc")
 LABELS = ("git-mlx", "git-lfs", "DVC")
-SCENARIOS = ("S1", "S2", "S3", "floors", "startup", "remotes")
-# The remotes scenario has a column for its floors (boto3 and scp moving the same bytes).
-COLUMNS = {"remotes": (*TOOLS, "floor")}
+SCENARIOS = ("S1", "S2", "S3", "floors", "startup", "remotes", "pipeline")
+# The remotes scenario has a column for its floors (boto3 and scp moving the same bytes); the
+# pipeline scenario one for the stage commands alone (sh), and none for git-lfs (no pipelines).
+COLUMNS = {"remotes": (*TOOLS, "floor"), "pipeline": ("mlx", "dvc", "sh")}
 # Rows a tool has nothing for: DVC has no hooks or filter process; `dvc status` is DVC's alone;
-# git-lfs has no S3 or SSH transfer (the remotes scenario's rows).
+# git-lfs has no S3 or SSH transfer (the remotes scenario's rows); the stage commands alone
+# have nothing to run in a no-op and no metrics command.
 NOT_APPLICABLE = {"dvc": ("post-checkout", "filter-process"), "mlx": ("dvc status",),
-                  "lfs": ("dvc status", "S3: ", "SSH: ")}
+                  "lfs": ("dvc status", "S3: ", "SSH: "), "sh": ("no-op repro", "metrics diff")}
 
 
 def test_quick_run_reports_every_scenario_step_and_tool(tmp_path: Path) -> None:
@@ -43,7 +45,7 @@ def test_quick_run_reports_every_scenario_step_and_tool(tmp_path: Path) -> None:
     by_id = {sc["id"]: sc for sc in results["scenarios"]}
     assert set(by_id) == set(SCENARIOS)
 
-    for sid in ("S1", "S2", "S3", "startup", "remotes"):
+    for sid in ("S1", "S2", "S3", "startup", "remotes", "pipeline"):
         sc = by_id[sid]
         assert sc["steps"], sid
         assert f"## {sid}:" in md
@@ -60,6 +62,11 @@ def test_quick_run_reports_every_scenario_step_and_tool(tmp_path: Path) -> None:
                 assert isinstance(r[key], (int, float)) and r[key] > 0, (sid, step["name"], tool, r)
                 if step["kind"] == "time":
                     assert r["cpu"] >= 0 and r["tree_peak_rss"] > 0
+
+    # The pipeline's no-op and metrics diff rows: medians of 5 runs, each checked, all kept.
+    medians = [step for step in by_id["pipeline"]["steps"] if "(median of 5)" in step["name"]]
+    assert len(medians) == 3
+    assert all(len(step["results"][t]["reps"]) == 5 for step in medians for t in ("mlx", "dvc"))
 
     floor_steps = {step["name"]: step["results"]["machine"] for step in by_id["floors"]["steps"]}
     assert len(floor_steps) == 7
