@@ -57,10 +57,15 @@ def load_yaml(path: Path) -> dict[str, Any]:
         return {}
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start})",
+                         hint="fix or remove the file") from exc
     try:
         data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise UsageError(f"{path} is not valid YAML: {exc}", hint="fix or remove the file") from exc
+    except (yaml.YAMLError, ValueError, RecursionError) as exc:  # (an impossible date, an
+        # integer of 5,000 digits and 1,000 nested brackets are not YAMLErrors)
+        why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UsageError(f"{path} is not valid YAML: {why}", hint="fix or remove the file") from exc
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -91,15 +96,21 @@ def merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
 
 def local_path_from_url(url: str, base: Path) -> Path | None:
     """The directory a path or file:// URL names (relative to `base`), or None for other URLs."""
-    if url.startswith("file://"):
-        return Path(unquote(urlparse(url).path))
-    if "://" in url:
-        return None
-    colon = url.find(":")
-    slash = url.find("/")
-    if colon > 0 and (slash < 0 or colon < slash):
-        return None  # scp-like [user@]host:path, as git reads it
-    path = Path(url).expanduser()
+    try:
+        if url.startswith("file://"):
+            path = Path(unquote(urlparse(url).path))
+        elif "://" in url:
+            return None
+        else:
+            colon = url.find(":")
+            slash = url.find("/")
+            if colon > 0 and (slash < 0 or colon < slash):
+                return None  # scp-like [user@]host:path, as git reads it
+            path = Path(url).expanduser()
+        if "\0" in str(path):
+            raise ValueError("a NUL byte in the path")
+    except (ValueError, RuntimeError) as exc:  # urlparse's bad IPv6, expanduser's unknown user
+        raise UsageError(f"invalid remote URL {url!r}: {exc}") from None
     return path if path.is_absolute() else (base / path)
 
 
@@ -159,7 +170,13 @@ class Config:
     def cache_dir(self) -> Path:
         configured = self.get("cache.dir")
         if configured:
-            path = Path(str(configured)).expanduser()
+            try:
+                path = Path(str(configured)).expanduser()
+                if "\0" in str(path):
+                    raise ValueError("a NUL byte in the path")
+            except (ValueError, RuntimeError) as exc:  # ~unknown-user, NUL
+                raise UsageError(f"setting cache.dir {configured!r} is not a usable path: {exc}")\
+                    from None
             if not path.is_absolute():
                 path = (self.repo.work_tree or self.repo.common_dir) / path
             return path

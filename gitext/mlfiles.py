@@ -37,15 +37,28 @@ Value = Any  # a leaf: number, string, bool, None or a list
 
 
 # -- values --------------------------------------------------------------------------------------
+MAX_VALUES = 100_000  # leaves per file: YAML aliases can make 700 bytes mean 2**26 of them
+MAX_DEPTH = 100
+
+
 def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Value]:
-    """Nested mappings -> {dotted.key: leaf}; keys are turned into strings."""
+    """Nested mappings -> {dotted.key: leaf}; keys are turned into strings. UsageError for a
+    mapping that contains itself or is absurdly deep or wide (YAML aliases make both cheap)."""
     flat: dict[str, Value] = {}
-    for key, value in data.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping) and value:
-            flat.update(flatten(value, name + "."))
-        else:
-            flat[name] = value
+
+    def walk(node: Mapping[str, Any], prefix: str, depth: int) -> None:
+        if depth > MAX_DEPTH:
+            raise UsageError(f"values nested more than {MAX_DEPTH} levels deep (or a mapping "
+                             "that contains itself)")
+        for key, value in node.items():
+            name = f"{prefix}{key}"
+            if isinstance(value, Mapping) and value:
+                walk(value, name + ".", depth + 1)
+            else:
+                flat[name] = value
+                if len(flat) > MAX_VALUES:
+                    raise UsageError(f"more than {MAX_VALUES:,} values")
+    walk(data, prefix, 0)
     return flat
 
 
@@ -61,7 +74,7 @@ def parse_values(path: str, data: bytes) -> dict[str, Value]:
                          hint="metrics and params files are JSON or YAML") from exc
     try:
         loaded = json.loads(text) if path.endswith(".json") else yaml.safe_load(text)
-    except (ValueError, yaml.YAMLError) as exc:
+    except (ValueError, yaml.YAMLError, RecursionError) as exc:
         kind = "JSON" if path.endswith(".json") else "YAML"
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise UsageError(f"{path}: not valid {kind}: {first}") from exc
@@ -70,7 +83,10 @@ def parse_values(path: str, data: bytes) -> dict[str, Value]:
     if not isinstance(loaded, Mapping):
         raise UsageError(f"{path}: must hold a mapping of names to values, not "
                          f"{type(loaded).__name__}")
-    return flatten(loaded)
+    try:
+        return flatten(loaded)
+    except UsageError as exc:
+        raise UsageError(f"{path}: {exc.message}") from None
 
 
 def select(values: Mapping[str, Value], keys: Iterable[str]) -> dict[str, Value]:
@@ -115,6 +131,8 @@ class Source:
     def read(self, path: str) -> bytes | None:
         """The file's bytes, or None when it does not exist there."""
         rel = PurePosixPath(path)
+        if "\0" in path:
+            raise UsageError(f"{path!r}: a path in {SETTINGS_FILE} cannot hold a NUL byte")
         if rel.is_absolute() or ".." in rel.parts:
             raise UsageError(f"{path}: paths in {SETTINGS_FILE} are relative to the repository "
                              "root and stay inside it")
@@ -123,6 +141,8 @@ class Source:
                 data = (self.root / rel).read_bytes()
             except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
                 return None
+            except OSError as exc:  # a name too long, no permission, ...
+                raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
             return self._content(path, data)  # (a pointer not hydrated yet)
         try:
             obj = self._tree[str(rel)]

@@ -56,7 +56,7 @@ def test_any_settings_document(doc: dict[str, Any]) -> None:
     exercise(yaml.safe_dump(doc))
 
 
-@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.fixed_dictionaries({}, optional=sections))
 def test_plausible_sections(doc: dict[str, Any]) -> None:
     exercise(yaml.safe_dump(doc))

@@ -169,7 +169,7 @@ _PORT_RE = re.compile(r"[0-9]{1,5}")
 _BUCKET_RE = re.compile(r"[A-Za-z0-9._-]+")
 # A host or user must be printable, without whitespace, and a host may not look like an
 # option to ssh (CVE-2017-1000117: "-oProxyCommand=...").
-_BAD_NAME_RE = re.compile(r"[\x00-\x20\x7f/]")
+_BAD_NAME_RE = re.compile(r"[\x00-\x20\x7f/\[\]]")  # brackets only around an IPv6 literal
 # Characters kept as-is when a canonical ssh:// URL is written.
 _SAFE_PATH = "/~!$&'()*+,;=:@-._"
 
