@@ -192,8 +192,8 @@ def decode_lock(text: str) -> dict[str, LockEntry]:
 
     try:
         data = yaml_load(text)
-    except yaml.YAMLError as exc:
-        raise bad(str(exc).splitlines()[0]) from None
+    except (yaml.YAMLError, ValueError, OverflowError, RecursionError) as exc:
+        raise bad(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
     if data is None:
         return {}
     if not isinstance(data, dict) or not isinstance(data.get("stages", {}), dict):

@@ -207,7 +207,8 @@ def _load(source: Source, name: str) -> dict[str, Any]:
         return {}
     try:
         loaded = yaml.safe_load(data.decode("utf-8", errors="replace"))
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, ValueError, OverflowError, RecursionError) as exc:  # (bad dates,
+        # 5,000-digit ints and deep nesting are not YAMLErrors)
         raise UsageError(f"{name} ({source.label}) is not valid YAML: {exc}") from exc
     if loaded is None:
         return {}

@@ -176,7 +176,7 @@ class RunEntry:
                        else base64.b64decode(m["base64"], validate=True)
                        for m in doc.get("metrics") or []}
             entry = cls(str(doc.get("stage", "")), outs, files, metrics)
-        except (AttributeError, KeyError, TypeError, UnicodeError, ValueError) as exc:
+        except (AttributeError, KeyError, TypeError, UnicodeError, ValueError, RecursionError) as exc:
             raise ValueError(f"{type(exc).__name__}: {exc}") from None
         except yaml.YAMLError as exc:
             raise ValueError(str(exc).splitlines()[0]) from None

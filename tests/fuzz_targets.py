@@ -22,12 +22,14 @@ imports it to replay regression inputs in-process.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import hashlib
 import io
 import os
 import re
 import shlex
+import shutil
 import sys
 import tempfile
 from collections.abc import Callable
@@ -91,9 +93,13 @@ _SCRATCH: Path | None = None
 
 
 def scratch() -> Path:
+    """Removed at a normal exit (a replay in pytest); libFuzzer ends its process without
+    Python's exit handlers, so a campaign's stays in $TMPDIR (test_fuzz.py points that at
+    its tmp_path)."""
     global _SCRATCH
     if _SCRATCH is None:
         _SCRATCH = Path(tempfile.mkdtemp(prefix="mlx-fuzz-"))
+        atexit.register(shutil.rmtree, _SCRATCH, True)
     return _SCRATCH
 
 

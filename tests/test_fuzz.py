@@ -289,6 +289,11 @@ REGRESSIONS: list[tuple[str, bytes, str]] = [
      "FileNotFoundError, NotADirectoryError and IsADirectoryError only"),
     ("mlproject", b'metrics: ["a\\0b.json"]\n', "review: a NUL in a declared path raises "
      "ValueError (embedded null byte) from Source.read (mlfiles.py:123)"),
+    ("mlproject", b"&mRe\n? 2001-00-14", "fuzz (after the fixes above): an impossible date in "
+     ".mlx.yaml raises ValueError from yaml.safe_load in _load (mlfiles.py:209-210), which "
+     "catches YAMLError only"),
+    ("mlproject", SEP + b"[" * 1000, "review: deep nesting in pipeline.yaml raises RecursionError "
+     "from yaml.safe_load in _load (mlfiles.py:209)"),
     # -- the git index (gitext/gitindex.py) --
     ("gitindex", b"\x04DIRC\x00\x00\x00\x04\x00\x00\x00\x05\x01" + bytes(8) + b"(\x00\x01"
      + bytes(164) + b"\x04I" + bytes(13) + b"\x95\x00\x00\x00\x00\x00@" + bytes(55) + b"+"

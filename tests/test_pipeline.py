@@ -615,3 +615,12 @@ def test_run_entry_round_trip_with_odd_names(names: list[str], metric: bytes) ->
     digest = Digest(dir_hash([(p[len("out/"):], o) for p, o, _ in files]), len(files), len(files))
     entry = RunEntry("s", {"out": digest}, files, {"m.json": metric})
     assert RunEntry.decode(entry.encode()) == entry
+
+
+@pytest.mark.parametrize("text", ["a: 2001-13-45\n", "[" * 1000, "a: " + "1" * 5000 + "\n"])
+def test_pathological_lock_and_entries_are_clear_errors(text: str) -> None:
+    """YAML that PyYAML rejects with ValueError or RecursionError, not YAMLError (fuzzing)."""
+    with pytest.raises(UsageError, match="mlx.lock is damaged"):
+        decode_lock(text)
+    with pytest.raises(ValueError):
+        RunEntry.decode(text.encode())
