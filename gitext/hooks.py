@@ -235,21 +235,13 @@ def to_check(ctx: Context) -> dict[str, Pointer]:
     """What `git mlx status` compares with the remote: HEAD's files, and the files of commits
     no remote-tracking ref has (not yet pushed). Walking all of HEAD's history, as it did,
     cost seconds on long histories for an answer that only unpushed commits can change."""
-    import pygit2
-
-    from gitext.scan import open_repo, pointers_in_range, pointers_in_tree
+    from gitext.scan import open_repo, pointers_in_range, pointers_in_tree, remote_tracking_oids
 
     repo = open_repo(ctx.config.repo.git_dir)
     if repo.head_is_unborn:
         return {}
     found = {e.pointer.oid: e.pointer for e in pointers_in_tree(repo, "HEAD")}
-    pushed = []
-    for name in repo.references:
-        if name.startswith("refs/remotes/"):
-            try:
-                pushed.append(str(repo.references[name].peel(pygit2.Commit).id))
-            except (KeyError, ValueError, pygit2.GitError):
-                continue
+    pushed = remote_tracking_oids(repo, None)
     found.update({p.oid: p for p in pointers_in_range(repo, [str(repo.head.target)],
                                                        pushed).values()})
     return found

@@ -157,9 +157,10 @@ def pointers_in_range(
     return found
 
 
-def remote_tracking_oids(repo: pygit2.Repository, remote_name: str) -> list[str]:
-    """The distinct commit ids under refs/remotes/<remote_name>/ (what that remote has)."""
-    prefix = f"refs/remotes/{remote_name}/"
+def remote_tracking_oids(repo: pygit2.Repository, remote_name: str | None) -> list[str]:
+    """The distinct commit ids under refs/remotes/<remote_name>/ (what that remote has), or
+    under refs/remotes/ for every remote when `remote_name` is None."""
+    prefix = "refs/remotes/" if remote_name is None else f"refs/remotes/{remote_name}/"
     oids: list[str] = []
     for name in repo.listall_references():
         if not name.startswith(prefix):
