@@ -46,7 +46,7 @@ from gitext.remotes import KeyStat, Remote
 from gitext.store import CHUNKS, FILES, Manifest, Store, object_key
 
 if TYPE_CHECKING:
-    from gitext.packs import Entries
+    from gitext.packs import Entries, RemoteIndex
 
 LOCKS = "locks/"
 GC_LOCK = "locks/gc"
@@ -322,12 +322,12 @@ def _collect(ctx: Context, remote: Remote, kept: set[str], now: float, grace_day
     return report
 
 
-def _repack(store: Store, remote: Remote, index: object, rewrite: list[tuple[str, Entries]]) -> None:
+def _repack(store: Store, remote: Remote, index: RemoteIndex,
+            rewrite: list[tuple[str, Entries]]) -> None:
     """Copy the live chunks of `rewrite`'s packs into new packs (each chunk verified), about
     TARGET_PACK_BYTES each, holding one new pack in memory at a time."""
-    from gitext.packs import TARGET_PACK_BYTES, Entry, RemoteIndex, encode_index, pack_key, ranges
+    from gitext.packs import TARGET_PACK_BYTES, Entry, encode_index, pack_key, ranges
 
-    assert isinstance(index, RemoteIndex)
     parts: list[bytes] = []
     entries: list[tuple[str, int, int]] = []
     size = 0
