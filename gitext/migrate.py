@@ -508,7 +508,7 @@ def migrate(ctx: Context, kind: str, options: Options) -> Result:
         conversion.close()
     if options.dry_run or not result.refs:
         return result
-    result.backup = f"{BACKUP_PREFIX}/{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}"
+    result.backup = _backup_name(repo, time.strftime('%Y%m%dT%H%M%S', time.gmtime()))
     _update_refs(paths.git_dir, result)
     if paths.work_tree is not None and any(name in ("HEAD", repo.head.name)
                                            for name, _, _ in result.refs):
@@ -516,6 +516,18 @@ def migrate(ctx: Context, kind: str, options: Options) -> Result:
     if kind == "from-lfs":
         result.notes += _drop_lfs(ctx)
     return result
+
+
+def _backup_name(repo: pygit2.Repository, stamp: str) -> str:
+    """A backup prefix no earlier run used: two migrations in the same second (an import then
+    its export, in a script) would otherwise collide and fail the second one."""
+    taken = {name for name in repo.references if name.startswith(BACKUP_PREFIX + "/")}
+    base = f"{BACKUP_PREFIX}/{stamp}"
+    name, n = base, 1
+    while any(ref == name or ref.startswith(name + "/") for ref in taken):
+        n += 1
+        name = f"{base}-{n}"
+    return name
 
 
 def _update_refs(git_dir: Path, result: Result) -> None:

@@ -177,6 +177,26 @@ def test_export_round_trip_restores_the_original_commits(repo: Path, tmp_path: P
     assert_clean_status(repo)
 
 
+def test_two_migrations_in_the_same_second_keep_both_backups(repo: Path, tmp_path: Path) -> None:
+    """Backups are named by the second; a second run in that second gets its own name (an
+    import then an export in a script failed with "reference already exists")."""
+    import time
+
+    versions(repo, tmp_path)
+    original = rev(repo, "main")
+    mlx(repo, "migrate", "import", "--include", "*.bin")
+    now = time.time()
+    for delta in range(4):  # whatever second the export lands in is already taken
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now + delta))
+        git(repo, "update-ref", f"refs/mlx-migrate-backup/{stamp}/refs/heads/main", original)
+    listed = ["for-each-ref", "--format=%(refname) %(objectname)", "refs/mlx-migrate-backup/"]
+    before = set(out(git(repo, *listed)).splitlines())
+    mlx(repo, "migrate", "export")
+    assert rev(repo, "main") == original
+    after = set(out(git(repo, *listed)).splitlines())
+    assert before < after and len(after - before) == 1  # the export's own, nothing overwritten
+
+
 def test_export_keeps_other_attributes_and_needs_the_content(repo: Path, tmp_path: Path) -> None:
     (repo / ".gitattributes").write_text("*.txt text eol=lf\n")
     mlx(repo, "track", "*.bin")
