@@ -1,9 +1,11 @@
 """What `git mlx install` / `uninstall` change: the filter config and the hook shims.
 
-Config: the four `filter.mlx.*` keys, in the user's global config or one repository's. A key
-that already holds a different value is a conflict: nothing is written and UsageError says
-which keys differ, unless `force=True` (git-lfs's `install --force` rule). Uninstall removes
-the whole `[filter "mlx"]` section of that scope.
+Config: the four `filter.mlx.*` keys and the `merge.mlx.*` driver that `merge=mlx` paths need
+(gitext/mergedriver.py: without it git text-merges pointer text), in the user's global config
+or one repository's. A key that already holds a different value is a conflict: nothing is
+written and UsageError says which keys differ, unless `force=True` (git-lfs's `install
+--force` rule). Uninstall removes the whole `[filter "mlx"]` and `[merge "mlx"]` sections of
+that scope.
 
 Hooks: the shims in the top-level hooks/ folder (shipped inside the package as gitext/hooks/).
 Each carries the marker line `# git-mlx hook v<N>`; a hook file without it is foreign and is
@@ -32,6 +34,13 @@ FILTER_CONFIG = {
     "filter.mlx.smudge": "git-mlx smudge -- %f",
     "filter.mlx.required": "true",
 }
+MERGE_CONFIG = {
+    "merge.mlx.name": "git-mlx: keep ours and report a conflict, as for a binary file",
+    "merge.mlx.driver": "git-mlx merge-driver -- %O %A %B %P",
+    "merge.mlx.recursive": "binary",
+}
+CONFIG = {**FILTER_CONFIG, **MERGE_CONFIG}
+CONFIG_SECTIONS = ("filter.mlx", "merge.mlx")
 HOOKS = ("pre-push", "post-checkout", "post-merge")
 HOOK_VERSION = 2
 CHAINED_SUFFIX = ".mlx-chained"
@@ -75,9 +84,13 @@ def uninstall(scope: str = "global", repo: Path | None = None) -> list[str]:
         raise _not_a_repo(repo if repo is not None else Path.cwd())
     git_dir = found[0] if found else None
     base = _config_cmd(scope, git_dir)
-    if _git([*base, "--get-regexp", r"^filter\.mlx\."]).returncode == 0:
-        _git_checked([*base, "--remove-section", "filter.mlx"])
-        lines = [f"Git filter removed ({scope})."]
+    removed = False
+    for section in CONFIG_SECTIONS:
+        if _git([*base, "--get-regexp", "^" + re.escape(section + ".")]).returncode == 0:
+            _git_checked([*base, "--remove-section", section])
+            removed = True
+    if removed:
+        lines = [f"Git filter and merge driver removed ({scope})."]
     else:
         lines = [f"Git filter was not configured ({scope})."]
     if found is not None:
@@ -100,21 +113,22 @@ def _not_a_repo(path: Path) -> NotARepository:
 def _set_filter_config(scope: str, git_dir: Path | None, force: bool) -> list[str]:
     base = _config_cmd(scope, git_dir)
     current: dict[str, list[str]] = {}
-    for key in FILTER_CONFIG:
+    for key in CONFIG:
         proc = _git([*base, "--get-all", key])
         current[key] = proc.stdout.splitlines() if proc.returncode == 0 else []
-    conflicts = {k: v for k, v in current.items() if v and v != [FILTER_CONFIG[k]]}
+    conflicts = {k: v for k, v in current.items() if v and v != [CONFIG[k]]}
     if conflicts and not force:
         details = "\n".join(
-            f"  {k} is {' / '.join(map(repr, v))}, git-mlx needs {FILTER_CONFIG[k]!r}"
+            f"  {k} is {' / '.join(map(repr, v))}, git-mlx needs {CONFIG[k]!r}"
             for k, v in conflicts.items()
         )
         raise UsageError(
-            f"git config ({scope}) already sets the mlx filter differently:\n{details}",
+            f"git config ({scope}) already sets the mlx filter or merge driver differently:\n"
+            f"{details}",
             hint="run `git mlx install --force` to overwrite these settings",
         )
-    lines = [f"Git filter configured ({scope})."]
-    for key, want in FILTER_CONFIG.items():
+    lines = [f"Git filter and merge driver configured ({scope})."]
+    for key, want in CONFIG.items():
         if current[key] != [want]:
             _git_checked([*base, "--replace-all", key, want])
         if key in conflicts:

@@ -107,7 +107,7 @@ def test_templates_carry_the_marker_and_are_executable() -> None:
 
 def test_install_twice_is_harmless(work: Path, scrubbed_env: Path) -> None:
     first = inst.install("global", work)
-    assert first[0] == "Git filter configured (global)."
+    assert first[0] == "Git filter and merge driver configured (global)."
     assert first[1] == f"Hooks installed in {hooks_of(work)}."
     config = (scrubbed_env / ".gitconfig").read_bytes()
     hooks = snapshot(hooks_of(work))
@@ -115,7 +115,7 @@ def test_install_twice_is_harmless(work: Path, scrubbed_env: Path) -> None:
     assert second[1] == f"Hooks already installed in {hooks_of(work)}."
     assert (scrubbed_env / ".gitconfig").read_bytes() == config
     assert snapshot(hooks_of(work)) == hooks
-    for key, value in inst.FILTER_CONFIG.items():
+    for key, value in inst.CONFIG.items():
         assert out(git(work, "config", "--global", "--get-all", key)) == value + "\n"
     for name in inst.HOOKS:
         assert (hooks_of(work) / name).read_bytes() == (inst.templates_dir() / name).read_bytes()
@@ -130,7 +130,7 @@ def test_global_install_outside_a_repository(
     nowhere.mkdir()
     monkeypatch.chdir(nowhere)
     monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))
-    assert inst.install() == ["Git filter configured (global)."]
+    assert inst.install() == ["Git filter and merge driver configured (global)."]
     assert "git-mlx filter-process" in (scrubbed_env / ".gitconfig").read_text()
     with pytest.raises(NotARepository):
         inst.install("local")
@@ -146,11 +146,11 @@ def test_install_from_cwd_installs_hooks(work: Path, monkeypatch: pytest.MonkeyP
 
 def test_local_scope_writes_the_repository_config(work: Path, scrubbed_env: Path) -> None:
     lines = inst.install("local", work, skip_hooks=True)
-    assert lines == ["Git filter configured (local)."]
+    assert lines == ["Git filter and merge driver configured (local)."]
     assert "filter-process" in (work / ".git" / "config").read_text()
     assert "mlx" not in (scrubbed_env / ".gitconfig").read_text()
     assert not (hooks_of(work) / "pre-push").exists()
-    assert inst.uninstall("local", work)[0] == "Git filter removed (local)."
+    assert inst.uninstall("local", work)[0] == "Git filter and merge driver removed (local)."
     assert "mlx" not in (work / ".git" / "config").read_text()
 
 
@@ -327,7 +327,7 @@ def test_uninstall_restores_the_foreign_hook(work: Path, scrubbed_env: Path) -> 
     git(work, "config", "--global", "user.useConfigOnly", "false")  # unrelated settings stay
     inst.install("global", work)
     lines = inst.uninstall("global", work)
-    assert lines[0] == "Git filter removed (global)."
+    assert lines[0] == "Git filter and merge driver removed (global)."
     assert lines[1] == f"Hooks removed from {hooks_of(work)}."
     assert "Restored your pre-push hook." in lines
     assert "mlx" not in (scrubbed_env / ".gitconfig").read_text()
