@@ -3,8 +3,9 @@ bytes as ordinary binary files (issue 12 item 14).
 
 Plain git cannot merge two changed versions of a binary file: it keeps ours in the work tree,
 records stages 1/2/3 and reports a conflict. A tracked file's blob is pointer text, which git
-would happily text-merge into conflict markers; the `merge.mlx.driver` that `git mlx install`
-configures makes it behave like the binary file it stands for.
+would happily text-merge into conflict markers. `git mlx track` lines say `-merge` (git's own
+binary rule); lines from git-mlx 0.2 say `merge=mlx`, and the `merge.mlx.driver` that
+`git mlx install` configures makes those behave the same.
 """
 
 from __future__ import annotations
@@ -73,9 +74,18 @@ def merge(repo: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
     return git(repo, "merge", "--no-edit", *args, check=False)
 
 
-@pytest.fixture
-def pair(repo: Path, tmp_path: Path) -> tuple[Path, Path]:
-    mlx(repo, "track", "*.bin")
+LEGACY_LINE = "*.bin filter=mlx diff=mlx merge=mlx -text\n"  # what git-mlx 0.2 wrote
+
+
+@pytest.fixture(params=["track", "legacy"])
+def pair(request: pytest.FixtureRequest, repo: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """(git-mlx repository, plain twin); the first tracks *.bin with today's `git mlx track`
+    line or with the line git-mlx 0.2 wrote."""
+    if request.param == "track":
+        mlx(repo, "track", "*.bin")
+        assert "-merge" in (repo / ".gitattributes").read_text()
+    else:
+        (repo / ".gitattributes").write_text(LEGACY_LINE)
     return repo, make_twin(tmp_path / "twin")
 
 
@@ -86,14 +96,14 @@ def test_conflicting_versions_like_a_binary_file(pair: tuple[Path, Path], hydrat
         diverge(r, files)
     ours = worktree_bytes(twin)
     got, want = merge(repo, "topic"), merge(twin, "topic")
-    assert want.returncode == 1 and b"Cannot merge binary files: model.bin" in want.stdout + want.stderr
+    assert want.returncode == 1 and b"Cannot merge binary files: model.bin" in want.stdout
     assert got.returncode == want.returncode, got.stderr.decode()
-    assert b"Cannot merge binary files: model.bin" in got.stderr
+    assert b"Cannot merge binary files: model.bin" in got.stdout + got.stderr
     assert b"<<<<<<<" not in (repo / "model.bin").read_bytes()
     assert worktree_bytes(repo) == worktree_bytes(twin) == ours
     assert status(repo) == status(twin) == \
         "UU \"-it's odd.bin\"\nUU model.bin\nUU sub/w.bin\n"
-    assert b"Cannot merge binary files: -it's odd.bin (ours vs. theirs)" in got.stderr
+    assert b"Cannot merge binary files: -it's odd.bin (" in got.stdout + got.stderr
     assert stages(repo)[3:] == stages(twin)[3:] == [
         ("1", "model.bin"), ("2", "model.bin"), ("3", "model.bin"),
         ("1", "sub/w.bin"), ("2", "sub/w.bin"), ("3", "sub/w.bin")]
@@ -110,6 +120,21 @@ def test_conflicting_versions_like_a_binary_file(pair: tuple[Path, Path], hydrat
         "M  \"-it's odd.bin\"\nM  model.bin\nM  sub/w.bin\n"
     for r in pair:
         git(r, "commit", "-q", "--no-edit")
+    assert status(repo) == status(twin) == ""
+
+
+@pytest.mark.parametrize("side", ["ours", "theirs"])
+def test_strategy_option_picks_a_side(repo: Path, tmp_path: Path, side: str,
+                                      hydration: str) -> None:
+    """`-X ours|theirs` resolves a binary conflict to that side; git tells a merge driver
+    nothing about it, which is why `git mlx track` writes `-merge` rather than `merge=mlx`."""
+    mlx(repo, "track", "*.bin")
+    twin = make_twin(tmp_path / "twin")
+    for r in (repo, twin):
+        diverge(r, {"model.bin": (1, 2, 3)})
+    got, want = merge(repo, "-X", side, "topic"), merge(twin, "-X", side, "topic")
+    assert got.returncode == want.returncode == 0, got.stderr.decode()
+    assert worktree_bytes(repo) == worktree_bytes(twin)
     assert status(repo) == status(twin) == ""
 
 
