@@ -367,10 +367,10 @@ def cmd_env(args: argparse.Namespace) -> int:
     say(f"hydrate.direct_min_size={ctx.config.direct_min_size()} "
         "(files this big are written by git-mlx, not git)")
     try:
-        from gitext.install import hooks_dir, hooks_installed
+        from gitext.install import hooks_state
 
-        hdir = hooks_dir(repo.git_dir, repo.work_tree)
-        say(f"hooks={hdir} ({'installed' if hooks_installed(hdir) else 'not installed'})")
+        hdir, state = hooks_state(repo.git_dir, repo.work_tree)
+        say(f"hooks={hdir} ({state})")
     except MlxError as exc:
         say(f"hooks=({exc.message})")
     try:

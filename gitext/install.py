@@ -13,6 +13,12 @@ never overwritten: install moves it aside to `<name>.mlx-chained` (only if that 
 and every shim runs a `<name>.mlx-chained` it finds, so the hook files are identical in every
 repository. Uninstall deletes only files with the marker and moves a chained hook back.
 
+Hooks inside a work tree (core.hooksPath=.husky, committed with the project) are never written,
+moved or deleted: those files are the project's, and a new file there would show in `git
+status`. git runs hooks only from that directory, so git-mlx cannot chain from elsewhere:
+`install` prints the lines to add to the user's own hooks instead, the filter says the same
+once (remembered in <common git dir>/mlx/hooks-advice), and `git mlx env` shows it.
+
 This module does not import pygit2: `ensure_hooks` runs at every filter-process start and
 must stay cheap (one `git config` call and a few small reads).
 """
@@ -72,8 +78,23 @@ def install(
     git_dir = found[0] if found else None
     lines = _set_filter_config(scope, git_dir, force)
     if found is not None and not skip_hooks:
-        lines += install_hooks(hooks_dir(*found))
+        path = hooks_dir(*found)
+        if hooks_in_work_tree(path, *found):
+            lines += manual_hooks_advice(path, found[1]) or [
+                f"Hooks in {path} already call git mlx (your own lines; git-mlx leaves that "
+                "directory alone: it is inside the work tree)."]
+        else:
+            lines += install_hooks(path)
     return lines
+
+
+def install_repo_hooks(git_dir: Path, work_tree: Path | None) -> list[str]:
+    """install_hooks into the repository's hooks directory, or the manual lines when that
+    directory is inside a work tree (never written)."""
+    path = hooks_dir(git_dir, work_tree)
+    if hooks_in_work_tree(path, git_dir, work_tree):
+        return manual_hooks_advice(path, work_tree)
+    return install_hooks(path)
 
 
 def uninstall(scope: str = "global", repo: Path | None = None) -> list[str]:
@@ -94,7 +115,12 @@ def uninstall(scope: str = "global", repo: Path | None = None) -> list[str]:
     else:
         lines = [f"Git filter was not configured ({scope})."]
     if found is not None:
-        lines += uninstall_hooks(hooks_dir(*found))
+        path = hooks_dir(*found)
+        if hooks_in_work_tree(path, *found):
+            lines.append(f"Hooks in {path} are inside the work tree, so git-mlx leaves them "
+                         "alone: remove the `git mlx ...` lines from them yourself.")
+        else:
+            lines += uninstall_hooks(path)
     return lines
 
 
@@ -163,6 +189,27 @@ def hooks_dir(repo_git_dir: Path, work_tree: Path | None) -> Path:
             path = (work_tree if work_tree is not None else repo_git_dir) / path
         return path
     return _common_dir(repo_git_dir) / "hooks"
+
+
+def hooks_in_work_tree(path: Path, git_dir: Path, work_tree: Path | None) -> bool:
+    """True when the hooks directory `path` is inside a work tree (this repository's or
+    another's, e.g. a dotfiles repository) rather than inside a git directory.
+
+    Only a few stats: the repository's own git directories are recognised by path; anywhere
+    else, a `.git` entry in `path` or one of its parents means a work tree holds it.
+    """
+    hooks = Path(os.path.realpath(path))
+    for own in {git_dir, _common_dir(git_dir)}:
+        if hooks.is_relative_to(os.path.realpath(own)):
+            return False
+    if work_tree is not None and hooks.is_relative_to(os.path.realpath(work_tree)):
+        return True
+    for parent in (hooks, *hooks.parents):
+        if (parent / "HEAD").is_file() and (parent / "objects").is_dir():
+            return False  # inside some (bare) repository's git directory
+        if os.path.lexists(parent / ".git"):
+            return True
+    return False
 
 
 def _common_dir(git_dir: Path) -> Path:
@@ -278,15 +325,106 @@ def hooks_installed(hooks_path: Path) -> bool:
     return True
 
 
+def user_hooks_dir(path: Path) -> Path:
+    """Where the user's own hook scripts are when git runs hooks from `path`.
+
+    husky 9 points core.hooksPath at generated wrappers in `.husky/_` (recognised by their
+    shared `h` script) that run `.husky/NAME`; elsewhere the scripts are `path` itself.
+    """
+    if path.name == "_" and (path / "h").is_file():
+        return path.parent
+    return path
+
+
+def _calls_git_mlx(script: Path, name: str) -> bool:
+    try:
+        with open(script, "rb") as f:
+            text = f.read(1 << 16)
+    except OSError:
+        return False
+    return re.search(rb"\bgit[ -]mlx[ \t]+" + re.escape(name.encode()) + rb"\b", text) is not None
+
+
+def manual_hooks_advice(path: Path, work_tree: Path | None) -> list[str]:
+    """Lines telling the user what to add to the hooks in `path` (which git-mlx must not
+    write); [] when every hook already calls git-mlx."""
+    scripts = user_hooks_dir(path)
+    missing = [name for name in HOOKS if not _calls_git_mlx(scripts / name, name)]
+    if not missing:
+        return []
+    shown, where = _shown(path, work_tree), _shown(scripts, work_tree)
+    tree = "the work tree" if shown != str(path) else "another repository's work tree"
+    lines = [
+        f"Hooks not installed: core.hooksPath ({shown}) is inside {tree}, and git-mlx "
+        "never changes or adds files there. Add these lines to your hooks yourself (a new "
+        "hook file needs `#!/bin/sh` first and the executable bit):",
+        *(f"    {where}/{name}: git mlx {name} \"$@\"" for name in missing),
+    ]
+    if "pre-push" in missing:
+        lines.append("Until the pre-push line is there, `git push` does not upload the large "
+                     "files, and clones get pointers they cannot hydrate; after adding it, "
+                     "`git mlx push --all` uploads what was pushed without it.")
+    return lines
+
+
+def _shown(path: Path, work_tree: Path | None) -> str:
+    """`path` relative to the work tree root when it is inside it (as core.hooksPath is
+    usually written), else absolute."""
+    real = os.path.realpath(path)
+    if work_tree is not None and Path(real).is_relative_to(os.path.realpath(work_tree)):
+        return os.path.relpath(real, os.path.realpath(work_tree))
+    return str(path)
+
+
+def hooks_state(git_dir: Path, work_tree: Path | None) -> tuple[Path, str]:
+    """(hooks directory, what `git mlx env` says about it)."""
+    path = hooks_dir(git_dir, work_tree)
+    if hooks_installed(path):
+        return path, "installed"
+    if not hooks_in_work_tree(path, git_dir, work_tree):
+        return path, "not installed"
+    if not manual_hooks_advice(path, work_tree):
+        return path, "your hooks call git mlx"
+    return path, ("not installed: core.hooksPath is inside the work tree; `git mlx install` "
+                  "shows the lines to add")
+
+
+def _advise_once(git_dir: Path, path: Path, work_tree: Path | None) -> None:
+    """manual_hooks_advice on stderr, once per repository and hooks directory: the filter
+    starts at many git commands, and the advice is the same every time."""
+    advice = manual_hooks_advice(path, work_tree)
+    if not advice:
+        return
+    marker = _common_dir(git_dir) / "mlx" / "hooks-advice"
+    key = f"{os.path.realpath(path)}\n{' '.join(sorted(advice[1:]))}\n"
+    try:
+        if marker.read_text(encoding="utf-8", errors="surrogateescape") == key:
+            return
+    except OSError:
+        pass
+    for line in advice:
+        print(f"git-mlx: {line}", file=sys.stderr)
+    print("git-mlx: (said once; `git mlx install` or `git mlx env` say it again)", file=sys.stderr)
+    try:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(key, encoding="utf-8", errors="surrogateescape")
+    except OSError:
+        pass
+
+
 def ensure_hooks(git_dir: Path, work_tree: Path | None) -> None:
     """Install missing hooks quietly (called at filter-process start, e.g. in a fresh clone).
 
+    Hooks inside a work tree are never written: the user is told once what to add instead.
     Never fails the filter: a problem is one warning line on stderr.
     """
     path: Path | None = None
     try:
         path = hooks_dir(git_dir, work_tree)
         if hooks_installed(path):
+            return
+        if hooks_in_work_tree(path, git_dir, work_tree):
+            _advise_once(git_dir, path, work_tree)
             return
         for line in install_hooks(path):
             if line.startswith("warning:"):
