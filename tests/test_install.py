@@ -554,3 +554,18 @@ def test_husky_9_layout_points_at_the_user_scripts(repo: Path) -> None:
     lines = inst.install("global", repo)
     assert '    .husky/pre-push: git mlx pre-push "$@"' in lines
     assert sorted(p.name for p in wrappers.iterdir()) == ["h", "pre-push"]
+
+
+def test_hooks_in_another_repositorys_work_tree(work: Path, tmp_path: Path) -> None:
+    """e.g. a global core.hooksPath into a dotfiles repository: never written either; a
+    directory inside a git directory (another repository's .git/hooks) still is."""
+    dotfiles = tmp_path / "dotfiles"
+    git(tmp_path, "init", "-q", str(dotfiles))
+    git(work, "config", "core.hooksPath", str(dotfiles / "hooks"))
+    lines = inst.install("global", work)
+    assert "another repository's work tree" in lines[1]
+    assert not (dotfiles / "hooks").exists()
+
+    git(work, "config", "core.hooksPath", str(dotfiles / ".git" / "hooks"))
+    inst.install("global", work)
+    assert inst.hooks_installed(dotfiles / ".git" / "hooks")
