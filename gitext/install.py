@@ -82,7 +82,7 @@ def install(
         if hooks_in_work_tree(path, *found):
             lines += manual_hooks_advice(path, found[1]) or [
                 f"Hooks in {path} already call git mlx (your own lines; git-mlx leaves that "
-                "directory alone: it is inside the work tree)."]
+                f"directory alone: it is inside {_which_tree(path, found[1])})."]
         else:
             lines += install_hooks(path)
     return lines
@@ -117,8 +117,8 @@ def uninstall(scope: str = "global", repo: Path | None = None) -> list[str]:
     if found is not None:
         path = hooks_dir(*found)
         if hooks_in_work_tree(path, *found):
-            lines.append(f"Hooks in {path} are inside the work tree, so git-mlx leaves them "
-                         "alone: remove the `git mlx ...` lines from them yourself.")
+            lines.append(f"Hooks in {path} are inside {_which_tree(path, found[1])}, so git-mlx "
+                         "leaves them alone: remove the `git mlx ...` lines from them yourself.")
         else:
             lines += uninstall_hooks(path)
     return lines
@@ -353,9 +353,9 @@ def manual_hooks_advice(path: Path, work_tree: Path | None) -> list[str]:
     if not missing:
         return []
     shown, where = _shown(path, work_tree), _shown(scripts, work_tree)
-    tree = "the work tree" if shown != str(path) else "another repository's work tree"
     lines = [
-        f"Hooks not installed: core.hooksPath ({shown}) is inside {tree}, and git-mlx "
+        f"Hooks not installed: core.hooksPath ({shown}) is inside {_which_tree(path, work_tree)}"
+        ", and git-mlx "
         "never changes or adds files there. Add these lines to your hooks yourself (a new "
         "hook file needs `#!/bin/sh` first and the executable bit):",
         *(f"    {where}/{name}: git mlx {name} \"$@\"" for name in missing),
@@ -376,6 +376,11 @@ def _shown(path: Path, work_tree: Path | None) -> str:
     return str(path)
 
 
+def _which_tree(path: Path, work_tree: Path | None) -> str:
+    return "the work tree" if _shown(path, work_tree) != str(path) else \
+        "another repository's work tree"
+
+
 def hooks_state(git_dir: Path, work_tree: Path | None) -> tuple[Path, str]:
     """(hooks directory, what `git mlx env` says about it)."""
     path = hooks_dir(git_dir, work_tree)
@@ -385,8 +390,8 @@ def hooks_state(git_dir: Path, work_tree: Path | None) -> tuple[Path, str]:
         return path, "not installed"
     if not manual_hooks_advice(path, work_tree):
         return path, "your hooks call git mlx"
-    return path, ("not installed: core.hooksPath is inside the work tree; `git mlx install` "
-                  "shows the lines to add")
+    return path, (f"not installed: core.hooksPath is inside {_which_tree(path, work_tree)}; "
+                  "`git mlx install` shows the lines to add")
 
 
 def _advise_once(git_dir: Path, path: Path, work_tree: Path | None) -> None:
