@@ -1,8 +1,14 @@
 """`.gitattributes` editing for `git mlx track` / `untrack`.
 
-A tracked pattern is one line: `PATTERN filter=mlx diff=mlx merge=mlx -text`. Whitespace in a
+A tracked pattern is one line: `PATTERN filter=mlx diff=mlx -merge -text`. Whitespace in a
 pattern is written as `[[:space:]]` (git splits attribute lines on whitespace and has no
 quoting for patterns), and read back the same way.
+
+`-merge` is git's rule for binary files: two changed versions are not merged, ours stays in
+the work tree and the path is a conflict, and `-X ours` / `-X theirs` pick a side. Without it
+git would text-merge the pointer text into conflict markers. Lines written by git-mlx 0.2 say
+`merge=mlx` instead; `git mlx install` configures that driver to do the same
+(gitext/mergedriver.py), except that git does not tell a driver about `-X`.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-ATTRS = "filter=mlx diff=mlx merge=mlx -text"
+ATTRS = "filter=mlx diff=mlx -merge -text"
 UNSET_ATTRS = "!filter !diff !merge !text"  # an --exclude of `migrate import`
 _SPACE = "[[:space:]]"
 

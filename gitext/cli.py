@@ -347,7 +347,8 @@ def cmd_env(args: argparse.Namespace) -> int:
 
     say(f"git-mlx/{__version__} (Python {sys.version.split()[0]}, "
         f"{'C' if HAVE_C_CHUNKER else 'pure-Python'} chunker)")
-    for key in ("filter.mlx.process", "filter.mlx.clean", "filter.mlx.smudge", "filter.mlx.required"):
+    for key in ("filter.mlx.process", "filter.mlx.clean", "filter.mlx.smudge", "filter.mlx.required",
+                "merge.mlx.driver"):
         say(f"{key}={git_config_get(key) or ''}")
     for var in ("GIT_MLX_SKIP_SMUDGE", "GIT_MLX_SKIP_PUSH", "GIT_MLX_TRACE", "GIT_MLX_DIRECT_MIN_SIZE"):
         say(f"{var}={os.environ.get(var, '')}")
@@ -366,10 +367,10 @@ def cmd_env(args: argparse.Namespace) -> int:
     say(f"hydrate.direct_min_size={ctx.config.direct_min_size()} "
         "(files this big are written by git-mlx, not git)")
     try:
-        from gitext.install import hooks_dir, hooks_installed
+        from gitext.install import hooks_state
 
-        hdir = hooks_dir(repo.git_dir, repo.work_tree)
-        say(f"hooks={hdir} ({'installed' if hooks_installed(hdir) else 'not installed'})")
+        hdir, state = hooks_state(repo.git_dir, repo.work_tree)
+        say(f"hooks={hdir} ({state})")
     except MlxError as exc:
         say(f"hooks=({exc.message})")
     try:
@@ -465,6 +466,12 @@ def cmd_post_merge(args: argparse.Namespace) -> int:
     from gitext.hooks import post_merge
 
     return post_merge(_ctx(), args.args)
+
+
+def cmd_merge_driver(args: argparse.Namespace) -> int:
+    from gitext.mergedriver import merge_driver
+
+    return merge_driver(args.base, args.ours, args.theirs, args.path)
 
 
 # -- parser --------------------------------------------------------------------------------------
@@ -605,6 +612,10 @@ def build_parser() -> argparse.ArgumentParser:
     for name, handler in (("post-checkout", cmd_post_checkout), ("post-merge", cmd_post_merge)):
         p = command(name, handler, f"hook: hydrate pointers after {name[5:]}")
         p.add_argument("args", nargs="*")
+    p = command("merge-driver", cmd_merge_driver,
+                "plumbing: merge.mlx.driver; keeps ours, a conflict like a binary file's")
+    for name in ("base", "ours", "theirs", "path"):  # git's %O %A %B %P
+        p.add_argument(name)
     return parser
 
 

@@ -1,15 +1,23 @@
 """What `git mlx install` / `uninstall` change: the filter config and the hook shims.
 
-Config: the four `filter.mlx.*` keys, in the user's global config or one repository's. A key
-that already holds a different value is a conflict: nothing is written and UsageError says
-which keys differ, unless `force=True` (git-lfs's `install --force` rule). Uninstall removes
-the whole `[filter "mlx"]` section of that scope.
+Config: the four `filter.mlx.*` keys and the `merge.mlx.*` driver that `merge=mlx` paths need
+(gitext/mergedriver.py: without it git text-merges pointer text), in the user's global config
+or one repository's. A key that already holds a different value is a conflict: nothing is
+written and UsageError says which keys differ, unless `force=True` (git-lfs's `install
+--force` rule). Uninstall removes the whole `[filter "mlx"]` and `[merge "mlx"]` sections of
+that scope.
 
 Hooks: the shims in the top-level hooks/ folder (shipped inside the package as gitext/hooks/).
 Each carries the marker line `# git-mlx hook v<N>`; a hook file without it is foreign and is
 never overwritten: install moves it aside to `<name>.mlx-chained` (only if that name is free)
 and every shim runs a `<name>.mlx-chained` it finds, so the hook files are identical in every
 repository. Uninstall deletes only files with the marker and moves a chained hook back.
+
+Hooks inside a work tree (core.hooksPath=.husky, committed with the project) are never written,
+moved or deleted: those files are the project's, and a new file there would show in `git
+status`. git runs hooks only from that directory, so git-mlx cannot chain from elsewhere:
+`install` prints the lines to add to the user's own hooks instead, the filter says the same
+once (remembered in <common git dir>/mlx/hooks-advice), and `git mlx env` shows it.
 
 This module does not import pygit2: `ensure_hooks` runs at every filter-process start and
 must stay cheap (one `git config` call and a few small reads).
@@ -32,6 +40,13 @@ FILTER_CONFIG = {
     "filter.mlx.smudge": "git-mlx smudge -- %f",
     "filter.mlx.required": "true",
 }
+MERGE_CONFIG = {
+    "merge.mlx.name": "git-mlx: keep ours and report a conflict, as for a binary file",
+    "merge.mlx.driver": "git-mlx merge-driver -- %O %A %B %P",
+    "merge.mlx.recursive": "binary",
+}
+CONFIG = {**FILTER_CONFIG, **MERGE_CONFIG}
+CONFIG_SECTIONS = ("filter.mlx", "merge.mlx")
 HOOKS = ("pre-push", "post-checkout", "post-merge")
 HOOK_VERSION = 2
 CHAINED_SUFFIX = ".mlx-chained"
@@ -63,8 +78,23 @@ def install(
     git_dir = found[0] if found else None
     lines = _set_filter_config(scope, git_dir, force)
     if found is not None and not skip_hooks:
-        lines += install_hooks(hooks_dir(*found))
+        path = hooks_dir(*found)
+        if hooks_in_work_tree(path, *found):
+            lines += manual_hooks_advice(path, found[1]) or [
+                f"Hooks in {path} already call git mlx (your own lines; git-mlx leaves that "
+                f"directory alone: it is inside {_which_tree(path, found[1])})."]
+        else:
+            lines += install_hooks(path)
     return lines
+
+
+def install_repo_hooks(git_dir: Path, work_tree: Path | None) -> list[str]:
+    """install_hooks into the repository's hooks directory, or the manual lines when that
+    directory is inside a work tree (never written)."""
+    path = hooks_dir(git_dir, work_tree)
+    if hooks_in_work_tree(path, git_dir, work_tree):
+        return manual_hooks_advice(path, work_tree)
+    return install_hooks(path)
 
 
 def uninstall(scope: str = "global", repo: Path | None = None) -> list[str]:
@@ -75,13 +105,22 @@ def uninstall(scope: str = "global", repo: Path | None = None) -> list[str]:
         raise _not_a_repo(repo if repo is not None else Path.cwd())
     git_dir = found[0] if found else None
     base = _config_cmd(scope, git_dir)
-    if _git([*base, "--get-regexp", r"^filter\.mlx\."]).returncode == 0:
-        _git_checked([*base, "--remove-section", "filter.mlx"])
-        lines = [f"Git filter removed ({scope})."]
+    removed = False
+    for section in CONFIG_SECTIONS:
+        if _git([*base, "--get-regexp", "^" + re.escape(section + ".")]).returncode == 0:
+            _git_checked([*base, "--remove-section", section])
+            removed = True
+    if removed:
+        lines = [f"Git filter and merge driver removed ({scope})."]
     else:
         lines = [f"Git filter was not configured ({scope})."]
     if found is not None:
-        lines += uninstall_hooks(hooks_dir(*found))
+        path = hooks_dir(*found)
+        if hooks_in_work_tree(path, *found):
+            lines.append(f"Hooks in {path} are inside {_which_tree(path, found[1])}, so git-mlx "
+                         "leaves them alone: remove the `git mlx ...` lines from them yourself.")
+        else:
+            lines += uninstall_hooks(path)
     return lines
 
 
@@ -100,21 +139,22 @@ def _not_a_repo(path: Path) -> NotARepository:
 def _set_filter_config(scope: str, git_dir: Path | None, force: bool) -> list[str]:
     base = _config_cmd(scope, git_dir)
     current: dict[str, list[str]] = {}
-    for key in FILTER_CONFIG:
+    for key in CONFIG:
         proc = _git([*base, "--get-all", key])
         current[key] = proc.stdout.splitlines() if proc.returncode == 0 else []
-    conflicts = {k: v for k, v in current.items() if v and v != [FILTER_CONFIG[k]]}
+    conflicts = {k: v for k, v in current.items() if v and v != [CONFIG[k]]}
     if conflicts and not force:
         details = "\n".join(
-            f"  {k} is {' / '.join(map(repr, v))}, git-mlx needs {FILTER_CONFIG[k]!r}"
+            f"  {k} is {' / '.join(map(repr, v))}, git-mlx needs {CONFIG[k]!r}"
             for k, v in conflicts.items()
         )
         raise UsageError(
-            f"git config ({scope}) already sets the mlx filter differently:\n{details}",
+            f"git config ({scope}) already sets the mlx filter or merge driver differently:\n"
+            f"{details}",
             hint="run `git mlx install --force` to overwrite these settings",
         )
-    lines = [f"Git filter configured ({scope})."]
-    for key, want in FILTER_CONFIG.items():
+    lines = [f"Git filter and merge driver configured ({scope})."]
+    for key, want in CONFIG.items():
         if current[key] != [want]:
             _git_checked([*base, "--replace-all", key, want])
         if key in conflicts:
@@ -149,6 +189,27 @@ def hooks_dir(repo_git_dir: Path, work_tree: Path | None) -> Path:
             path = (work_tree if work_tree is not None else repo_git_dir) / path
         return path
     return _common_dir(repo_git_dir) / "hooks"
+
+
+def hooks_in_work_tree(path: Path, git_dir: Path, work_tree: Path | None) -> bool:
+    """True when the hooks directory `path` is inside a work tree (this repository's or
+    another's, e.g. a dotfiles repository) rather than inside a git directory.
+
+    Only a few stats: the repository's own git directories are recognised by path; anywhere
+    else, a `.git` entry in `path` or one of its parents means a work tree holds it.
+    """
+    hooks = Path(os.path.realpath(path))
+    for own in {git_dir, _common_dir(git_dir)}:
+        if hooks.is_relative_to(os.path.realpath(own)):
+            return False
+    if work_tree is not None and hooks.is_relative_to(os.path.realpath(work_tree)):
+        return True
+    for parent in (hooks, *hooks.parents):
+        if (parent / "HEAD").is_file() and (parent / "objects").is_dir():
+            return False  # inside some (bare) repository's git directory
+        if os.path.lexists(parent / ".git"):
+            return True
+    return False
 
 
 def _common_dir(git_dir: Path) -> Path:
@@ -264,15 +325,111 @@ def hooks_installed(hooks_path: Path) -> bool:
     return True
 
 
+def user_hooks_dir(path: Path) -> Path:
+    """Where the user's own hook scripts are when git runs hooks from `path`.
+
+    husky 9 points core.hooksPath at generated wrappers in `.husky/_` (recognised by their
+    shared `h` script) that run `.husky/NAME`; elsewhere the scripts are `path` itself.
+    """
+    if path.name == "_" and (path / "h").is_file():
+        return path.parent
+    return path
+
+
+def _calls_git_mlx(script: Path, name: str) -> bool:
+    try:
+        with open(script, "rb") as f:
+            text = f.read(1 << 16)
+    except OSError:
+        return False
+    return re.search(rb"\bgit[ -]mlx[ \t]+" + re.escape(name.encode()) + rb"\b", text) is not None
+
+
+def manual_hooks_advice(path: Path, work_tree: Path | None) -> list[str]:
+    """Lines telling the user what to add to the hooks in `path` (which git-mlx must not
+    write); [] when every hook already calls git-mlx."""
+    scripts = user_hooks_dir(path)
+    missing = [name for name in HOOKS if not _calls_git_mlx(scripts / name, name)]
+    if not missing:
+        return []
+    shown, where = _shown(path, work_tree), _shown(scripts, work_tree)
+    lines = [
+        f"Hooks not installed: core.hooksPath ({shown}) is inside {_which_tree(path, work_tree)}"
+        ", and git-mlx "
+        "never changes or adds files there. Add these lines to your hooks yourself (a new "
+        "hook file needs `#!/bin/sh` first and the executable bit):",
+        *(f"    {where}/{name}: git mlx {name} \"$@\"" for name in missing),
+    ]
+    if "pre-push" in missing:
+        lines.append("Until the pre-push line is there, `git push` does not upload the large "
+                     "files, and clones get pointers they cannot hydrate; after adding it, "
+                     "`git mlx push --all` uploads what was pushed without it.")
+    return lines
+
+
+def _shown(path: Path, work_tree: Path | None) -> str:
+    """`path` relative to the work tree root when it is inside it (as core.hooksPath is
+    usually written), else absolute."""
+    real = os.path.realpath(path)
+    if work_tree is not None and Path(real).is_relative_to(os.path.realpath(work_tree)):
+        return os.path.relpath(real, os.path.realpath(work_tree))
+    return str(path)
+
+
+def _which_tree(path: Path, work_tree: Path | None) -> str:
+    return "the work tree" if _shown(path, work_tree) != str(path) else \
+        "another repository's work tree"
+
+
+def hooks_state(git_dir: Path, work_tree: Path | None) -> tuple[Path, str]:
+    """(hooks directory, what `git mlx env` says about it)."""
+    path = hooks_dir(git_dir, work_tree)
+    if hooks_installed(path):
+        return path, "installed"
+    if not hooks_in_work_tree(path, git_dir, work_tree):
+        return path, "not installed"
+    if not manual_hooks_advice(path, work_tree):
+        return path, "your hooks call git mlx"
+    return path, (f"not installed: core.hooksPath is inside {_which_tree(path, work_tree)}; "
+                  "`git mlx install` shows the lines to add")
+
+
+def _advise_once(git_dir: Path, path: Path, work_tree: Path | None) -> None:
+    """manual_hooks_advice on stderr, once per repository and hooks directory: the filter
+    starts at many git commands, and the advice is the same every time."""
+    advice = manual_hooks_advice(path, work_tree)
+    if not advice:
+        return
+    marker = _common_dir(git_dir) / "mlx" / "hooks-advice"
+    key = f"{os.path.realpath(path)}\n{' '.join(sorted(advice[1:]))}\n"
+    try:
+        if marker.read_text(encoding="utf-8", errors="surrogateescape") == key:
+            return
+    except OSError:
+        pass
+    for line in advice:
+        print(f"git-mlx: {line}", file=sys.stderr)
+    print("git-mlx: (said once; `git mlx install` or `git mlx env` say it again)", file=sys.stderr)
+    try:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(key, encoding="utf-8", errors="surrogateescape")
+    except OSError:
+        pass
+
+
 def ensure_hooks(git_dir: Path, work_tree: Path | None) -> None:
     """Install missing hooks quietly (called at filter-process start, e.g. in a fresh clone).
 
+    Hooks inside a work tree are never written: the user is told once what to add instead.
     Never fails the filter: a problem is one warning line on stderr.
     """
     path: Path | None = None
     try:
         path = hooks_dir(git_dir, work_tree)
         if hooks_installed(path):
+            return
+        if hooks_in_work_tree(path, git_dir, work_tree):
+            _advise_once(git_dir, path, work_tree)
             return
         for line in install_hooks(path):
             if line.startswith("warning:"):

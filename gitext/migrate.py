@@ -572,14 +572,15 @@ def _refresh_work_tree(work_tree: Path) -> None:
 
 def _drop_lfs(ctx: Context) -> list[str]:
     """git-lfs's hooks and filter config, now unused; git-mlx's hooks in their place."""
-    from gitext.install import hooks_dir, install_hooks
+    from gitext.install import hooks_dir, install_repo_hooks
     from gitext.lfs import remove_lfs_setup
 
     paths = ctx.config.repo
     hooks = hooks_dir(paths.git_dir, paths.work_tree)
     notes = remove_lfs_setup(paths.common_dir, hooks)
     if notes and paths.work_tree is not None:
-        notes += [line for line in install_hooks(hooks) if line.startswith("warning")]
+        notes += [line for line in install_repo_hooks(paths.git_dir, paths.work_tree)
+                  if line.startswith(("warning", "Hooks not installed", "    "))]
     notes.append(f"git-lfs's objects stay in {objects_dir(paths.common_dir).parent} until you "
                  "delete them (the backup refs still point at git-lfs pointers)")
     return notes

@@ -19,7 +19,7 @@ def test_track_untrack_keeps_foreign_lines(tmp_path: Path) -> None:
     assert track(attrs, ["*.pt"]) == []
     assert tracked_patterns(attrs.read_text()) == ["*.pt", "data/**"]
     assert untrack(attrs, ["*.pt"]) == ["*.pt"]
-    assert attrs.read_text() == "*.txt text eol=lf\ndata/** filter=mlx diff=mlx merge=mlx -text\n"
+    assert attrs.read_text() == "*.txt text eol=lf\ndata/** filter=mlx diff=mlx -merge -text\n"
 
 
 def test_git_reads_our_pattern_with_spaces(tmp_path: Path) -> None:

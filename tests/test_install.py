@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from mlxtest import git, out, run
+from mlxtest import git, mlx, out, run, sha256_file, write_random
 
 from gitext import install as inst
 from gitext.errors import NotARepository, UsageError
@@ -107,7 +107,7 @@ def test_templates_carry_the_marker_and_are_executable() -> None:
 
 def test_install_twice_is_harmless(work: Path, scrubbed_env: Path) -> None:
     first = inst.install("global", work)
-    assert first[0] == "Git filter configured (global)."
+    assert first[0] == "Git filter and merge driver configured (global)."
     assert first[1] == f"Hooks installed in {hooks_of(work)}."
     config = (scrubbed_env / ".gitconfig").read_bytes()
     hooks = snapshot(hooks_of(work))
@@ -115,7 +115,7 @@ def test_install_twice_is_harmless(work: Path, scrubbed_env: Path) -> None:
     assert second[1] == f"Hooks already installed in {hooks_of(work)}."
     assert (scrubbed_env / ".gitconfig").read_bytes() == config
     assert snapshot(hooks_of(work)) == hooks
-    for key, value in inst.FILTER_CONFIG.items():
+    for key, value in inst.CONFIG.items():
         assert out(git(work, "config", "--global", "--get-all", key)) == value + "\n"
     for name in inst.HOOKS:
         assert (hooks_of(work) / name).read_bytes() == (inst.templates_dir() / name).read_bytes()
@@ -130,7 +130,7 @@ def test_global_install_outside_a_repository(
     nowhere.mkdir()
     monkeypatch.chdir(nowhere)
     monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))
-    assert inst.install() == ["Git filter configured (global)."]
+    assert inst.install() == ["Git filter and merge driver configured (global)."]
     assert "git-mlx filter-process" in (scrubbed_env / ".gitconfig").read_text()
     with pytest.raises(NotARepository):
         inst.install("local")
@@ -146,11 +146,11 @@ def test_install_from_cwd_installs_hooks(work: Path, monkeypatch: pytest.MonkeyP
 
 def test_local_scope_writes_the_repository_config(work: Path, scrubbed_env: Path) -> None:
     lines = inst.install("local", work, skip_hooks=True)
-    assert lines == ["Git filter configured (local)."]
+    assert lines == ["Git filter and merge driver configured (local)."]
     assert "filter-process" in (work / ".git" / "config").read_text()
     assert "mlx" not in (scrubbed_env / ".gitconfig").read_text()
     assert not (hooks_of(work) / "pre-push").exists()
-    assert inst.uninstall("local", work)[0] == "Git filter removed (local)."
+    assert inst.uninstall("local", work)[0] == "Git filter and merge driver removed (local)."
     assert "mlx" not in (work / ".git" / "config").read_text()
 
 
@@ -274,9 +274,11 @@ def pending(work: Path) -> None:
 
 def test_core_hooks_path_relative(work: Path, logs: Path) -> None:
     git(work, "config", "core.hooksPath", "githooks")
-    inst.install("global", work)
     assert inst.hooks_dir(work / ".git", work) == work / "githooks"
-    assert inst.hooks_installed(work / "githooks")
+    git(work, "config", "core.hooksPath", "../githooks")  # outside the work tree
+    inst.install("global", work)
+    assert inst.hooks_dir(work / ".git", work) == work / "../githooks"
+    assert inst.hooks_installed(work.parent / "githooks")
     assert not (hooks_of(work) / "pre-push").exists()
     sub = work / "deep" / "er"
     sub.mkdir(parents=True)
@@ -327,7 +329,7 @@ def test_uninstall_restores_the_foreign_hook(work: Path, scrubbed_env: Path) -> 
     git(work, "config", "--global", "user.useConfigOnly", "false")  # unrelated settings stay
     inst.install("global", work)
     lines = inst.uninstall("global", work)
-    assert lines[0] == "Git filter removed (global)."
+    assert lines[0] == "Git filter and merge driver removed (global)."
     assert lines[1] == f"Hooks removed from {hooks_of(work)}."
     assert "Restored your pre-push hook." in lines
     assert "mlx" not in (scrubbed_env / ".gitconfig").read_text()
@@ -436,3 +438,134 @@ def test_shims_without_git_mlx_on_path(work: Path) -> None:
     assert "git-mlx was not found" in push.stderr.decode()
     assert git(work.parent / "origin.git", "rev-parse", "--verify", "-q", "main",
                check=False).returncode != 0
+
+
+# ---------------------------------------------------------------- hooks inside the work tree
+
+HUSKY_PRE_PUSH = "#!/bin/sh\n# the team's committed hook\necho husky-pre-push >&2\n"
+
+
+def tree_files(repo: Path) -> dict[str, bytes]:
+    """Every file of the work tree outside .git, with its bytes."""
+    return {str(p.relative_to(repo)): p.read_bytes() for p in sorted(repo.rglob("*"))
+            if p.is_file() and ".git" not in p.relative_to(repo).parts}
+
+
+@pytest.fixture
+def husky(repo: Path, origin: Path) -> Path:
+    """A repository whose committed `.husky/pre-push` is what git runs (core.hooksPath)."""
+    hook = repo / ".husky" / "pre-push"
+    hook.parent.mkdir()
+    hook.write_text(HUSKY_PRE_PUSH)
+    hook.chmod(0o755)
+    git(repo, "config", "core.hooksPath", ".husky")
+    git(repo, "remote", "add", "origin", str(origin))
+    mlx(repo, "track", "*.bin")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "husky")
+    return repo
+
+
+def test_committed_hooks_are_never_touched(husky: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GIT_MLX_DIRECT_MIN_SIZE", "1")
+    before = tree_files(husky)
+    write_random(husky / "model.bin", 200_000, seed=1)
+    add = git(husky, "add", "model.bin")
+    assert git(husky, "status", "--porcelain").stdout == b"A  model.bin\n"
+    assert {k: v for k, v in tree_files(husky).items() if k != "model.bin"} == before
+    assert sorted(p.name for p in (husky / ".husky").iterdir()) == ["pre-push"]
+    err = add.stderr.decode()
+    assert "core.hooksPath" in err and "inside the work tree" in err
+    assert '.husky/pre-push: git mlx pre-push "$@"' in err
+    assert '.husky/post-checkout: git mlx post-checkout "$@"' in err
+    assert '.husky/post-merge: git mlx post-merge "$@"' in err
+
+    # said once, not at every git command
+    write_random(husky / "other.bin", 100_000, seed=2)
+    assert git(husky, "add", "other.bin").stderr == b""
+    git(husky, "commit", "-q", "-m", "models")
+    git(husky, "checkout", "-q", "-b", "topic")
+    assert git(husky, "status", "--porcelain").stdout == b""
+    assert tree_files(husky)[".husky/pre-push"] == HUSKY_PRE_PUSH.encode()
+    assert sorted(p.name for p in (husky / ".husky").iterdir()) == ["pre-push"]
+
+
+def test_install_and_env_give_the_manual_lines(husky: Path) -> None:
+    before = tree_files(husky)
+    proc = mlx(husky, "install")
+    text = proc.stdout.decode()
+    assert text.startswith("Git filter and merge driver configured (global).\n")
+    assert "inside the work tree" in text
+    assert '.husky/pre-push: git mlx pre-push "$@"' in text
+    assert tree_files(husky) == before
+    assert git(husky, "status", "--porcelain").stdout == b""
+    env = out(mlx(husky, "env"))
+    assert f"hooks={husky / '.husky'} (not installed: core.hooksPath is inside the work tree" in env
+
+    proc = mlx(husky, "uninstall")
+    assert tree_files(husky) == before
+    assert "git-mlx leaves them alone" in out(proc)
+
+
+def test_push_uploads_after_the_documented_lines_are_added(
+    husky: Path, origin: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_random(husky / "model.bin", 200_000, seed=1)
+    git(husky, "add", "model.bin")
+    git(husky, "commit", "-q", "-m", "model")
+    push = git(husky, "push", "-q", "origin", "main")  # git alone: the commit, not the content
+    assert b"husky-pre-push" in push.stderr
+    assert not (origin / "mlx").exists()
+
+    # what the message says to do, and nothing else
+    hooks = husky / ".husky"
+    with open(hooks / "pre-push", "a") as f:
+        f.write('git mlx pre-push "$@"\n')
+    for name in ("post-checkout", "post-merge"):
+        (hooks / name).write_text(f'#!/bin/sh\ngit mlx {name} "$@"\n')
+        (hooks / name).chmod(0o755)
+    assert "(your hooks call git mlx)" in out(mlx(husky, "env"))
+    write_random(husky / "model.bin", 150_000, seed=2)
+    git(husky, "add", "-A")
+    git(husky, "commit", "-q", "-m", "hooks call git-mlx; model v2")
+    push = git(husky, "push", "-q", "origin", "main")
+    assert b"husky-pre-push" in push.stderr
+    assert (origin / "mlx").is_dir()
+    mlx(husky, "push", "--all")  # what the first push left behind, as the message says
+
+    monkeypatch.setenv("GIT_MLX_DIRECT_MIN_SIZE", "1")
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(origin), str(clone))
+    assert sha256_file(clone / "model.bin") == sha256_file(husky / "model.bin")
+    assert git(clone, "status", "--porcelain").stdout == b""
+    git(clone, "checkout", "-q", "HEAD~1")
+    git(husky, "checkout", "-q", "HEAD~1", "--", "model.bin")
+    assert sha256_file(clone / "model.bin") == sha256_file(husky / "model.bin")
+    assert git(clone, "status", "--porcelain").stdout == b""
+
+
+def test_husky_9_layout_points_at_the_user_scripts(repo: Path) -> None:
+    """husky 9 sets core.hooksPath=.husky/_ (generated wrappers) that run .husky/NAME."""
+    wrappers = repo / ".husky" / "_"
+    wrappers.mkdir(parents=True)
+    (wrappers / "h").write_text("#!/usr/bin/env sh\n# husky\n")
+    (wrappers / "pre-push").write_text('#!/usr/bin/env sh\n. "$(dirname "$0")/h"\n')
+    git(repo, "config", "core.hooksPath", ".husky/_")
+    lines = inst.install("global", repo)
+    assert '    .husky/pre-push: git mlx pre-push "$@"' in lines
+    assert sorted(p.name for p in wrappers.iterdir()) == ["h", "pre-push"]
+
+
+def test_hooks_in_another_repositorys_work_tree(work: Path, tmp_path: Path) -> None:
+    """e.g. a global core.hooksPath into a dotfiles repository: never written either; a
+    directory inside a git directory (another repository's .git/hooks) still is."""
+    dotfiles = tmp_path / "dotfiles"
+    git(tmp_path, "init", "-q", str(dotfiles))
+    git(work, "config", "core.hooksPath", str(dotfiles / "hooks"))
+    lines = inst.install("global", work)
+    assert "another repository's work tree" in lines[1]
+    assert not (dotfiles / "hooks").exists()
+
+    git(work, "config", "core.hooksPath", str(dotfiles / ".git" / "hooks"))
+    inst.install("global", work)
+    assert inst.hooks_installed(dotfiles / ".git" / "hooks")

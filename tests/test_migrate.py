@@ -216,7 +216,7 @@ def test_export_keeps_other_attributes_and_needs_the_content(repo: Path, tmp_pat
     assert rev(repo, "HEAD") == tip
     mlx(repo, "migrate", "export", "--exclude", "ghost.bin")
     assert out(git(repo, "show", "HEAD:.gitattributes")) == \
-        "*.txt text eol=lf\nghost.bin filter=mlx diff=mlx merge=mlx -text\n", \
+        "*.txt text eol=lf\nghost.bin filter=mlx diff=mlx -merge -text\n", \
         "an excluded file stays a pointer, so it stays tracked"
     assert blob_of(repo, f"HEAD:{BIN}") == (repo / BIN).read_bytes()
     assert try_parse(blob_of(repo, "HEAD:ghost.bin")) == ghost
