@@ -110,9 +110,15 @@ def quiet_todo(state: Path) -> bool:
     """
     if state.name == "rebase-apply":
         return True
-    todo = state / ("todo" if state.name == "sequencer" else "git-rebase-todo")
     try:
-        lines = todo.read_bytes().splitlines()
+        if state.name == "sequencer":
+            lines = (state / "todo").read_bytes().splitlines()
+        else:
+            # rebase -i moves the command it is executing (a `reword` whose editor is still to
+            # come) from git-rebase-todo to the end of `done` before it starts it
+            done = state / "done"
+            lines = done.read_bytes().splitlines()[-1:] if done.exists() else []
+            lines += (state / "git-rebase-todo").read_bytes().splitlines()
     except OSError:
         return False
     for line in lines:

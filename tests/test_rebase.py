@@ -83,14 +83,15 @@ def upstream_and_local_change_big_files(seed: Path, work: Path) -> None:
     git(work, "fetch", "-q")
 
 
-@pytest.mark.parametrize("command", [
-    ["rebase", "-q", "origin/main"],
-    ["pull", "-q", "--rebase"],
-    ["pull", "-q", "--rebase", "--autostash"],
-    ["rebase", "-q", "--autostash", "origin/main"],
-    ["rebase", "-q", "--apply", "origin/main"],
+@pytest.mark.parametrize("history, command", [
+    (upstream_changes_big, ["rebase", "-q", "origin/main"]),
+    (upstream_changes_big, ["pull", "-q", "--rebase"]),
+    (upstream_changes_big, ["pull", "-q", "--rebase", "--autostash"]),
+    (upstream_changes_big, ["rebase", "-q", "--autostash", "origin/main"]),
+    (upstream_and_local_change_big_files, ["rebase", "-q", "origin/main"]),
+    (upstream_and_local_change_big_files, ["pull", "-q", "--rebase", "--autostash"]),
+    (upstream_and_local_change_big_files, ["rebase", "-q", "--apply", "origin/main"]),
 ])
-@pytest.mark.parametrize("history", [upstream_changes_big, upstream_and_local_change_big_files])
 def test_rebase_onto_changed_large_file_ends_like_git(
         tmp_path: Path, command: list[str], history: Callable[[Path, Path], None]) -> None:
     """The rebase succeeds, the large files hold their content, and status is git's (it was
@@ -182,3 +183,56 @@ def test_interactive_rebase_with_edit_stop_and_continue(tmp_path: Path) -> None:
     assert snapshot(mlx_work) == snapshot(plain_work)
     assert snapshot(mlx_work)[0] == ""
     assert os.path.getsize(mlx_work / "big2.bin") == SIZE
+
+
+@pytest.mark.parametrize("how", ["post-commit hook", "reword editor"])
+def test_programs_git_runs_between_steps_see_the_content(tmp_path: Path, how: str) -> None:
+    """A user's hook, or the editor of a `reword`, runs while the rebase goes on: it sees the
+    content of each step, as with plain git (the filter does not defer there)."""
+    mlx_work, plain_work = twins(tmp_path, two_versions_of_big)
+    logs = []
+    for work in (mlx_work, plain_work):
+        log = work.parent / "program.log"
+        program = work.parent / "program.sh"
+        program.write_text(f"#!/bin/sh\nsha256sum big.bin >> {log}\n")
+        program.chmod(0o755)
+        env = {"GIT_EDITOR": "true"}
+        if how == "post-commit hook":
+            (work / ".git" / "hooks" / "post-commit").symlink_to(program)
+            git(work, "rebase", "-q", "-f", "HEAD~2", env=env)
+        else:
+            env.update(GIT_SEQUENCE_EDITOR="sed -i s/^pick/reword/", GIT_EDITOR=str(program))
+            git(work, "rebase", "-q", "-i", "HEAD~2", env=env)
+        logs.append(log.read_text())
+    want = [hashlib.sha256(git(plain_work, "cat-file", "blob", f"HEAD{rev}:big.bin").stdout)
+            .hexdigest() for rev in ("~1", "")]
+    assert [line.split()[0] for line in logs[0].splitlines()] == want, logs[0]
+    assert logs[0] == logs[1]
+    assert snapshot(mlx_work) == snapshot(plain_work)
+
+
+def test_rebase_stopped_by_a_conflict_then_continued(tmp_path: Path) -> None:
+    """At the stop (git has exited) and after --continue: git's bytes and status."""
+    def history(seed: Path, work: Path) -> None:
+        write_random(seed / "big.bin", SIZE, seed=3)
+        (seed / "small.txt").write_text("upstream\n")
+        git(seed, "commit", "-q", "-am", "upstream")
+        git(seed, "push", "-q", "origin", "main")
+        write_random(work / "big2.bin", SIZE, seed=4)
+        (work / "small.txt").write_text("local\n")
+        git(work, "commit", "-q", "-am", "local")
+        git(work, "fetch", "-q")
+
+    mlx_work, plain_work = twins(tmp_path, history)
+    for work in (mlx_work, plain_work):
+        assert git(work, "rebase", "-q", "origin/main", check=False).returncode != 0
+        assert b"<<<<<<<" in (work / "small.txt").read_bytes()
+        (work / "small.txt").unlink()  # its conflict markers name commits, which differ
+    assert snapshot(mlx_work) == snapshot(plain_work)
+    assert "UU small.txt" in snapshot(mlx_work)[0]
+    for work in (mlx_work, plain_work):
+        (work / "small.txt").write_text("both\n")
+        git(work, "add", "small.txt")
+        git(work, "rebase", "--continue", env={"GIT_EDITOR": "true"})
+    assert snapshot(mlx_work) == snapshot(plain_work)
+    assert snapshot(mlx_work)[0] == ""
