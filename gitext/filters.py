@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, cast
 
 from gitext.context import Context, trace, warn
 from gitext.errors import CorruptObject, MlxError, ObjectMissing
+from gitext.install import hooks_dir
 from gitext.pointer import MAX_POINTER_SIZE, Pointer, try_parse
 from gitext.statcache import stat_key
 
@@ -304,8 +305,6 @@ class MlxFilter:
         if state is None:
             return True
         if self._user_hooks is None:
-            from gitext.install import hooks_dir
-
             try:
                 self._user_hooks = user_hooks(hooks_dir(repo.git_dir, repo.work_tree))
             except (MlxError, OSError):

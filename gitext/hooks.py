@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from gitext.context import Context, trace
 from gitext.errors import TransferFailed, UsageError
+from gitext.filters import sequencer_dir
 from gitext.pointer import MAX_POINTER_SIZE, Pointer, try_parse
 
 if TYPE_CHECKING:
@@ -212,8 +213,6 @@ def in_sequencer(ctx: Context, hook: str) -> bool:
     "Sequencers"); files that stayed pointers for another reason wait for the next hook
     or `git mlx pull`.
     """
-    from gitext.filters import sequencer_dir
-
     state = sequencer_dir(ctx.config.repo.git_dir)
     if state is None:
         return False
