@@ -16,10 +16,12 @@ import io
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 from gitext.context import Context, trace, warn
 from gitext.errors import CorruptObject, MlxError, ObjectMissing
+from gitext.install import hooks_dir
 from gitext.pointer import MAX_POINTER_SIZE, Pointer, try_parse
 from gitext.statcache import stat_key
 
@@ -32,6 +34,15 @@ ReadInto = Callable[[memoryview], "int | None"]
 Write = Callable[[bytes], object]
 COPY_BLOCK = 1 << 20
 STATCACHE_MIN_SIZE = 1 << 20  # one sqlite write per small file cost more than its re-clean
+# Where git's sequencer keeps its state while a rebase, an am or a cherry-pick / revert of
+# several commits is under way (per worktree: in this worktree's git dir).
+SEQUENCER_DIRS = ("rebase-merge", "rebase-apply", "sequencer")
+# Todo commands that run no program and open no editor (`edit` and `break` stop the sequencer,
+# so git exits first). exec, reword, squash, `fixup -c` and merge (which may run
+# `git merge -s STRATEGY`) do not qualify.
+QUIET_TODO_COMMANDS = frozenset({"pick", "p", "revert", "fixup", "f", "drop", "d", "label", "l",
+                                 "reset", "t", "update-ref", "u", "noop", "break", "b",
+                                 "edit", "e"})
 
 
 def read_upto(read: Read, n: int) -> bytes:
@@ -82,6 +93,67 @@ def skip_smudge() -> bool:
     return os.environ.get("GIT_MLX_SKIP_SMUDGE", "") not in ("", "0")
 
 
+def sequencer_dir(git_dir: Path) -> Path | None:
+    """The state directory of a rebase, am, or cherry-pick / revert of several commits in
+    progress in this worktree (running, or stopped for the user), or None."""
+    for name in SEQUENCER_DIRS:
+        path = git_dir / name
+        if path.is_dir():
+            return path
+    return None
+
+
+def quiet_todo(state: Path) -> bool:
+    """True if what is left of the sequencer's todo list runs no program and opens no editor.
+
+    An unreadable or unknown line counts as not quiet. `rebase-apply` (git am) has no todo
+    list; the hooks it may run are the caller's business (`user_hooks`).
+    """
+    if state.name == "rebase-apply":
+        return True
+    try:
+        if state.name == "sequencer":
+            lines = (state / "todo").read_bytes().splitlines()
+        else:
+            # rebase -i moves the command it is executing (a `reword` whose editor is still to
+            # come) from git-rebase-todo to the end of `done` before it starts it
+            done = state / "done"
+            lines = done.read_bytes().splitlines()[-1:] if done.exists() else []
+            lines += (state / "git-rebase-todo").read_bytes().splitlines()
+    except OSError:
+        return False
+    for line in lines:
+        words = line.split()
+        if not words or words[0].startswith(b"#"):
+            continue
+        command = words[0].decode("ascii", "replace")
+        if command not in QUIET_TODO_COMMANDS or (command in ("fixup", "f")
+                                                  and words[1:2] == [b"-c"]):
+            return False
+    return True
+
+
+def user_hooks(hooks: Path) -> list[str]:
+    """Hooks in `hooks` that are not git-mlx's own shims (which git may run mid-sequence)."""
+    found = []
+    try:
+        entries = list(os.scandir(hooks))
+    except OSError:
+        return []
+    for entry in entries:
+        if entry.name.endswith(".sample") or not entry.is_file() \
+                or not os.access(entry.path, os.X_OK):
+            continue
+        try:
+            with open(entry.path, "rb") as f:
+                head = f.read(256)
+        except OSError:
+            head = b""
+        if b"# git-mlx hook" not in head:
+            found.append(entry.name)
+    return sorted(found)
+
+
 class MlxFilter:
     """The filter logic; also the FilterHandler that filter_protocol.serve drives."""
 
@@ -94,6 +166,7 @@ class MlxFilter:
         self.failed: dict[str, str] = {}  # path -> why it was left as a pointer
         self.deferred: dict[str, tuple[Pointer, bytes]] = {}  # hydrated by us at the end
         self._direct_min: int | None = None
+        self._user_hooks: list[str] | None = None
 
     # -- clean ------------------------------------------------------------------------------
     def _stat(self, pathname: str) -> os.stat_result | None:
@@ -169,7 +242,7 @@ class MlxFilter:
         if skip_smudge() or pointer.size == 0:
             write(pointer.encode() if pointer.size else b"")
             return False
-        if can_delay and pointer.size >= self.direct_min_size():
+        if can_delay and pointer.size >= self.direct_min_size() and self._may_defer(pathname):
             # git is checking out into the work tree (only checkouts offer delay): answer with
             # the pointer and write the content ourselves at the end (docs/hydration.md).
             data = pointer.encode()
@@ -216,6 +289,34 @@ class MlxFilter:
                 warn(str(exc))
                 self._direct_min = 1 << 62
         return self._direct_min
+
+    def _may_defer(self, pathname: str) -> bool:
+        """Whether a file can be left as its pointer until git exits (docs/hydration.md,
+        "Sequencers").
+
+        Outside a sequencer, yes. Inside one, git runs step after step in this one process,
+        and may run programs between them (`exec`, an editor, hooks) that must see the
+        content, as with plain git: defer only when the rest of the todo list runs no
+        program and no hook but git-mlx's is installed. Otherwise git smudges the content
+        itself.
+        """
+        repo = self.ctx.config.repo
+        state = sequencer_dir(repo.git_dir)
+        if state is None:
+            return True
+        if self._user_hooks is None:
+            try:
+                self._user_hooks = user_hooks(hooks_dir(repo.git_dir, repo.work_tree))
+            except (MlxError, OSError):
+                self._user_hooks = ["(hooks directory unknown)"]
+        if self._user_hooks:
+            trace(f"{pathname}: not deferred: {state.name} in progress and hooks "
+                  f"{', '.join(self._user_hooks)} may run before git exits")
+            return False
+        if not quiet_todo(state):
+            trace(f"{pathname}: not deferred: the {state.name} todo list runs programs")
+            return False
+        return True
 
     def finish(self) -> None:
         """git closed the pipe: its checkout (and index) is written; hydrate what we deferred.

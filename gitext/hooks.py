@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from gitext.context import Context, trace
 from gitext.errors import TransferFailed, UsageError
+from gitext.filters import sequencer_dir
 from gitext.pointer import MAX_POINTER_SIZE, Pointer, try_parse
 
 if TYPE_CHECKING:
@@ -200,13 +201,36 @@ def hydrate(ctx: Context, include: Sequence[str] = (), exclude: Sequence[str] = 
     return sorted(failed)
 
 
+def in_sequencer(ctx: Context, hook: str) -> bool:
+    """True (and nothing to do for the hook) while a rebase, am or multi-commit cherry-pick is
+    in progress.
+
+    The git that runs the hook (a rebase checking out its base) may go on with its index in
+    memory and write it after each step, with the pointer files' stat data: a file written
+    now would then show as modified forever, and a later step touching it would stop with
+    "Your local changes ... would be overwritten". The filter process of that git writes
+    the files it deferred when git exits, after its last index write (docs/hydration.md,
+    "Sequencers"); files that stayed pointers for another reason wait for the next hook
+    or `git mlx pull`.
+    """
+    state = sequencer_dir(ctx.config.repo.git_dir)
+    if state is None:
+        return False
+    trace(f"{hook}: {state.name} in progress: the filter writes large files when git exits")
+    return True
+
+
 def post_checkout(ctx: Context, args: Sequence[str]) -> int:
     trace(f"post-checkout {' '.join(args)}")
+    if in_sequencer(ctx, "post-checkout"):
+        return 0
     return 1 if hydrate(ctx, quick=True) else 0
 
 
 def post_merge(ctx: Context, args: Sequence[str]) -> int:
     trace(f"post-merge {' '.join(args)}")
+    if in_sequencer(ctx, "post-merge"):
+        return 0
     return 1 if hydrate(ctx, quick=True) else 0
 
 
