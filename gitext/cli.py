@@ -292,6 +292,15 @@ def _entries(ctx: Any) -> list[Any]:
     return sorted(pointers_in_index(open_repo(ctx.config.repo.git_dir)), key=lambda e: e.path)
 
 
+def _path_printer(ctx: Any) -> Callable[[str], str]:
+    """How this repository's paths are printed: quoted as git quotes them (core.quotePath),
+    since a path is bytes that may not be text at all."""
+    from gitext.gitutil import quote_path, quote_path_setting
+
+    quote_non_ascii = quote_path_setting(ctx.config.repo.work_tree)
+    return lambda path: quote_path(path, quote_non_ascii=quote_non_ascii)
+
+
 def cmd_ls_files(args: argparse.Namespace) -> int:
     from gitext.hooks import unhydrated
 
@@ -307,9 +316,10 @@ def cmd_ls_files(args: argparse.Namespace) -> int:
 
         say(json.dumps(rows, indent=2))
         return EXIT_OK
+    show = _path_printer(ctx)
     for row in rows:
         mark = "*" if row["hydrated"] else "-"
-        say(f"{row['oid'][:12]} {mark} {row['path']} ({human(row['size'])})")
+        say(f"{row['oid'][:12]} {mark} {show(row['path'])} ({human(row['size'])})")
     return EXIT_OK
 
 
@@ -317,6 +327,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from gitext.hooks import missing_on_remote, to_check, unhydrated
 
     ctx = _ctx()
+    show = _path_printer(ctx)
     found = to_check(ctx)
     try:
         spec = ctx.remote_spec(args.remote)
@@ -326,7 +337,8 @@ def cmd_status(args: argparse.Namespace) -> int:
             say(f"Objects not yet on the remote ({len(missing)}); `git push` uploads them:")
             paths = {e.pointer.oid: e.path for e in _entries(ctx)}
             for oid in missing:
-                say(f"    {paths.get(oid, 'sha256:' + oid[:12])} ({human(found[oid].size)})")
+                where = show(paths[oid]) if oid in paths else f"sha256:{oid[:12]}"
+                say(f"    {where} ({human(found[oid].size)})")
         else:
             say("All objects of HEAD and of unpushed commits are on the remote.")
     except MlxError as exc:
@@ -335,7 +347,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     if pointers:
         say(f"Pointers not hydrated in the work tree ({len(pointers)}); `git mlx pull` fetches them:")
         for path in sorted(pointers):
-            say(f"    {path}")
+            say(f"    {show(path)}")
     else:
         say("Every tracked file in the work tree is hydrated.")
     return EXIT_OK

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, cast
 
 from gitext.context import Context, trace, warn
 from gitext.errors import CorruptObject, MlxError, ObjectMissing
+from gitext.gitutil import quote_path
 from gitext.pointer import MAX_POINTER_SIZE, Pointer, try_parse
 from gitext.statcache import stat_key
 
@@ -147,7 +148,7 @@ class MlxFilter:
             stored = self.ctx.store.add_file(work_tree / pathname)
             if stored == pointer:
                 return pointer
-        raise MlxError(f"{pathname}: the file changed while git-mlx was reading it",
+        raise MlxError(f"{quote_path(pathname)}: the file changed while git-mlx was reading it",
                        hint="run the git command again")
 
     def clean(self, pathname: str, content: ContentReader, out: ContentWriter) -> None:
@@ -275,7 +276,7 @@ class MlxFilter:
 
             mark_pending(self.ctx)  # the hooks retry it (and fail the command if it fails again)
         self.failed[path] = reason
-        warn(f"{path}: content not available ({reason}); left as a pointer "
+        warn(f"{quote_path(path)}: content not available ({reason}); left as a pointer "
              f"(sha256 {pointer.oid[:12]}, {pointer.size} bytes). "
              "Fix the remote and run `git mlx pull`.")
 
@@ -285,9 +286,9 @@ class MlxFilter:
         def repair(chunk_id: str) -> None:
             remote = self._remote()
             if remote is None:
-                raise ObjectMissing(f"{pathname}: chunk {chunk_id} is damaged or missing and no "
+                raise ObjectMissing(f"{quote_path(pathname)}: chunk {chunk_id} is damaged or missing and no "
                                     "remote is reachable to fetch it again", oid=chunk_id)
-            warn(f"{pathname}: chunk {chunk_id[:12]} is damaged or missing in the cache; "
+            warn(f"{quote_path(pathname)}: chunk {chunk_id[:12]} is damaged or missing in the cache; "
                  f"fetching it again from {remote.name}")
             from gitext.packs import fetch_chunk
 
@@ -300,12 +301,12 @@ class MlxFilter:
             # Most small files are one chunk, stored under the file's own oid: one read, one
             # sha256 (which is the whole file's), no manifest, no threads.
             try:
-                data = store.read_chunk(pointer.oid, of=pathname)
+                data = store.read_chunk(pointer.oid, of=quote_path(pathname))
             except ObjectMissing:
                 data = None  # not a one-chunk file: read it through its manifest
             except CorruptObject:  # damaged (and moved aside): fetch it again
                 repair(pointer.oid)
-                data = store.read_chunk(pointer.oid, of=pathname)
+                data = store.read_chunk(pointer.oid, of=quote_path(pathname))
             if data is not None:
                 write(data)
                 return
@@ -315,7 +316,7 @@ class MlxFilter:
         except CorruptObject as exc:
             if exc.oid != pointer.oid:
                 raise
-            raise CorruptObject(f"{pathname}: content does not match its pointer "
+            raise CorruptObject(f"{quote_path(pathname)}: content does not match its pointer "
                                 f"(sha256 {pointer.oid})", oid=pointer.oid,
                                 hint="run `git mlx fsck` to find damaged objects") from None
 
