@@ -28,10 +28,13 @@ def human(n: int) -> str:
     return f"{n} B"
 
 
-def _ctx() -> Any:
+def _ctx(*, lenient: bool = False) -> Any:
+    """`lenient` for what git runs in the middle of its own work (the filter, post-checkout,
+    post-merge): broken settings become defaults and "no remote", never a failure that makes
+    git stop half-way (gitext/config.py)."""
     from gitext.context import Context
 
-    return Context.discover()
+    return Context.discover(lenient=lenient)
 
 
 def say(message: str) -> None:
@@ -435,7 +438,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 def cmd_filter_process(args: argparse.Namespace) -> int:
     from gitext.filters import serve_filter_process
 
-    serve_filter_process(_ctx())
+    serve_filter_process(_ctx(lenient=True))
     return EXIT_OK
 
 
@@ -444,7 +447,7 @@ def cmd_clean(args: argparse.Namespace) -> int:
 
     out = sys.stdout.buffer
     stdin = sys.stdin.buffer
-    MlxFilter(_ctx()).clean_stream(args.path or "<stdin>", stdin.read, out.write,
+    MlxFilter(_ctx(lenient=True)).clean_stream(args.path or "<stdin>", stdin.read, out.write,
                                    getattr(stdin, "readinto", None))
     out.flush()
     return EXIT_OK
@@ -454,7 +457,7 @@ def cmd_smudge(args: argparse.Namespace) -> int:
     from gitext.filters import MlxFilter
 
     out = sys.stdout.buffer
-    handler = MlxFilter(_ctx())
+    handler = MlxFilter(_ctx(lenient=True))
     handler.smudge_stream(args.path or "<stdin>", sys.stdin.buffer.read, out.write)
     out.flush()
     return EXIT_FAILURE if handler.failed else EXIT_OK
@@ -470,13 +473,13 @@ def cmd_pre_push(args: argparse.Namespace) -> int:
 def cmd_post_checkout(args: argparse.Namespace) -> int:
     from gitext.hooks import post_checkout
 
-    return post_checkout(_ctx(), args.args)
+    return post_checkout(_ctx(lenient=True), args.args)
 
 
 def cmd_post_merge(args: argparse.Namespace) -> int:
     from gitext.hooks import post_merge
 
-    return post_merge(_ctx(), args.args)
+    return post_merge(_ctx(lenient=True), args.args)
 
 
 # -- parser --------------------------------------------------------------------------------------

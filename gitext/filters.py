@@ -263,7 +263,8 @@ class MlxFilter:
         remote = self._remote()
         if remote is None:
             for path in wanted:
-                self._give_up(path, wanted[path], str(self._remote_error))
+                why = self._remote_error.message if self._remote_error else "no remote"
+                self._give_up(path, wanted[path], why)
             return
         result = self.ctx.download({p.oid for p in wanted.values()}, remote)
         for path, pointer in wanted.items():
