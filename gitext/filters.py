@@ -198,7 +198,25 @@ class MlxFilter:
 
     def smudge(self, pathname: str, content: ContentReader, out: ContentWriter,
                can_delay: bool) -> bool:
-        return self.smudge_stream(pathname, content.read, out.write, can_delay=can_delay)
+        """smudge_stream for git; a failure before any content went out leaves the pointer.
+
+        git removed the old file before asking, and an error answer makes a required filter
+        stop git half-way with the file gone (issue 12, item 13). The pointer is git's own
+        blob, so answering with it loses nothing: the file is named, and the hooks and
+        `git mlx pull` retry it.
+        """
+        head = content.read(MAX_POINTER_SIZE)
+        ready = self._ready.get(pathname)  # (git sends no content when it asks again)
+        try:
+            return self.smudge_stream(pathname, prefixed(head, content.read), out.write,
+                                      can_delay=can_delay)
+        except (MlxError, OSError) as exc:
+            pointer = ready or (try_parse(head) if len(head) < MAX_POINTER_SIZE else None)
+            if pointer is None or out.started or content.failure or out.failure:
+                raise
+            self._give_up(pathname, pointer, exc.message if isinstance(exc, MlxError) else str(exc))
+            out.write(head or pointer.encode())  # git's own blob bytes when it sent them
+            return False
 
     def available_blobs(self) -> list[str]:
         """Download every parked object in one parallel transfer; hand back their paths."""

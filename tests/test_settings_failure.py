@@ -126,3 +126,24 @@ def test_clone_with_a_broken_committed_settings_file_leaves_named_pointers(
     (other / ".mlx.yaml").write_text("{}\n")
     mlx(other, "pull")
     assert contents(other) == v2
+
+
+def test_a_smudge_that_fails_leaves_the_pointer_not_a_deleted_file(repo_with_origin: Path) -> None:
+    """The same trap without settings: the cache's copy is damaged and no remote has it. git
+    removed the old file before asking; the filter answers with the pointer (named, retried by
+    `git mlx pull`) instead of an error that makes git stop with the file gone."""
+    repo = repo_with_origin
+    v1, _ = versions(repo)
+    oid = parse(git(repo, "cat-file", "blob", "HEAD~1:small.bin").stdout).oid
+    chunk = repo / ".git" / "mlx" / "chunks" / oid[:2] / oid
+    chunk.chmod(0o644)
+    chunk.write_bytes(b"damaged")
+    proc = git(repo, "checkout", "-q", "HEAD~1", check=False)
+    err = proc.stderr.decode()
+    assert parse((repo / "small.bin").read_bytes()).oid == oid, err
+    assert contents(repo)["big.bin"] == v1["big.bin"]
+    assert "small.bin: content not available" in err and "Traceback" not in err, err
+    assert_clean_status(repo)
+    assert "small.bin" in mlx(repo, "status").stdout.decode()
+    git(repo, "checkout", "-q", "main")  # the pointer is git's blob: nothing to lose
+    assert_clean_status(repo)
