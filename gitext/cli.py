@@ -28,10 +28,13 @@ def human(n: int) -> str:
     return f"{n} B"
 
 
-def _ctx() -> Any:
+def _ctx(*, lenient: bool = False) -> Any:
+    """`lenient` for what git runs in the middle of its own work (the filter, post-checkout,
+    post-merge): broken settings become defaults and "no remote", never a failure that makes
+    git stop half-way (gitext/config.py)."""
     from gitext.context import Context
 
-    return Context.discover()
+    return Context.discover(lenient=lenient)
 
 
 def say(message: str) -> None:
@@ -292,6 +295,15 @@ def _entries(ctx: Any) -> list[Any]:
     return sorted(pointers_in_index(open_repo(ctx.config.repo.git_dir)), key=lambda e: e.path)
 
 
+def _path_printer(ctx: Any) -> Callable[[str], str]:
+    """How this repository's paths are printed: quoted as git quotes them (core.quotePath),
+    since a path is bytes that may not be text at all."""
+    from gitext.gitutil import quote_path, quote_path_setting
+
+    quote_non_ascii = quote_path_setting(ctx.config.repo.work_tree)
+    return lambda path: quote_path(path, quote_non_ascii=quote_non_ascii)
+
+
 def cmd_ls_files(args: argparse.Namespace) -> int:
     from gitext.hooks import unhydrated
 
@@ -307,9 +319,10 @@ def cmd_ls_files(args: argparse.Namespace) -> int:
 
         say(json.dumps(rows, indent=2))
         return EXIT_OK
+    show = _path_printer(ctx)
     for row in rows:
         mark = "*" if row["hydrated"] else "-"
-        say(f"{row['oid'][:12]} {mark} {row['path']} ({human(row['size'])})")
+        say(f"{row['oid'][:12]} {mark} {show(row['path'])} ({human(row['size'])})")
     return EXIT_OK
 
 
@@ -317,6 +330,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from gitext.hooks import missing_on_remote, to_check, unhydrated
 
     ctx = _ctx()
+    show = _path_printer(ctx)
     found = to_check(ctx)
     try:
         spec = ctx.remote_spec(args.remote)
@@ -326,7 +340,8 @@ def cmd_status(args: argparse.Namespace) -> int:
             say(f"Objects not yet on the remote ({len(missing)}); `git push` uploads them:")
             paths = {e.pointer.oid: e.path for e in _entries(ctx)}
             for oid in missing:
-                say(f"    {paths.get(oid, 'sha256:' + oid[:12])} ({human(found[oid].size)})")
+                where = show(paths[oid]) if oid in paths else f"sha256:{oid[:12]}"
+                say(f"    {where} ({human(found[oid].size)})")
         else:
             say("All objects of HEAD and of unpushed commits are on the remote.")
     except MlxError as exc:
@@ -335,7 +350,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     if pointers:
         say(f"Pointers not hydrated in the work tree ({len(pointers)}); `git mlx pull` fetches them:")
         for path in sorted(pointers):
-            say(f"    {path}")
+            say(f"    {show(path)}")
     else:
         say("Every tracked file in the work tree is hydrated.")
     return EXIT_OK
@@ -424,7 +439,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 def cmd_filter_process(args: argparse.Namespace) -> int:
     from gitext.filters import serve_filter_process
 
-    serve_filter_process(_ctx())
+    serve_filter_process(_ctx(lenient=True))
     return EXIT_OK
 
 
@@ -433,7 +448,7 @@ def cmd_clean(args: argparse.Namespace) -> int:
 
     out = sys.stdout.buffer
     stdin = sys.stdin.buffer
-    MlxFilter(_ctx()).clean_stream(args.path or "<stdin>", stdin.read, out.write,
+    MlxFilter(_ctx(lenient=True)).clean_stream(args.path or "<stdin>", stdin.read, out.write,
                                    getattr(stdin, "readinto", None))
     out.flush()
     return EXIT_OK
@@ -443,7 +458,7 @@ def cmd_smudge(args: argparse.Namespace) -> int:
     from gitext.filters import MlxFilter
 
     out = sys.stdout.buffer
-    handler = MlxFilter(_ctx())
+    handler = MlxFilter(_ctx(lenient=True))
     handler.smudge_stream(args.path or "<stdin>", sys.stdin.buffer.read, out.write)
     out.flush()
     return EXIT_FAILURE if handler.failed else EXIT_OK
@@ -459,13 +474,13 @@ def cmd_pre_push(args: argparse.Namespace) -> int:
 def cmd_post_checkout(args: argparse.Namespace) -> int:
     from gitext.hooks import post_checkout
 
-    return post_checkout(_ctx(), args.args)
+    return post_checkout(_ctx(lenient=True), args.args)
 
 
 def cmd_post_merge(args: argparse.Namespace) -> int:
     from gitext.hooks import post_merge
 
-    return post_merge(_ctx(), args.args)
+    return post_merge(_ctx(lenient=True), args.args)
 
 
 def cmd_merge_driver(args: argparse.Namespace) -> int:

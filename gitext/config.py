@@ -18,6 +18,13 @@ Two YAML files, the per-clone one winning key by key:
 
 When no mlx remote is configured, a git remote on a local path or reached over SSH is the
 storage, at `<that repository's git dir>/mlx` (the zero-config default).
+
+Under git (the filter, the post-checkout/post-merge hooks) settings are read `lenient`ly: git
+calls the filter after it has removed the old file, so an exception there leaves the file
+deleted (docs/hydration.md, "Settings that cannot be read"). A file that cannot be read, or a
+value that is not valid, is then ignored with one warning naming it: the settings it would give
+take their defaults, and while a file is broken no remote is used at all (guessing one could
+fetch from, or store in, the wrong place). Commands the user runs read strictly and refuse.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ COMMITTED_FILE = ".mlx.yaml"
 LOCAL_FILE = "config.yaml"
 DEFAULT_JOBS = 8
 DEFAULT_DIRECT_MIN_SIZE = 8 << 20  # docs/hydration.md: where git's smudge path stops paying
+_warned: set[str] = set()  # lenient warnings this process has given (each is given once)
 
 
 @dataclass(frozen=True)
@@ -123,15 +131,22 @@ def repository_storage(path: Path) -> Path:
 
 
 class Config:
-    """Settings of one repository. Cheap to build: files are read once, lazily."""
+    """Settings of one repository. Cheap to build: files are read once, lazily.
 
-    def __init__(self, repo: RepoPaths) -> None:
+    `lenient`: a broken file or value is warned about and replaced by defaults instead of
+    raising (see the module's docstring); `broken` then names the files that were ignored.
+    """
+
+    def __init__(self, repo: RepoPaths, *, lenient: bool = False) -> None:
         self.repo = repo
+        self.lenient = lenient
+        self.broken: dict[Path, UsageError] = {}
         self._data: dict[str, Any] | None = None
+        self._files: list[tuple[Path, dict[str, Any]]] = []  # what each file gave, local last
 
     @classmethod
-    def discover(cls, start: Path | None = None) -> Config:
-        return cls(find_repo(start))
+    def discover(cls, start: Path | None = None, *, lenient: bool = False) -> Config:
+        return cls(find_repo(start), lenient=lenient)
 
     @property
     def committed_path(self) -> Path | None:
@@ -144,9 +159,56 @@ class Config:
     @property
     def data(self) -> dict[str, Any]:
         if self._data is None:
-            committed = load_yaml(self.committed_path) if self.committed_path else {}
-            self._data = merge(committed, load_yaml(self.local_path))
+            paths = [p for p in (self.committed_path, self.local_path) if p is not None]
+            self._files = [(path, self._load(path)) for path in paths]
+            data: dict[str, Any] = {}
+            for _, values in self._files:
+                data = merge(data, values)
+            self._data = data
         return self._data
+
+    def _load(self, path: Path) -> dict[str, Any]:
+        try:
+            data = load_yaml(path)
+        except UsageError as exc:
+            if not self.lenient:
+                raise
+            self.broken[path] = exc
+            self._warn(f"{exc.message}; ignoring it: until it is fixed, its settings take their "
+                       "defaults and no remote is used, so files whose content is not in the "
+                       "cache stay pointers (fix the file, then run `git mlx pull`)")
+            return {}
+        self.broken.pop(path, None)
+        return data
+
+    @staticmethod
+    def _warn(message: str) -> None:
+        """Once per process: a filter reads settings again for every file of a checkout."""
+        if message not in _warned:
+            _warned.add(message)
+            from gitext.context import warn  # (context imports this module)
+
+            warn(message)
+
+    def _invalid(self, dotted: str, problem: str, default: Any) -> None:
+        """A setting's value cannot be used: raise, or (lenient) warn and go on with `default`."""
+        where = self._source(dotted)
+        message = f"setting {dotted}{f' in {where}' if where else ''} {problem}"
+        if not self.lenient:
+            raise UsageError(message)
+        self._warn(f"{message}; using {default!r} until it is fixed")
+
+    def _source(self, dotted: str) -> Path | None:
+        """The file whose value of `dotted` is in effect (the per-clone one wins)."""
+        self.data  # noqa: B018 - loads self._files
+        found = None
+        for path, values in self._files:
+            node: Any = values
+            for part in dotted.split("."):
+                node = node.get(part) if isinstance(node, dict) else None
+            if node is not None:
+                found = path
+        return found
 
     def reload(self) -> None:
         """Forget what was read: a checkout may just have written .mlx.yaml."""
@@ -163,7 +225,8 @@ class Config:
     def _int(self, dotted: str, default: int, minimum: int = 0) -> int:
         value = self.get(dotted, default)
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise UsageError(f"setting {dotted} must be an integer >= {minimum}, not {value!r}")
+            self._invalid(dotted, f"must be an integer >= {minimum}, not {value!r}", default)
+            return default
         return value
 
     # -- the store --------------------------------------------------------------------------
@@ -175,8 +238,10 @@ class Config:
                 if "\0" in str(path):
                     raise ValueError("a NUL byte in the path")
             except (ValueError, RuntimeError) as exc:  # ~unknown-user, NUL
-                raise UsageError(f"setting cache.dir {configured!r} is not a usable path: {exc}")\
-                    from None
+                default = self.repo.common_dir / "mlx"
+                self._invalid("cache.dir", f"({configured!r}) is not a usable path: {str(exc).rstrip('.')}",
+                              str(default))
+                return default
             if not path.is_absolute():
                 path = (self.repo.work_tree or self.repo.common_dir) / path
             return path
@@ -199,8 +264,12 @@ class Config:
                 level=self._int("compression.level", defaults.level, 1),
             )
         except ValueError as exc:
-            raise UsageError(f"invalid chunking settings: {exc}",
-                             hint="avg_size must be a power of two; see docs/store.md") from exc
+            if not self.lenient:
+                raise UsageError(f"invalid chunking settings: {exc}",
+                                 hint="avg_size must be a power of two; see docs/store.md") from exc
+            self._warn(f"invalid chunking settings in {self._source('chunking')}: {exc}; "
+                       "using the defaults until they are fixed")
+            return defaults
 
     def open_store(self) -> Any:
         from gitext.store import Store
@@ -214,7 +283,8 @@ class Config:
         """Make pushed objects durable (syncfs on a local remote) before the push completes."""
         value = self.get("transfer.sync", True)
         if not isinstance(value, bool):
-            raise UsageError(f"setting transfer.sync must be true or false, not {value!r}")
+            self._invalid("transfer.sync", f"must be true or false, not {value!r}", True)
+            return True
         return value
 
     def direct_min_size(self) -> int:
@@ -281,6 +351,10 @@ class Config:
         Order: an explicit name; the configured default; the only mlx remote; the git remote a
         hook was called for; the current branch's upstream remote; `origin`; the only git remote.
         """
+        self.data  # noqa: B018 - reads the files, filling self.broken
+        if self.broken:  # (lenient) the remote named there is unknown: use none, guess none
+            # (no hint: the reason is quoted inside per-file messages; the warning has it)
+            raise UsageError(f"no remote is used while {next(iter(self.broken))} cannot be read")
         mlx = self.mlx_remotes()
         if requested:
             if requested in mlx:

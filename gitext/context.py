@@ -45,8 +45,9 @@ class Context:
         self._remotes: dict[tuple[str | None, str | None, str | None], Remote] = {}
 
     @classmethod
-    def discover(cls, start: Path | None = None) -> Context:
-        return cls(Config.discover(start))
+    def discover(cls, start: Path | None = None, *, lenient: bool = False) -> Context:
+        """`lenient`: for code git runs mid-command (filter, hooks), see gitext/config.py."""
+        return cls(Config.discover(start, lenient=lenient))
 
     @cached_property
     def store(self) -> Store:

@@ -35,6 +35,7 @@ from collections.abc import Callable, Sequence
 from typing import Protocol, TypeVar
 
 from gitext.errors import MlxError, ProtocolError
+from gitext.gitutil import quote_path
 from gitext.pktline import MAX_PACKET_DATA, Buffer, PktLineReader, PktLineWriter
 
 DEFAULT_CAPABILITIES = ("clean", "smudge", "delay")
@@ -391,11 +392,11 @@ def _filter_one(
             status = "delayed"
     except FilterAbort as exc:
         status = "abort"
-        report(pathname, exc)
+        report(quote_path(pathname), exc)
     except Exception as exc:
         status = "error"
         if content.failure is None and out.failure is None:
-            report(pathname, exc)
+            report(quote_path(pathname), exc)
     # A broken stream outranks the handler's outcome: nothing more can be said to git.
     if content.failure is not None:
         raise content.failure

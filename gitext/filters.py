@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, cast
 
 from gitext.context import Context, trace, warn
 from gitext.errors import CorruptObject, MlxError, ObjectMissing
+from gitext.gitutil import quote_path
 from gitext.install import hooks_dir
 from gitext.pointer import MAX_POINTER_SIZE, Pointer, try_parse
 from gitext.statcache import stat_key
@@ -220,7 +221,7 @@ class MlxFilter:
             stored = self.ctx.store.add_file(work_tree / pathname)
             if stored == pointer:
                 return pointer
-        raise MlxError(f"{pathname}: the file changed while git-mlx was reading it",
+        raise MlxError(f"{quote_path(pathname)}: the file changed while git-mlx was reading it",
                        hint="run the git command again")
 
     def clean(self, pathname: str, content: ContentReader, out: ContentWriter) -> None:
@@ -270,7 +271,25 @@ class MlxFilter:
 
     def smudge(self, pathname: str, content: ContentReader, out: ContentWriter,
                can_delay: bool) -> bool:
-        return self.smudge_stream(pathname, content.read, out.write, can_delay=can_delay)
+        """smudge_stream for git; a failure before any content went out leaves the pointer.
+
+        git removed the old file before asking, and an error answer makes a required filter
+        stop git half-way with the file gone (issue 12, item 13). The pointer is git's own
+        blob, so answering with it loses nothing: the file is named, and the hooks and
+        `git mlx pull` retry it.
+        """
+        head = content.read(MAX_POINTER_SIZE)
+        ready = self._ready.get(pathname)  # (git sends no content when it asks again)
+        try:
+            return self.smudge_stream(pathname, prefixed(head, content.read), out.write,
+                                      can_delay=can_delay)
+        except (MlxError, OSError) as exc:
+            pointer = ready or (try_parse(head) if len(head) < MAX_POINTER_SIZE else None)
+            if pointer is None or out.started or content.failure or out.failure:
+                raise
+            self._give_up(pathname, pointer, exc.message if isinstance(exc, MlxError) else str(exc))
+            out.write(head or pointer.encode())  # git's own blob bytes when it sent them
+            return False
 
     def available_blobs(self) -> list[str]:
         """Download every parked object in one parallel transfer; hand back their paths."""
@@ -363,7 +382,8 @@ class MlxFilter:
         remote = self._remote()
         if remote is None:
             for path in wanted:
-                self._give_up(path, wanted[path], str(self._remote_error))
+                why = self._remote_error.message if self._remote_error else "no remote"
+                self._give_up(path, wanted[path], why)
             return
         result = self.ctx.download({p.oid for p in wanted.values()}, remote)
         for path, pointer in wanted.items():
@@ -376,7 +396,7 @@ class MlxFilter:
 
             mark_pending(self.ctx)  # the hooks retry it (and fail the command if it fails again)
         self.failed[path] = reason
-        warn(f"{path}: content not available ({reason}); left as a pointer "
+        warn(f"{quote_path(path)}: content not available ({reason}); left as a pointer "
              f"(sha256 {pointer.oid[:12]}, {pointer.size} bytes). "
              "Fix the remote and run `git mlx pull`.")
 
@@ -386,9 +406,9 @@ class MlxFilter:
         def repair(chunk_id: str) -> None:
             remote = self._remote()
             if remote is None:
-                raise ObjectMissing(f"{pathname}: chunk {chunk_id} is damaged or missing and no "
+                raise ObjectMissing(f"{quote_path(pathname)}: chunk {chunk_id} is damaged or missing and no "
                                     "remote is reachable to fetch it again", oid=chunk_id)
-            warn(f"{pathname}: chunk {chunk_id[:12]} is damaged or missing in the cache; "
+            warn(f"{quote_path(pathname)}: chunk {chunk_id[:12]} is damaged or missing in the cache; "
                  f"fetching it again from {remote.name}")
             from gitext.packs import fetch_chunk
 
@@ -401,12 +421,12 @@ class MlxFilter:
             # Most small files are one chunk, stored under the file's own oid: one read, one
             # sha256 (which is the whole file's), no manifest, no threads.
             try:
-                data = store.read_chunk(pointer.oid, of=pathname)
+                data = store.read_chunk(pointer.oid, of=quote_path(pathname))
             except ObjectMissing:
                 data = None  # not a one-chunk file: read it through its manifest
             except CorruptObject:  # damaged (and moved aside): fetch it again
                 repair(pointer.oid)
-                data = store.read_chunk(pointer.oid, of=pathname)
+                data = store.read_chunk(pointer.oid, of=quote_path(pathname))
             if data is not None:
                 write(data)
                 return
@@ -416,7 +436,7 @@ class MlxFilter:
         except CorruptObject as exc:
             if exc.oid != pointer.oid:
                 raise
-            raise CorruptObject(f"{pathname}: content does not match its pointer "
+            raise CorruptObject(f"{quote_path(pathname)}: content does not match its pointer "
                                 f"(sha256 {pointer.oid})", oid=pointer.oid,
                                 hint="run `git mlx fsck` to find damaged objects") from None
 

@@ -64,9 +64,50 @@ def staged_entries(work_tree: Path | None) -> list[tuple[bytes, bytes, bytes, by
     return entries
 
 
-def git_config_get(key: str, cwd: Path | None = None) -> str | None:
-    proc = subprocess.run(["git", "config", "--get", key], cwd=cwd, stdout=subprocess.PIPE,
-                          stderr=subprocess.DEVNULL, text=True)
+_C_ESCAPES = {0x07: "a", 0x08: "b", 0x09: "t", 0x0A: "n", 0x0B: "v", 0x0C: "f", 0x0D: "r",
+              0x22: '"', 0x5C: "\\"}
+
+
+def quote_path(path: str, *, quote_non_ascii: bool = True) -> str:
+    """`path` as git prints it (quote.c, quote_c_style): unchanged if it is plain, else in
+    double quotes with C escapes and other control bytes as octal.
+
+    A path is bytes that may not be UTF-8 (here: a str with surrogates, see pktline.read_text),
+    so it cannot always be printed as is. Bytes >= 0x80 are octal escapes too, as with git's
+    default core.quotePath=true; with `quote_non_ascii=False` (core.quotePath=false) valid
+    UTF-8 is kept and only bytes that are not UTF-8 are escaped, so the result is always text.
+    """
+    parts: list[str] = []
+    quoted = False
+    for char in path:
+        code = ord(char)
+        if code in _C_ESCAPES:
+            parts.append("\\" + _C_ESCAPES[code])
+        elif code < 0x20 or code == 0x7F:
+            parts.append(f"\\{code:03o}")
+        elif code < 0x80:
+            parts.append(char)
+            continue
+        elif 0xDC80 <= code <= 0xDCFF:  # a byte that is not UTF-8 (surrogateescape)
+            parts.append(f"\\{code - 0xDC00:03o}")
+        elif quote_non_ascii:
+            parts.extend(f"\\{b:03o}" for b in char.encode("utf-8", "surrogatepass"))
+        else:
+            parts.append(char)
+            continue
+        quoted = True
+    return f'"{"".join(parts)}"' if quoted else path
+
+
+def quote_path_setting(cwd: Path | None = None) -> bool:
+    """git's core.quotePath (default true): whether non-ASCII bytes of paths are escaped."""
+    value = git_config_get("core.quotePath", cwd, type_bool=True)
+    return value != "false"
+
+
+def git_config_get(key: str, cwd: Path | None = None, *, type_bool: bool = False) -> str | None:
+    proc = subprocess.run(["git", "config", *(["--type=bool"] if type_bool else []), "--get", key],
+                          cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     return proc.stdout.strip() if proc.returncode == 0 else None
 
 

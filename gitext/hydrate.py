@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from gitext.context import Context, trace, warn
 from gitext.errors import CorruptObject, MlxError
+from gitext.gitutil import quote_path
 from gitext.pointer import EMPTY_OID, MAX_POINTER_SIZE, Pointer, try_parse
 
 if TYPE_CHECKING:
@@ -310,6 +311,6 @@ def clear_pending(ctx: Context) -> None:
 
 def report_failures(failed: dict[str, str]) -> None:
     for path, reason in sorted(failed.items()):
-        warn(f"{path}: content not available ({reason}); left as a pointer. "
+        warn(f"{quote_path(path)}: content not available ({reason}); left as a pointer. "
              "Fix the remote and run `git mlx pull`.")
 

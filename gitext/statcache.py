@@ -5,6 +5,10 @@ chunking and compressing it again.
 An entry is (path, size, mtime_ns, ctime_ns, inode) -> oid. A hit is only a hint: clean still
 hashes the bytes git sends and uses the hint only when they hash to the remembered oid.
 Stored in <common dir>/mlx/statcache.db (sqlite: concurrent readers and writers are safe).
+
+The path is stored as a BLOB of git's own bytes (`path_key`), not as TEXT: a git path need not
+be UTF-8, and sqlite refuses a str holding the surrogates that stand for such bytes. (Rows an
+older version stored as TEXT never match a BLOB key: they only cost a re-hash, once.)
 """
 
 from __future__ import annotations
@@ -24,6 +28,12 @@ Key = tuple[int, int, int, int]
 
 def stat_key(st: os.stat_result) -> Key:
     return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
+
+def path_key(path: str) -> bytes:
+    """The row key for a path: its bytes as git has them (str paths carry non-UTF-8 bytes as
+    surrogates, see pktline.read_text)."""
+    return path.encode("utf-8", "surrogateescape")
 
 
 class StatCache:
@@ -49,7 +59,7 @@ class StatCache:
     def lookup(self, path: str, st: os.stat_result) -> Pointer | None:
         try:
             row = self._conn().execute(
-                "SELECT size, mtime, ctime, ino, oid FROM entries WHERE path = ?", (path,)
+                "SELECT size, mtime, ctime, ino, oid FROM entries WHERE path = ?", (path_key(path),)
             ).fetchone()
         except _db_errors():
             return None
@@ -58,7 +68,7 @@ class StatCache:
         return Pointer(row[4], row[0])
 
     def record(self, items: Iterable[tuple[str, os.stat_result, str]]) -> None:
-        rows = [(path, *stat_key(st), oid) for path, st, oid in items]
+        rows = [(path_key(path), *stat_key(st), oid) for path, st, oid in items]
         if not rows:
             return
         try:
@@ -71,7 +81,7 @@ class StatCache:
 
     def forget(self, path: str) -> None:
         try:
-            self._conn().execute("DELETE FROM entries WHERE path = ?", (path,))
+            self._conn().execute("DELETE FROM entries WHERE path = ?", (path_key(path),))
         except _db_errors():
             return
 
