@@ -151,13 +151,16 @@ def check_fetched(ctx: Context) -> None:
     from gitext.scan import open_repo
 
     repo = open_repo(ctx.config.repo.git_dir)
+    # git resolves a relative remote URL (`../origin.git`) from the work tree's top (from the
+    # git dir in a bare repository): run it there, not in .git/ where git finds no work tree
+    # and resolves the URL from .git/ itself.
+    where = ctx.config.repo.work_tree or ctx.config.repo.git_dir
     for name in sorted(git_remotes(ctx.config.repo.git_dir)):
         proc = subprocess.run(["git", "ls-remote", "--heads", "--tags", name],
-                              cwd=ctx.config.repo.git_dir, capture_output=True, text=True)
+                              cwd=where, capture_output=True, text=True)
         if proc.returncode != 0:
             raise UsageError(
-                f"cannot list the refs of git remote {name!r}: "
-                f"{proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else 'git ls-remote failed'}",
+                f"cannot list the refs of git remote {name!r}: {_git_reason(proc.stderr)}",
                 hint="gc must see every ref that may need an object; fix the remote, or add "
                      "--skip-ref-check if you know this clone has all its commits")
         for line in proc.stdout.splitlines():
@@ -169,6 +172,16 @@ def check_fetched(ctx: Context) -> None:
                     f"git remote {name!r} has {ref} at {sha[:12]}, which this clone has not "
                     "fetched: gc would not know which objects it needs",
                     hint="`git fetch --all --tags`, then run the gc again") from None
+
+
+def _git_reason(stderr: str) -> str:
+    """git's own reason from its stderr: the `fatal:`/`error:` lines (git follows them with
+    advice such as "Please make sure you have the correct access rights" that says nothing
+    about the cause), else its first line."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    reasons = [line.split(":", 1)[1].strip() for line in lines
+               if line.startswith(("fatal:", "error:"))]
+    return "; ".join(reasons or lines[:1]) or "git ls-remote failed"
 
 
 def _manifest_chunks(store: Store, remote: Remote, oids: list[str]) -> set[str]:
