@@ -110,16 +110,20 @@ def pre_push(ctx: Context, remote_name: str, remote_url: str, stdin_text: str) -
     if os.environ.get("GIT_MLX_SKIP_PUSH", "") not in ("", "0"):
         trace("GIT_MLX_SKIP_PUSH set: not uploading")
         return
-    from gitext.scan import open_repo, pointers_in_range, remote_tracking_oids
+    from gitext.scan import open_repo, pointers_to_push
 
     lines = [line for line in parse_push_lines(stdin_text) if line.local_sha != ZERO_SHA]
     if not lines:
         return  # deletions only: nothing to upload
     repo = open_repo(ctx.config.repo.git_dir)
-    exclude = [line.remote_sha for line in lines if line.remote_sha != ZERO_SHA]
-    exclude += remote_tracking_oids(repo, remote_name)
-    found = pointers_in_range(repo, [line.local_sha for line in lines], exclude)
-    trace(f"pre-push: {len(found)} pointer(s) in the pushed commits")
+    # Only the remote ids git passes here are trusted to be on the remote: git read them from
+    # it a moment ago. Remote-tracking refs are not: another clone's rewrite and `gc --remote`,
+    # or a remote recreated empty, leave them naming commits whose files the remote no longer
+    # has (docs/remotes.md, "What a push sends"). Every candidate is checked on the remote in
+    # one batch (upload), and only what it lacks moves.
+    has = [line.remote_sha for line in lines if line.remote_sha != ZERO_SHA]
+    found = pointers_to_push(repo, [line.local_sha for line in lines], has)
+    trace(f"pre-push: {len(found)} pointer(s) to check on the remote")
     upload(ctx, {p.oid for p in found.values()}, git_remote=remote_name, git_url=remote_url)
     # Pipelines' run cache (gitext/runcache.py): entries whose outputs the remote now holds.
     from gitext.runcache import push_entries
