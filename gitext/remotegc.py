@@ -20,6 +20,9 @@ Each side writes before it reads, so at least one of two that overlap sees the o
 Locks and leases older than STALE_SECONDS (a killed process) are ignored; ages are measured
 on the remote's clock (the lease's or lock's own mtime), never against the local clock.
 
+A gc that deletes anything first replaces `gc-epoch` (a random token): pushes remember which
+commits they found complete on the remote only for the epoch they saw (gitext/hooks.py).
+
 Order of deletions keeps every intermediate state readable: manifests first (a manifest
 present still means "file complete"), then new packs of the live chunks of mostly-dead
 packs are uploaded, then the old packs' indexes, then their packs, then dead loose chunks.
@@ -49,6 +52,7 @@ if TYPE_CHECKING:
     from gitext.packs import Entries, RemoteIndex
 
 LOCKS = "locks/"
+EPOCH = "gc-epoch"                # a random token; replaced by every gc before it deletes
 GC_LOCK = "locks/gc"
 PUSH_LEASES = "locks/push/"
 STALE_SECONDS = 6 * 3600          # a lock or lease this old belongs to a process that died
@@ -110,6 +114,24 @@ def push_lease(remote: Remote) -> Iterator[None]:
             warn(f"could not remove the push lease {key} from remote {remote.name} "
                  f"({exc.message}); a gc of that remote ignores it after "
                  f"{STALE_SECONDS // 3600} hours")
+
+
+def read_epoch(remote: Remote) -> str | None:
+    """The remote's gc epoch, or None if it has none (new, recreated or emptied, or never
+    pushed to by a git-mlx that writes one). A push's record of the commits whose files it
+    saw on the remote (gitext/hooks.py) holds only while the epoch is the one it recorded."""
+    try:
+        token = remote.read(EPOCH).decode("ascii", "replace").strip()
+    except ObjectMissing:
+        return None
+    return token or None
+
+
+def new_epoch(remote: Remote) -> str:
+    """Start a new epoch on `remote` (written before anything is deleted from it)."""
+    token = uuid.uuid4().hex
+    remote.put(EPOCH, token.encode())
+    return token
 
 
 @contextlib.contextmanager
@@ -317,6 +339,8 @@ def _collect(ctx: Context, remote: Remote, kept: set[str], now: float, grace_day
     if not apply:
         return report
 
+    if report.manifests or rewrite or drop or report.chunks:
+        new_epoch(remote)  # first: a push's record of what this remote had is void from now
     if report.manifests:
         remote.delete_many([object_key(FILES, oid) for oid in report.manifests])
     if rewrite:

@@ -138,3 +138,37 @@ def test_push_of_content_lost_everywhere_is_refused(repo_with_origin: Path, orig
     assert proc.returncode != 0, text
     assert "neither in the local cache nor on remote origin" in text and v1 in text, text
     assert b"feature" not in git(origin, "branch", "--list").stdout, "git did not push the branch"
+
+
+def checked(proc_stderr: bytes) -> int:
+    """How many pointers pre-push checked on the remote (its GIT_MLX_TRACE line)."""
+    for line in proc_stderr.decode().splitlines():
+        if "pre-push:" in line and "pointer(s) to check" in line:
+            return int(line.split("pre-push:")[1].split()[0])
+    raise AssertionError(f"no pre-push trace in:\n{proc_stderr.decode()}")
+
+
+def test_new_branch_checks_only_what_no_earlier_push_found(repo_with_origin: Path,
+                                                           origin: Path) -> None:
+    """A new branch (git passes no remote id) on history this clone pushed before does not
+    check that history again, only the new commits and the tip's tree; after a gc of the
+    remote it checks the whole history once more."""
+    a = repo_with_origin
+    for seed in (7, 8, 9):
+        commit(a, "model.bin", seed, f"v{seed}")
+    git(a, "push", "-q", "origin", "main")
+    trace = {"GIT_MLX_TRACE": "1"}
+    proc = git(a, "push", "-q", "origin", "main:feature", env=trace)
+    assert checked(proc.stderr) == 1, "only the tip's model.bin"
+    git(a, "checkout", "-q", "-b", "more")
+    commit(a, "other.bin", 10, "other")
+    proc = git(a, "push", "-q", "origin", "more", env=trace)
+    assert checked(proc.stderr) == 2, "other.bin, and the tip's model.bin"
+
+    git(a, "push", "-q", "origin", "--delete", "feature")
+    mlx(a, "gc", "--remote", "origin", "--grace", "0")  # frees nothing: no new epoch
+    proc = git(a, "push", "-q", "origin", "main:feature2", env=trace)
+    assert checked(proc.stderr) == 1
+    (origin / "mlx" / "gc-epoch").write_text("another gc ran\n")  # as a gc that freed something
+    proc = git(a, "push", "-q", "origin", "main:feature3", env=trace)
+    assert checked(proc.stderr) == 3, "every version of model.bin in the history"
