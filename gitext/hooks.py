@@ -9,18 +9,22 @@ post-*:     hydrate: work-tree files that are still pointers get their content d
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
+import hashlib
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gitext.context import Context, trace
-from gitext.errors import TransferFailed, UsageError
+from gitext.errors import MlxError, TransferFailed, UsageError
 from gitext.filters import sequencer_dir
 from gitext.pointer import MAX_POINTER_SIZE, Pointer, try_parse
 
 if TYPE_CHECKING:
+    from gitext.config import RemoteSpec
     from gitext.remotes import Remote
     from gitext.scan import PointerEntry
     from gitext.store import Store
@@ -108,24 +112,99 @@ def _upload(ctx: Context, wanted: list[str], remote: Remote, progress: bool | No
 
 
 def pre_push(ctx: Context, remote_name: str, remote_url: str, stdin_text: str) -> None:
+    """Upload what the pushed commits need and the remote lacks (docs/remotes.md, "What a
+    push sends").
+
+    Trusted to be complete on the remote without a look: the remote ids git passes here (git
+    read them from the remote a moment ago) and the commits this clone's earlier pushes found
+    complete there, while the remote's gc epoch is the one they saw. Remote-tracking refs are
+    not trusted: another clone's rewrite and `gc --remote`, or a remote recreated empty, leave
+    them naming commits whose files the remote no longer has. The pushed tips' whole trees are
+    always checked. Every candidate is checked on the remote in one batch; only what it lacks
+    moves.
+    """
     if os.environ.get("GIT_MLX_SKIP_PUSH", "") not in ("", "0"):
         trace("GIT_MLX_SKIP_PUSH set: not uploading")
         return
-    from gitext.scan import open_repo, pointers_in_range, remote_tracking_oids
+    from gitext.remotegc import new_epoch, push_lease, read_epoch
+    from gitext.scan import open_repo, pointers_to_push
 
     lines = [line for line in parse_push_lines(stdin_text) if line.local_sha != ZERO_SHA]
     if not lines:
         return  # deletions only: nothing to upload
     repo = open_repo(ctx.config.repo.git_dir)
-    exclude = [line.remote_sha for line in lines if line.remote_sha != ZERO_SHA]
-    exclude += remote_tracking_oids(repo, remote_name)
-    found = pointers_in_range(repo, [line.local_sha for line in lines], exclude)
-    trace(f"pre-push: {len(found)} pointer(s) in the pushed commits")
-    upload(ctx, {p.oid for p in found.values()}, git_remote=remote_name, git_url=remote_url)
+    tips = [line.local_sha for line in lines]
+    has = [line.remote_sha for line in lines if line.remote_sha != ZERO_SHA]
+    try:
+        record: Path | None = _pushed_record(ctx, ctx.remote_spec(git_remote=remote_name,
+                                                                  git_url=remote_url))
+    except MlxError:
+        record = None  # no usable remote: an error below if there is anything to upload
+    epoch, verified = _read_pushed(record)
+    found = pointers_to_push(repo, tips, has + verified)
+    if found or verified:  # (verified: the remote's epoch decides whether `found` is enough)
+        remote = ctx.remote(git_remote=remote_name, git_url=remote_url)
+        with push_lease(remote):  # a remote's gc waits for pushes, and pushes for it
+            current = read_epoch(remote)
+            if verified and current != epoch:
+                trace("pre-push: the remote was garbage-collected or recreated since the last "
+                      "push; checking the whole pushed history")
+                verified = []
+                found = pointers_to_push(repo, tips, has)
+            trace(f"pre-push: {len(found)} pointer(s) to check on the remote")
+            if found:
+                _upload(ctx, sorted(found), remote, None)
+            try:
+                if current is None:
+                    current = new_epoch(remote)
+            except MlxError as exc:
+                trace(f"pre-push: cannot start a gc epoch on the remote ({exc.message})")
+            else:
+                _write_pushed(record, current, tips + verified)
     # Pipelines' run cache (gitext/runcache.py): entries whose outputs the remote now holds.
     from gitext.runcache import push_entries
 
     push_entries(ctx, git_remote=remote_name, git_url=remote_url)
+
+
+# The newest commits a clone's pushes found complete on a remote (their files, and their whole
+# history's): enough to cover the branches pushed lately, few enough to hide cheaply.
+PUSHED_RECORD_COMMITS = 64
+
+
+def _pushed_record(ctx: Context, spec: RemoteSpec) -> Path:
+    """Where this clone records what it found complete on the remote `spec`."""
+    digest = hashlib.sha256(f"{spec.name}\0{spec.url}".encode("utf-8", "surrogateescape"))
+    return ctx.config.repo.common_dir / "mlx" / "pushed" / digest.hexdigest()[:32]
+
+
+def _read_pushed(record: Path | None) -> tuple[str | None, list[str]]:
+    """(the remote's gc epoch then, commit ids), or (None, []) without a usable record."""
+    if record is None:
+        return None, []
+    try:
+        epoch, *commits = record.read_text("ascii").split()
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None, []  # none yet, or unreadable: check the whole pushed history
+    if not all(len(c) in (40, 64) and all(x in "0123456789abcdef" for x in c) for c in commits):
+        return None, []
+    return epoch, commits
+
+
+def _write_pushed(record: Path | None, epoch: str, commits: Sequence[str]) -> None:
+    """Replace the record atomically; failing to write it costs only a longer next push."""
+    if record is None:
+        return
+    kept = list(dict.fromkeys(commits))[:PUSHED_RECORD_COMMITS]
+    tmp = record.with_name(f".{record.name}.{os.getpid()}.tmp")
+    try:
+        record.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text("\n".join([epoch, *kept]) + "\n", "ascii")
+        os.replace(tmp, record)
+    except OSError as exc:
+        trace(f"pre-push: cannot record the pushed commits in {record} ({exc})")
+        with contextlib.suppress(OSError):
+            tmp.unlink()
 
 
 # -- hydration ---------------------------------------------------------------------------------

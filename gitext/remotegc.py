@@ -20,6 +20,9 @@ Each side writes before it reads, so at least one of two that overlap sees the o
 Locks and leases older than STALE_SECONDS (a killed process) are ignored; ages are measured
 on the remote's clock (the lease's or lock's own mtime), never against the local clock.
 
+A gc that deletes anything first replaces `gc-epoch` (a random token): pushes remember which
+commits they found complete on the remote only for the epoch they saw (gitext/hooks.py).
+
 Order of deletions keeps every intermediate state readable: manifests first (a manifest
 present still means "file complete"), then new packs of the live chunks of mostly-dead
 packs are uploaded, then the old packs' indexes, then their packs, then dead loose chunks.
@@ -49,6 +52,7 @@ if TYPE_CHECKING:
     from gitext.packs import Entries, RemoteIndex
 
 LOCKS = "locks/"
+EPOCH = "gc-epoch"                # a random token; replaced by every gc before it deletes
 GC_LOCK = "locks/gc"
 PUSH_LEASES = "locks/push/"
 STALE_SECONDS = 6 * 3600          # a lock or lease this old belongs to a process that died
@@ -112,6 +116,24 @@ def push_lease(remote: Remote) -> Iterator[None]:
                  f"{STALE_SECONDS // 3600} hours")
 
 
+def read_epoch(remote: Remote) -> str | None:
+    """The remote's gc epoch, or None if it has none (new, recreated or emptied, or never
+    pushed to by a git-mlx that writes one). A push's record of the commits whose files it
+    saw on the remote (gitext/hooks.py) holds only while the epoch is the one it recorded."""
+    try:
+        token = remote.read(EPOCH).decode("ascii", "replace").strip()
+    except ObjectMissing:
+        return None
+    return token or None
+
+
+def new_epoch(remote: Remote) -> str:
+    """Start a new epoch on `remote` (written before anything is deleted from it)."""
+    token = uuid.uuid4().hex
+    remote.put(EPOCH, token.encode())
+    return token
+
+
 @contextlib.contextmanager
 def _gc_lock(remote: Remote, break_lock: bool) -> Iterator[float]:
     """Hold `locks/gc`; yields the remote's clock (the lock's mtime)."""
@@ -151,13 +173,16 @@ def check_fetched(ctx: Context) -> None:
     from gitext.scan import open_repo
 
     repo = open_repo(ctx.config.repo.git_dir)
+    # git resolves a relative remote URL (`../origin.git`) from the work tree's top (from the
+    # git dir in a bare repository): run it there, not in .git/ where git finds no work tree
+    # and resolves the URL from .git/ itself.
+    where = ctx.config.repo.work_tree or ctx.config.repo.git_dir
     for name in sorted(git_remotes(ctx.config.repo.git_dir)):
         proc = subprocess.run(["git", "ls-remote", "--heads", "--tags", name],
-                              cwd=ctx.config.repo.git_dir, capture_output=True, text=True)
+                              cwd=where, capture_output=True, text=True)
         if proc.returncode != 0:
             raise UsageError(
-                f"cannot list the refs of git remote {name!r}: "
-                f"{proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else 'git ls-remote failed'}",
+                f"cannot list the refs of git remote {name!r}: {_git_reason(proc.stderr)}",
                 hint="gc must see every ref that may need an object; fix the remote, or add "
                      "--skip-ref-check if you know this clone has all its commits")
         for line in proc.stdout.splitlines():
@@ -169,6 +194,16 @@ def check_fetched(ctx: Context) -> None:
                     f"git remote {name!r} has {ref} at {sha[:12]}, which this clone has not "
                     "fetched: gc would not know which objects it needs",
                     hint="`git fetch --all --tags`, then run the gc again") from None
+
+
+def _git_reason(stderr: str) -> str:
+    """git's own reason from its stderr: the `fatal:`/`error:` lines (git follows them with
+    advice such as "Please make sure you have the correct access rights" that says nothing
+    about the cause), else its first line."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    reasons = [line.split(":", 1)[1].strip() for line in lines
+               if line.startswith(("fatal:", "error:"))]
+    return "; ".join(reasons or lines[:1]) or "git ls-remote failed"
 
 
 def _manifest_chunks(store: Store, remote: Remote, oids: list[str]) -> set[str]:
@@ -304,6 +339,8 @@ def _collect(ctx: Context, remote: Remote, kept: set[str], now: float, grace_day
     if not apply:
         return report
 
+    if report.manifests or rewrite or drop or report.chunks:
+        new_epoch(remote)  # first: a push's record of what this remote had is void from now
     if report.manifests:
         remote.delete_many([object_key(FILES, oid) for oid in report.manifests])
     if rewrite:

@@ -157,6 +157,24 @@ def pointers_in_range(
     return found
 
 
+def pointers_to_push(
+    repo: pygit2.Repository, tips: Sequence[str], remote_has: Sequence[str]
+) -> dict[str, Pointer]:
+    """What a push of `tips` must make sure the remote stores: the pointers introduced by the
+    commits between `remote_has` and `tips` (pointers_in_range), and every pointer in the tips'
+    own trees, however old, so a store emptied behind the refs' back is still caught for the
+    files a clone checks out first."""
+    found = pointers_in_range(repo, tips, remote_has)
+    probe = _pointer_probe(repo)
+    for tip in tips:
+        tree = _peel_tree(repo, tip)
+        for delta in tree.diff_to_tree(swap=True).deltas:
+            new = delta.new_file
+            if new.mode in _FILE_MODES and (pointer := probe(new.id)) is not None:
+                found[pointer.oid] = pointer
+    return found
+
+
 def remote_tracking_oids(repo: pygit2.Repository, remote_name: str | None) -> list[str]:
     """The distinct commit ids under refs/remotes/<remote_name>/ (what that remote has), or
     under refs/remotes/ for every remote when `remote_name` is None."""

@@ -289,3 +289,23 @@ def test_keeps_what_the_run_cache_names(repo_with_origin: Path, origin: Path) ->
     assert code == 0, text
     have = stored(origin / "mlx")
     assert f"files/{first[:2]}/{first}" in have, "run 1's output stays for the run cache"
+
+
+def test_relative_git_remote_url(repo: Path, origin: Path, tmp_path: Path) -> None:
+    """A git remote on a relative path (`../origin.git`, the README demo's style) resolves the
+    way git resolves it, from the work tree's top, also when gc runs in a subdirectory; a
+    remote git cannot reach is named with git's own reason, not the tail of its advice."""
+    git(repo, "remote", "add", "origin", "../origin.git")
+    mlx(repo, "track", "*.bin")
+    pushed_then_forgotten(repo, 21)
+    (repo / "sub").mkdir()
+    code, text = gc_remote(repo / "sub", "--grace", "0")
+    assert code == 0 and "Freed 1 manifest(s)" in text, text
+    assert out(mlx(repo, "fsck", "--remote", "origin")).strip().endswith("OK")
+
+    git(repo, "remote", "add", "gone", "../gone.git")
+    code, text = gc_remote(repo, "--grace", "0", check=False)
+    assert code == 2, text
+    assert "git remote 'gone'" in text and "'../gone.git' does not appear to be a git repository" \
+        in text, text
+    assert "and the repository exists" not in text, text
