@@ -218,13 +218,11 @@ def _gc(ctx: Context, kept: set[str], dry_run: bool, grace_minutes: float,
         if pushed and not dry_run:
             store.make_dir(trash)
         for hexid in sorted(pushed):
-            if dry_run:
-                size = _size(store.path(kind, hexid))
-            else:
-                size = _discard(store, kind, hexid, seen[hexid], trash)
-                if size is None:
-                    reused += 1
-                    continue
+            size = _size(store.path(kind, hexid)) if dry_run else \
+                _discard(store, kind, hexid, seen[hexid], trash)
+            if size is None:
+                reused += 1
+                continue
             into.append(hexid)
             report.nbytes += size
         if reused:
@@ -287,10 +285,10 @@ def _restore_trash(store: Store, trash: Path) -> None:
         return
     for entry in os.scandir(trash):
         kind, _, rest = entry.name.partition(".")
-        hexid = rest.partition(".")[0]
-        if kind not in (CHUNKS, FILES) or len(hexid) != 64:
-            continue
-        dest = store.path(kind, hexid)
+        try:
+            dest = store.path(kind, rest.partition(".")[0])
+        except ValueError:
+            continue  # not a name _discard gives
         try:
             store.make_dir(dest.parent)
             os.replace(entry.path, dest)

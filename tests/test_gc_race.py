@@ -12,6 +12,7 @@ it waits there, a complete `git add` runs. Then the gate opens and gc finishes.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import random
 import socket
@@ -26,7 +27,7 @@ from mlxtest import assert_clean_status, blob_of, git, mlx, out, sha256_file, wr
 from servers import S3Server
 
 from gitext.pointer import parse
-from gitext.store import Manifest
+from gitext.store import CHUNKS, FILES, Manifest, Store
 
 OLD = 2 * 3600  # seconds objects are backdated by: far past gc's grace period
 
@@ -285,3 +286,39 @@ def test_concurrent_add_and_gc_stress(repo_with_origin: Path) -> None:
         assert_staged_complete(repo, [n for n in staged if n.endswith(".bin")])
     proc = mlx(repo, "fsck", check=False)
     assert proc.returncode == 0, out(proc)
+
+
+def test_a_downloaded_manifest_touches_the_chunks_it_finds(tmp_path: Path) -> None:
+    """A fetch imports a manifest whose chunks were already cached, old and unreferenced:
+    they are touched like an add's, so a concurrent gc's grace period covers them."""
+    src, dst = Store(tmp_path / "src"), Store(tmp_path / "dst")
+    data = random.Random(3).randbytes(3 << 20)
+    ptr = src.add_stream(io.BytesIO(data).read)
+    manifest = src.read_manifest(ptr.oid)
+    assert len(manifest.chunks) > 2
+    when = time.time() - OLD
+    for ref in manifest.chunks:
+        dst.import_bytes(CHUNKS, ref.id, src.path(CHUNKS, ref.id).read_bytes())
+        os.utime(dst.path(CHUNKS, ref.id), (when, when))
+    dst.import_bytes(FILES, ptr.oid, manifest.encode())
+    assert all(time.time() - dst.path(CHUNKS, ref.id).stat().st_mtime < 60
+               for ref in manifest.chunks)
+    assert b"".join(dst.iter_content(ptr.oid)) == data
+
+
+def test_gc_puts_back_what_a_killed_gc_left_aside(repo_with_origin: Path) -> None:
+    """gc renames an object aside before deleting it (docs/maintenance.md); one killed right
+    there leaves it in tmp/gc-trash/. The next gc puts it back in place first."""
+    repo = repo_with_origin
+    write_random(repo / "model.bin", 1 << 20, seed=5)
+    git(repo, "add", "model.bin", ".gitattributes")
+    git(repo, "commit", "-q", "-m", "v1")
+    oid = parse(blob_of(repo, "HEAD:model.bin")).oid
+    manifest = cache(repo) / "files" / oid[:2] / oid
+    trash = cache(repo) / "tmp" / "gc-trash"
+    trash.mkdir(parents=True)
+    manifest.rename(trash / f"files.{oid}.4242")
+    assert mlx(repo, "fsck", check=False).returncode == 1
+    mlx(repo, "gc")
+    assert manifest.is_file() and not any(trash.iterdir())
+    assert "OK" in out(mlx(repo, "fsck"))
