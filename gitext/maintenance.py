@@ -17,6 +17,11 @@ gc frees cached files nothing needs, and only those a remote also has:
 each worktree, stashes, recent reflog tips): older versions the remote has are freed too, and
 come back with `git mlx fetch` when needed. Manifests go before their chunks, so "manifest
 present" keeps meaning "file complete" at every moment of a gc.
+
+A writer that reuses a cached object touches it (Store.touch), and gc deletes an object by
+renaming it aside and putting it back if it was touched since gc judged it old (_discard), so
+a concurrent `git add` never ends with a pointer or manifest naming a freed object
+(docs/maintenance.md, "gc and concurrent writers").
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from mlxtest import assert_clean_status, blob_of, git, mlx, out, sha256_file, write_random
+from mlxtest import assert_clean_status, blob_of, git, mlx, out, run, sha256_file, write_random
 from servers import S3Server
 
 from gitext.pointer import parse
@@ -101,23 +101,27 @@ def cache(repo: Path) -> Path:
     return repo / ".git" / "mlx"
 
 
-def objects(repo: Path, kind: str) -> list[Path]:
-    top = cache(repo) / kind
+def objects(repo: Path, kind: str, root: Path | None = None) -> list[Path]:
+    top = (root or cache(repo)) / kind
     return [p for p in top.rglob("*") if p.is_file()] if top.is_dir() else []
 
 
-def backdate(repo: Path) -> None:
+def backdate(repo: Path, root: Path | None = None) -> None:
     """Every cached object looks as if written long before gc's grace period."""
     when = time.time() - OLD
     for kind in ("chunks", "files"):
-        for path in objects(repo, kind):
+        for path in objects(repo, kind, root):
             os.utime(path, (when, when))
 
 
-def setup_unreferenced(repo: Path, endpoint: str, bucket: str) -> tuple[bytes, str]:
-    """A repository whose cache holds old.bin's objects: on the remote, referenced by nothing
-    (its branch is deleted), written two hours ago. old.bin stays in the work tree, untracked,
-    with the stat cache still knowing it. Returns its bytes and its oid."""
+def setup_unreferenced(repo: Path, endpoint: str, bucket: str,
+                       shared: Path | None = None) -> tuple[bytes, str]:
+    """A repository whose cache (`shared`: a cache.dir) holds old.bin's objects: on the
+    remote, referenced by nothing (its branch is deleted), written two hours ago. old.bin stays
+    in the work tree, untracked, with the stat cache still knowing it. Returns its bytes and
+    its oid."""
+    if shared is not None:
+        share(repo, shared)
     mlx(repo, "track", "*.bin")
     mlx(repo, "remote", "add", "-d", "storage", f"s3://{bucket}/proj")
     mlx(repo, "remote", "modify", "storage", "endpoint_url", endpoint)
@@ -135,8 +139,13 @@ def setup_unreferenced(repo: Path, endpoint: str, bucket: str) -> tuple[bytes, s
     git(repo, "checkout", "-q", "main")
     git(repo, "branch", "-q", "-D", "exp")
     git(repo, "reflog", "expire", "--expire=now", "--all")
-    backdate(repo)
+    backdate(repo, shared)
     return (repo / "old.bin").read_bytes(), oid
+
+
+def share(repo: Path, cache_dir: Path) -> None:
+    (repo / ".git" / "mlx").mkdir(parents=True, exist_ok=True)
+    (repo / ".git" / "mlx" / "config.yaml").write_text(f"cache:\n  dir: {cache_dir}\n")
 
 
 def start_gc(repo: Path) -> subprocess.Popen[bytes]:
@@ -150,18 +159,19 @@ def finish(proc: subprocess.Popen[bytes]) -> str:
     return stdout.decode()
 
 
-def assert_staged_complete(repo: Path, names: list[str]) -> None:
+def assert_staged_complete(repo: Path, names: list[str], root: Path | None = None) -> None:
     """Every file the index names is complete in the cache: its one chunk, or its manifest and
     all its chunks. Looked at directly, before any git command could run the clean filter
     again (git re-cleans a racily clean file, which would store a freed object anew)."""
+    root = root or cache(repo)
     for name in names:
         oid = parse(blob_of(repo, f":{name}")).oid
-        if (cache(repo) / "chunks" / oid[:2] / oid).is_file():
+        if (root / "chunks" / oid[:2] / oid).is_file():
             continue
-        manifest = cache(repo) / "files" / oid[:2] / oid
+        manifest = root / "files" / oid[:2] / oid
         assert manifest.is_file(), f"{name}: {oid} is gone from the cache"
         lacking = [c.id for c in Manifest.decode(manifest.read_bytes(), oid).chunks
-                   if not (cache(repo) / "chunks" / c.id[:2] / c.id).is_file()]
+                   if not (root / "chunks" / c.id[:2] / c.id).is_file()]
         assert not lacking, f"{name}: {len(lacking)} chunk(s) of {oid} are gone from the cache"
 
 
@@ -221,6 +231,37 @@ def test_gc_never_frees_what_a_concurrent_add_reuses(repo: Path, s3_server: S3Se
         # What nothing reuses is still freed: old.bin's manifest, or its last chunk (new.bin
         # differs from there on).
         assert "Freed 0 manifest(s) and 0 chunk(s)" not in text, text
+
+
+def test_gc_in_one_clone_never_frees_what_an_add_in_another_reuses(
+        repo: Path, origin: Path, tmp_path: Path, s3_server: S3Server, gate: Gate) -> None:
+    """A shared cache (cache.dir): gc runs in one clone, stopped as above, while `git add` in
+    another clone reuses the old objects; the second clone's new files stay complete."""
+    shared = tmp_path / "shared"
+    data, _ = setup_unreferenced(repo, gate.endpoint, s3_server.bucket("race-shared"), shared)
+    git(repo, "remote", "add", "origin", str(origin))
+    git(repo, "push", "-q", "origin", "main")
+    other = tmp_path / "other"
+    run(["git", "clone", "-q", str(origin), str(other)])
+    share(other, shared)
+    mlx(other, "fsck")  # opens the cache: registers the clone
+    backdate(repo, shared)
+    (other / "copy.bin").write_bytes(data)
+    (other / "new.bin").write_bytes(data[: 2 << 20] + random.Random(8).randbytes(1 << 20))
+    names = ["copy.bin", "new.bin"]
+    sums = {name: sha256_file(other / name) for name in names}
+
+    gate.close()
+    gc = start_gc(repo)
+    try:
+        assert gate.reached.wait(60), "gc never asked the remote"
+        git(other, "add", *names)
+    finally:
+        gate.open()
+    finish(gc)
+    assert_staged_complete(other, names, shared)
+    git(other, "commit", "-q", "-m", "files that reuse the other clone's old objects")
+    assert_intact(other, names, sums)
 
 
 def test_concurrent_add_and_gc_stress(repo_with_origin: Path) -> None:
