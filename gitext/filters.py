@@ -190,7 +190,7 @@ class MlxFilter:
         # Small files skip the stat cache: re-cleaning one costs less than remembering it.
         remember = before is not None and before.st_size >= STATCACHE_MIN_SIZE
         hint = self.ctx.statcache.lookup(pathname, before) if remember and before else None
-        if hint is not None and store.has_file(hint.oid):
+        if hint is not None and store.reuse_file(hint.oid):  # touched: gc keeps it
             pointer = self._clean_known(pathname, head, read, hint)
         else:
             pointer = store.add_stream(prefixed(head, read),
@@ -211,7 +211,7 @@ class MlxFilter:
             digest.update(block)
             size += len(block)
         pointer = Pointer(digest.hexdigest(), size)
-        if pointer == hint or self.ctx.store.has_file(pointer.oid):
+        if pointer == hint or self.ctx.store.reuse_file(pointer.oid):
             return pointer
         # Not what the stat cache remembered and not stored: the bytes git sent are gone, so
         # store the file from disk, and accept it only if it is exactly what git sent.

@@ -17,6 +17,11 @@ gc frees cached files nothing needs, and only those a remote also has:
 each worktree, stashes, recent reflog tips): older versions the remote has are freed too, and
 come back with `git mlx fetch` when needed. Manifests go before their chunks, so "manifest
 present" keeps meaning "file complete" at every moment of a gc.
+
+A writer that reuses a cached object touches it (Store.touch), and gc deletes an object by
+renaming it aside and putting it back if it was touched since gc judged it old (_discard), so
+a concurrent `git add` never ends with a pointer or manifest naming a freed object
+(docs/maintenance.md, "gc and concurrent writers").
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ if TYPE_CHECKING:
 
 DEFAULT_KEEP_DAYS = 90       # like git's gc.reflogExpire
 DEFAULT_GRACE_MINUTES = 60   # objects this young are never freed
+TRASH = "tmp/gc-trash"       # where gc renames an object before deleting it (_discard)
 
 
 def cached_ids(store: Store, kind: str) -> Iterator[str]:
@@ -193,20 +199,39 @@ def _gc(ctx: Context, kept: set[str], dry_run: bool, grace_minutes: float,
     store = ctx.store
     now = time.time()
     report = GcReport()
+    trash = store.root / TRASH
+    if not dry_run:
+        _restore_trash(store, trash)
 
-    def old(kind: str, hexid: str) -> bool:
-        try:
-            return now - store.path(kind, hexid).stat().st_mtime >= grace_minutes * 60
-        except FileNotFoundError:
-            return False  # gone meanwhile: leave it alone
+    def old(kind: str, ids: Iterable[str]) -> dict[str, int]:
+        """The objects among `ids` older than the grace period, with the mtime seen."""
+        found = {}
+        for hexid in ids:
+            try:
+                st = store.path(kind, hexid).stat()
+            except FileNotFoundError:
+                continue  # gone meanwhile: leave it alone
+            if now - st.st_mtime >= grace_minutes * 60:
+                found[hexid] = st.st_mtime_ns
+        return found
 
     def free(kind: str, ids: Iterable[str], into: list[str]) -> None:
-        ids = [i for i in ids if old(kind, i)]
-        pushed = _pushed(ctx, remote, ids)
-        report.kept_unpushed += len(ids) - len(pushed)
+        seen = old(kind, ids)
+        pushed = _pushed(ctx, remote, list(seen))
+        report.kept_unpushed += len(seen) - len(pushed)
+        reused = 0
+        if pushed and not dry_run:
+            store.make_dir(trash)
         for hexid in sorted(pushed):
+            size = _size(store.path(kind, hexid)) if dry_run else \
+                _discard(store, kind, hexid, seen[hexid], trash)
+            if size is None:
+                reused += 1
+                continue
             into.append(hexid)
-            report.nbytes += _remove(store.path(kind, hexid), dry_run)
+            report.nbytes += size
+        if reused:
+            trace(f"gc: kept {reused} {kind} object(s) a writer used while gc ran")
 
     # 1. Manifests nothing needs (before any chunk: a manifest never outlives its chunks).
     cached_files = set(cached_ids(store, FILES))
@@ -224,14 +249,56 @@ def _gc(ctx: Context, kept: set[str], dry_run: bool, grace_minutes: float,
     return report
 
 
-def _remove(path: Path, dry_run: bool) -> int:
+def _size(path: Path) -> int:
     try:
-        size = path.stat().st_size
-        if not dry_run:
-            path.unlink()
-        return size
+        return path.stat().st_size
     except FileNotFoundError:
         return 0
+
+
+def _discard(store: Store, kind: str, hexid: str, seen_ns: int, trash: Path) -> int | None:
+    """Delete one object gc judged old (mtime `seen_ns`), unless a writer used it since;
+    its size, or None if it stays.
+
+    A writer that reuses an object touches it (`Store.touch`, one utime that fails if the
+    object is gone). The object is first renamed aside, atomically: a touch before the
+    rename shows in its mtime here, and it goes back; a touch after it finds nothing and the
+    writer stores the object again. No moment is left where a touch succeeds and the object
+    is deleted anyway (docs/maintenance.md, "gc and concurrent writers").
+    """
+    path = store.path(kind, hexid)
+    aside = trash / f"{kind}.{hexid}.{os.getpid()}"
+    try:
+        os.rename(path, aside)
+    except FileNotFoundError:
+        return None  # gone meanwhile (another gc)
+    try:
+        st = os.lstat(aside)
+        if st.st_mtime_ns != seen_ns:
+            os.replace(aside, path)  # same bytes as any copy a writer put there meanwhile
+            return None
+        os.unlink(aside)
+    except FileNotFoundError:
+        return None  # another gc put it back (_restore_trash)
+    return st.st_size
+
+
+def _restore_trash(store: Store, trash: Path) -> None:
+    """Put back what a gc killed between renaming an object aside and deciding about it
+    left in the trash: the object may be one a writer touched. This gc judges it again."""
+    if not trash.is_dir():
+        return
+    for entry in os.scandir(trash):
+        kind, _, rest = entry.name.partition(".")
+        try:
+            dest = store.path(kind, rest.partition(".")[0])
+        except ValueError:
+            continue  # not a name _discard gives
+        try:
+            store.make_dir(dest.parent)
+            os.replace(entry.path, dest)
+        except FileNotFoundError:
+            continue  # another gc decided about it meanwhile
 
 
 def _clean_tmp(store: Store, before: float, dry_run: bool) -> int:

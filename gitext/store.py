@@ -209,6 +209,43 @@ class Store:
         chunks), or it is a one-chunk file, stored as just that chunk (docs/store.md)."""
         return self.has(CHUNKS, oid) or self.has(FILES, oid)
 
+    def touch(self, kind: str, hexid: str) -> bool | None:
+        """Mark an object as used now, so gc's grace period protects it from this moment
+        (docs/maintenance.md, "gc and concurrent writers"). One utime, which is also the
+        existence check: True if touched, False if absent, None if present but not ours to
+        touch (another member's object in a team cache, or a read-only cache)."""
+        path = self.path(kind, hexid)
+        try:
+            os.utime(path)
+            return True
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.EACCES, errno.EROFS):
+                raise
+            return None if path.is_file() else False
+
+    def reuse_file(self, oid: str) -> bool:
+        """has_file for a writer about to name `oid` in a new pointer without storing it
+        again: True only if the file is here and touched (its manifest, or its one chunk),
+        so a concurrent gc keeps it. False means: store the file (`add_stream` rewrites
+        what it cannot touch)."""
+        return self.touch(CHUNKS, oid) is True or self.touch(FILES, oid) is True
+
+    def _reuse_or_write(self, kind: str, hexid: str, data: Callable[[], bytes]) -> None:
+        """Keep an object a new pointer or manifest will name: touch it if present, write
+        it if absent or not ours to touch (the rewrite gives it a fresh mtime). A cache we
+        cannot write at all keeps serving a fully deduplicated add, as before."""
+        touched = self.touch(kind, hexid)
+        if touched:
+            return
+        try:
+            self._write_object(kind, hexid, data())
+        except OSError as exc:
+            if touched is None and exc.errno in (errno.EPERM, errno.EACCES, errno.EROFS):
+                return  # present, and neither we nor (on this file system) gc can delete it
+            raise
+
     def new_tmp_path(self) -> Path:
         """A fresh path under <root>/tmp, on the objects' file system so renames are atomic.
 
@@ -296,10 +333,10 @@ class Store:
             raise
 
     def _store_chunk(self, chunk: memoryview) -> ChunkRef:
-        """Worker: hash one chunk and write it unless present (dedup happens here)."""
+        """Worker: hash one chunk and write it unless present (dedup happens here; a present
+        chunk is touched, so gc's grace period covers it until the pointer is in an index)."""
         hexid = hashlib.sha256(chunk).hexdigest()
-        if not self.has(CHUNKS, hexid):
-            self._write_object(CHUNKS, hexid, self._compressor().compress(chunk))
+        self._reuse_or_write(CHUNKS, hexid, lambda: self._compressor().compress(chunk))
         return ChunkRef(hexid, len(chunk))
 
     def add_stream(self, read: Callable[[int], bytes],
@@ -352,8 +389,8 @@ class Store:
                     done.cancel()
                 raise
         manifest = Manifest(whole.hexdigest(), size, tuple(refs))
-        if not self.has(FILES, manifest.oid):  # re-adding a known file writes nothing
-            self._write_object(FILES, manifest.oid, manifest.encode())
+        # Re-adding a known file writes nothing: its manifest is touched.
+        self._reuse_or_write(FILES, manifest.oid, manifest.encode)
         return Pointer(manifest.oid, size)
 
     def add_file(self, path: Path) -> Pointer:
@@ -640,11 +677,15 @@ class Store:
                     "that has it",
                 )
             return
-        missing = self.missing_chunks(Manifest.decode(raw, hexid))
+        # The chunks are touched, not just looked at: they were downloaded, or found here
+        # and possibly old, and a concurrent gc must not free them (docs/maintenance.md).
+        manifest = Manifest.decode(raw, hexid)
+        ids = dict.fromkeys(ref.id for ref in manifest.chunks)
+        missing = [cid for cid in ids if self.touch(CHUNKS, cid) is False]
         if missing:
             raise ObjectMissing(
-                f"manifest {hexid} imported before its chunk {missing[0].id}",
-                oid=missing[0].id, hint="download a file's chunks before its manifest",
+                f"manifest {hexid} imported before its chunk {missing[0]}",
+                oid=missing[0], hint="download a file's chunks before its manifest",
             )
 
     def frame_ok(self, hexid: str, size: int) -> bool:
