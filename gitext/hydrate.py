@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -127,6 +128,7 @@ def write_file(ctx: Context, target: Target, dest: Path, mtime_ns: int,
                 # chunk, fetching bad chunks from the remote.
                 _write_tmp(store.iter_content(oid, repair=repair), tmp, perms)
         os.utime(tmp, ns=(mtime_ns, mtime_ns))
+        _test_point("before-rename", dest)
         os.replace(tmp, dest)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -236,6 +238,9 @@ def record(ctx: Context, written: Iterable[tuple[Target, os.stat_result]]) -> No
     written = list(written)
     if not written:
         return
+    work_tree = ctx.config.repo.work_tree or Path.cwd()
+    for t, _ in written:
+        _test_point("before-index", work_tree / t.path)
     ctx.statcache.record([(t.path, st, t.pointer.oid) for t, st in written])
     updates = {_raw(t.path): (t.blobs, st) for t, st in written if t.blobs}
     if not updates:
@@ -247,6 +252,17 @@ def record(ctx: Context, written: Iterable[tuple[Target, os.stat_result]]) -> No
     rest = [t for t, _ in written if t.blobs and _raw(t.path) not in done]
     if rest:
         _reset_stat(ctx, rest)
+    for t, _ in written:
+        _test_point("after-index", work_tree / t.path)
+
+
+def _test_point(name: str, path: Path) -> None:
+    """Tests only: run the program GIT_MLX_TEST_HOOK names as `PROGRAM NAME PATH`, so a test
+    can act at an exact moment of a real hydration (a concurrent writer, an edit right after
+    the index is told). Points: before-rename, before-index, after-index."""
+    hook = os.environ.get("GIT_MLX_TEST_HOOK")
+    if hook:
+        subprocess.run([hook, name, os.fsencode(path)], stdout=subprocess.DEVNULL, check=False)
 
 
 def _raw(path: str) -> bytes:
