@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from gitext.context import Context, trace
 from gitext.errors import TransferFailed, UsageError
+from gitext.hydrate import mlx_filtered
 from gitext.pointer import MAX_POINTER_SIZE, Pointer, try_parse
 
 if TYPE_CHECKING:
@@ -136,7 +137,8 @@ def unhydrated(ctx: Context, include: Sequence[str] = (), exclude: Sequence[str]
 
 def unhydrated_entries(ctx: Context, include: Sequence[str] = (), exclude: Sequence[str] = (),
                        *, remember: bool = False) -> list[PointerEntry]:
-    """Like `unhydrated`, with each entry's mode and pointer blob id.
+    """Like `unhydrated`, with each entry's mode and pointer blob id; only paths whose
+    `filter` attribute is `mlx`.
 
     With `remember`, hydrated files the stat cache does not know yet are recorded in it, so a
     racy re-check by git (right after a checkout) costs a hash instead of a full clean.
@@ -162,6 +164,9 @@ def unhydrated_entries(ctx: Context, include: Sequence[str] = (), exclude: Seque
         except OSError:
             continue  # deleted or unreadable: not ours to recreate
     ctx.statcache.record(fresh)
+    if found:  # only paths git filters with mlx: a plain file may hold pointer text too
+        keep = mlx_filtered(work_tree, [e.path for e in found])
+        found = [e for e in found if e.path in keep]
     return found
 
 
