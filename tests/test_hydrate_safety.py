@@ -85,12 +85,17 @@ def test_write_after_the_rename_is_not_recorded_as_clean(repo_with_origin: Path,
 
 
 # -- item 2: an edit right after hydration is seen, as plain git's racy check sees it --------
+@pytest.mark.parametrize("config", [[], ["core.trustctime", "false"], ["core.checkStat", "minimal"]],
+                         ids=["default", "no-ctime", "minimal-stat"])
 def test_same_size_edit_with_mtime_put_back_is_seen(repo_with_origin: Path, direct: None,
-                                                    tmp_path: Path) -> None:
+                                                    tmp_path: Path, config: list[str]) -> None:
     """Right after a direct hydration, edit the file (same size, mtime restored): git status
-    shows it, and the next checkout refuses to overwrite it, as with plain git."""
+    shows it, and the next checkout refuses to overwrite it, as with plain git. Also when git
+    does not look at ctime (then git-mlx leaves git to compare content)."""
     repo = repo_with_origin
     versions(repo)
+    if config:
+        git(repo, "config", *config)
     git(repo, "checkout", "-q", "v1", env=hook(tmp_path, "after-index", SAME_SIZE_EDIT))
     edited = sha256_file(repo / "model.bin")
     assert porcelain(repo) == " M model.bin\n"
