@@ -198,7 +198,7 @@ def hydrate(ctx: Context, include: Sequence[str] = (), exclude: Sequence[str] = 
         if not include and not exclude:
             clear_pending(ctx)
         return []
-    failed = hydrate_targets(ctx, targets, requested=requested, progress=progress)
+    failed = hydrate_targets(ctx, targets, requested=requested, progress=progress, from_index=True)
     report_failures(failed)
     if not failed and not include and not exclude:
         clear_pending(ctx)

@@ -254,15 +254,18 @@ def _write_fd(content: Iterable[bytes], fd: int) -> None:
 
 
 def hydrate_targets(ctx: Context, targets: Sequence[Target], *, requested: str | None = None,
-                    progress: bool | None = None) -> dict[str, str]:
+                    progress: bool | None = None, from_index: bool = False) -> dict[str, str]:
     """Download what the cache lacks, write every target, refresh the index.
 
+    `from_index`: the targets were just read from the index's regular-file entries (the hooks'
+    and pull's scans), so the index need not be read again to check their modes.
     Returns path -> reason for the files left as pointers (named on stderr by the caller).
     """
     work_tree = ctx.config.repo.work_tree
     if not targets or work_tree is None:
         return {}
-    targets = _checked_out(ctx, targets)
+    if not from_index:
+        targets = _checked_out(ctx, targets)
     if not targets:
         return {}
     store = ctx.store
