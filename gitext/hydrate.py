@@ -8,8 +8,8 @@ pointer's sha256, given the mode git would give it, renamed over the pointer. Th
 data goes into the stat cache and into the file's index entry (gitindex.refresh), so git sees
 the file as unchanged without reading it.
 
-Nothing but the pointer file git wrote is ever written over: the index entry must be a
-regular file with the pointer blob, the path a regular file (lstat, no symlink on the way)
+Nothing but the pointer file git wrote is ever written over: the index must not have the
+path as a symlink or submodule, the path must be a regular file (lstat, no symlink on the way)
 holding the pointer, and unchanged (lstat, to the nanosecond) right before the rename and
 again before the index is told. The index is told in a later second than the file's ctime
 (gitindex.refresh), so that git's whole-second stat check sees any later edit.
