@@ -22,7 +22,7 @@ import hashlib
 import os
 import struct
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -250,6 +250,9 @@ def refresh(index_path: Path,
     """
     if not updates:
         return set()
+    if work_tree is not None:  # wait before taking the lock, not while holding it
+        latest = _latest_second(st for _, st in updates.values())
+        time.sleep(min(max(latest + 1 - time.time(), 0), _MAX_WAIT))
     lock = index_path.with_name(index_path.name + ".lock")
     try:
         fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
@@ -279,8 +282,7 @@ def refresh(index_path: Path,
                     break
                 recorded = {path: st for path in done if (st := wanted[path][1]) is not None}
                 index_second = os.fstat(out.fileno()).st_mtime_ns // _NS
-                latest = max((max(st.st_ctime_ns, st.st_mtime_ns) // _NS
-                              for st in recorded.values()), default=-1)
+                latest = _latest_second(recorded.values())
                 if latest >= index_second:
                     if time.monotonic() >= deadline:  # a clock that will not move (odd fs)
                         wanted.update((path, (wanted[path][0], None)) for path in recorded)
@@ -302,6 +304,12 @@ def refresh(index_path: Path,
         if not committed:
             with contextlib.suppress(OSError):
                 os.unlink(lock)
+
+
+def _latest_second(stats: Iterable[os.stat_result | None]) -> int:
+    """The latest second any of these files was changed in (ctime, or a later mtime)."""
+    return max((max(st.st_ctime_ns, st.st_mtime_ns) // _NS for st in stats if st is not None),
+               default=-1)
 
 
 def _still(work_tree: Path, path: bytes, st: os.stat_result) -> bool:
