@@ -21,7 +21,8 @@ import contextlib
 import hashlib
 import os
 import struct
-from collections.abc import Collection, Mapping
+import time
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -191,22 +192,72 @@ def _stat_fields(st: os.stat_result, mode: int) -> bytes:
     )
 
 
+def unchanged(now: os.stat_result, then: os.stat_result) -> bool:
+    """The same file, untouched: same inode, type and mode, size, mtime and ctime to the
+    nanosecond (any write, rename over it or chmod changes one of them)."""
+    return (now.st_ino, now.st_dev, now.st_mode, now.st_size, now.st_mtime_ns, now.st_ctime_ns) \
+        == (then.st_ino, then.st_dev, then.st_mode, then.st_size, then.st_mtime_ns, then.st_ctime_ns)
+
+
+_NS = 1_000_000_000
+_ATTEMPTS = 8
+_MAX_WAIT = 3.0  # seconds for the clock to pass a file's ctime; beyond, git compares content
+
+
+def _patch(data: bytes, entries: list[Entry], hash_size: int,
+           updates: Mapping[bytes, tuple[Collection[bytes], os.stat_result | None]],
+           ) -> tuple[bytearray, set[bytes]]:
+    """`data` with the stat data of the matching stage-0 entries replaced (or smudged: size 0,
+    for a None stat), its checksum rewritten; and the paths patched."""
+    patched = bytearray(data)
+    done: set[bytes] = set()
+    for entry in entries:
+        want = updates.get(entry.path)
+        if want is None or entry.stage != 0 or entry.oid not in want[0]:
+            continue
+        if want[1] is None:  # git's own "racily clean" smudge: size 0 makes it compare content
+            size_at = entry.stat_offset + 4 * _STAT_SIZE
+            patched[size_at : size_at + 4] = bytes(4)
+        else:
+            patched[entry.stat_offset : entry.stat_offset + _STAT.size] = _stat_fields(
+                want[1], entry.mode
+            )
+        done.add(entry.path)
+    if done and bytes(data[-hash_size:]) != bytes(hash_size):
+        body = memoryview(patched)[:-hash_size]
+        patched[-hash_size:] = _HASH_SIZES[hash_size](body).digest()
+        body.release()
+    return patched, done
+
+
 def refresh(index_path: Path,
-            updates: Mapping[bytes, tuple[Collection[bytes], os.stat_result]]) -> set[bytes]:
+            updates: Mapping[bytes, tuple[Collection[bytes], os.stat_result | None]],
+            work_tree: Path | None = None) -> set[bytes]:
     """Record new stat data for stage-0 entries: path -> (the raw blob ids it may have, stat).
 
+    A None stat smudges the entry instead (size 0: git compares the file's content next time).
     Returns the paths whose entries were updated. An entry whose blob id is not the expected
     one (the index moved on) is left alone. Never raises for a busy or unusual index: it
     returns an empty set and git re-checks those files itself.
+
+    With `work_tree` (docs/hydration.md, "Never hiding an edit"), two guards make the recorded
+    stat data as trustworthy as git's own:
+    - the new index is committed only in a later second than every recorded file's ctime
+      (waiting for the clock when needed): git compares ctime in whole seconds, so an edit
+      after the commit, even one that puts the size and mtime back, changes the ctime git sees;
+    - right before the commit, each file is compared with its stat data (lstat, to the
+      nanosecond): a file that changed since it was written is smudged, never recorded as clean.
     """
     if not updates:
         return set()
+    if work_tree is not None:  # wait before taking the lock, not while holding it
+        latest = _latest_second(st for _, st in updates.values())
+        time.sleep(min(max(latest + 1 - time.time(), 0), _MAX_WAIT))
     lock = index_path.with_name(index_path.name + ".lock")
     try:
         fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     except OSError:
         return set()  # git (or another git-mlx) holds the index: let git re-check later
-    done: set[bytes] = set()
     committed = False
     try:
         with os.fdopen(fd, "wb") as out:
@@ -217,22 +268,33 @@ def refresh(index_path: Path,
                     return set()  # split index: entries live in two files
             except (OSError, IndexFormatError):
                 return set()
-            patched = bytearray(data)
-            for entry in entries:
-                want = updates.get(entry.path)
-                if want is None or entry.stage != 0 or entry.oid not in want[0]:
-                    continue
-                patched[entry.stat_offset : entry.stat_offset + _STAT.size] = _stat_fields(
-                    want[1], entry.mode
-                )
-                done.add(entry.path)
-            if not done:
+            wanted = dict(updates)
+            deadline = time.monotonic() + _MAX_WAIT
+            for _ in range(_ATTEMPTS):
+                patched, done = _patch(data, entries, hash_size, wanted)
+                if not done:
+                    return set()
+                out.seek(0)
+                out.truncate()
+                out.write(patched)
+                out.flush()
+                if work_tree is None:
+                    break
+                recorded = {path: st for path in done if (st := wanted[path][1]) is not None}
+                index_second = os.fstat(out.fileno()).st_mtime_ns // _NS
+                latest = _latest_second(recorded.values())
+                if latest >= index_second:
+                    if time.monotonic() >= deadline:  # a clock that will not move (odd fs)
+                        wanted.update((path, (wanted[path][0], None)) for path in recorded)
+                    else:
+                        time.sleep(max(latest + 1 - time.time(), 0) + 0.005)
+                    continue  # rewrite: the lock file's mtime becomes the index's timestamp
+                moved = [path for path, st in recorded.items() if not _still(work_tree, path, st)]
+                if not moved:
+                    break
+                wanted.update((path, (wanted[path][0], None)) for path in moved)
+            else:
                 return set()
-            body = memoryview(patched)[:-hash_size]
-            if bytes(data[-hash_size:]) != bytes(hash_size):
-                patched[-hash_size:] = _HASH_SIZES[hash_size](body).digest()
-            body.release()
-            out.write(patched)
         with contextlib.suppress(OSError):
             os.chmod(lock, os.stat(index_path).st_mode & 0o7777)
         os.replace(lock, index_path)
@@ -242,3 +304,16 @@ def refresh(index_path: Path,
         if not committed:
             with contextlib.suppress(OSError):
                 os.unlink(lock)
+
+
+def _latest_second(stats: Iterable[os.stat_result | None]) -> int:
+    """The latest second any of these files was changed in (ctime, or a later mtime)."""
+    return max((max(st.st_ctime_ns, st.st_mtime_ns) // _NS for st in stats if st is not None),
+               default=-1)
+
+
+def _still(work_tree: Path, path: bytes, st: os.stat_result) -> bool:
+    try:
+        return unchanged(os.lstat(os.path.join(os.fsencode(work_tree), path)), st)
+    except OSError:
+        return False

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from gitext.context import Context, trace
 from gitext.errors import MlxError, TransferFailed, UsageError
 from gitext.filters import sequencer_dir
+from gitext.hydrate import mlx_filtered
 from gitext.pointer import MAX_POINTER_SIZE, Pointer, try_parse
 
 if TYPE_CHECKING:
@@ -216,7 +217,8 @@ def unhydrated(ctx: Context, include: Sequence[str] = (), exclude: Sequence[str]
 
 def unhydrated_entries(ctx: Context, include: Sequence[str] = (), exclude: Sequence[str] = (),
                        *, remember: bool = False) -> list[PointerEntry]:
-    """Like `unhydrated`, with each entry's mode and pointer blob id.
+    """Like `unhydrated`, with each entry's mode and pointer blob id; only paths whose
+    `filter` attribute is `mlx`.
 
     With `remember`, hydrated files the stat cache does not know yet are recorded in it, so a
     racy re-check by git (right after a checkout) costs a hash instead of a full clean.
@@ -242,6 +244,9 @@ def unhydrated_entries(ctx: Context, include: Sequence[str] = (), exclude: Seque
         except OSError:
             continue  # deleted or unreadable: not ours to recreate
     ctx.statcache.record(fresh)
+    if found:  # only paths git filters with mlx: a plain file may hold pointer text too
+        keep = mlx_filtered(work_tree, [e.path for e in found])
+        found = [e for e in found if e.path in keep]
     return found
 
 
@@ -273,7 +278,7 @@ def hydrate(ctx: Context, include: Sequence[str] = (), exclude: Sequence[str] = 
         if not include and not exclude:
             clear_pending(ctx)
         return []
-    failed = hydrate_targets(ctx, targets, requested=requested, progress=progress)
+    failed = hydrate_targets(ctx, targets, requested=requested, progress=progress, from_index=True)
     report_failures(failed)
     if not failed and not include and not exclude:
         clear_pending(ctx)

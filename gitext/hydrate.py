@@ -8,24 +8,30 @@ pointer's sha256, given the mode git would give it, renamed over the pointer. Th
 data goes into the stat cache and into the file's index entry (gitindex.refresh), so git sees
 the file as unchanged without reading it.
 
-The file's mtime is set one second before hydration began: git (built without USE_NSEC, as
-Debian's is) treats a file whose mtime is in the same second as the index as "racily clean"
-and re-reads it; an older mtime keeps it trusted.
+Nothing but the pointer file git wrote is ever written over: the index must not have the
+path as a symlink or submodule, the path must be a regular file (lstat, no symlink on the way)
+holding the pointer, and unchanged (lstat, to the nanosecond) right before the rename and
+again before the index is told. The index is told in a later second than the file's ctime
+(gitindex.refresh), so that git's whole-second stat check sees any later edit.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
-import time
+import re
+import stat
+import subprocess
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from gitext import gitindex
 from gitext.context import Context, trace, warn
 from gitext.errors import CorruptObject, MlxError
-from gitext.gitutil import quote_path
+from gitext.gitutil import git, quote_path, staged_entries
 from gitext.pointer import EMPTY_OID, MAX_POINTER_SIZE, Pointer, try_parse
 
 if TYPE_CHECKING:
@@ -48,9 +54,7 @@ class Target:
 
 def blob_ids(data: bytes) -> tuple[bytes, ...]:
     """The git blob ids of `data`, SHA-1 and SHA-256 (whichever the repository uses)."""
-    from gitext.gitindex import blob_id
-
-    return (blob_id(data, 20), blob_id(data, 32))
+    return (gitindex.blob_id(data, 20), gitindex.blob_id(data, 32))
 
 
 def pointer_files(ctx: Context) -> list[Target] | None:
@@ -59,10 +63,10 @@ def pointer_files(ctx: Context) -> list[Target] | None:
     The post-checkout / post-merge fast path: an entry qualifies only if git recorded a
     pointer-sized file for it (or no size), its file is pointer-sized, parses as a pointer, and
     hashes to the entry's blob id; so a checkout with nothing left to hydrate reads the index
-    and stats a few files. None when the index cannot be read here (the caller uses libgit2).
+    and stats a few files. Then one `git check-attr` keeps the paths that git filters with mlx
+    (a plain file that happens to hold pointer text is not ours). None when the index cannot be
+    read here (the caller uses libgit2).
     """
-    from gitext import gitindex
-
     work_tree = ctx.config.repo.work_tree
     if work_tree is None:
         return []
@@ -78,32 +82,67 @@ def pointer_files(ctx: Context) -> list[Target] | None:
             continue
         path = entry.path.decode("utf-8", "surrogateescape")
         try:
-            with open(work_tree / path, "rb") as f:
-                data = f.read(POINTER_SIZES[1] + 1)
+            fd = os.open(work_tree / path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         except OSError:
-            continue  # deleted, sparse, a directory now: nothing of ours to write
+            continue  # deleted, sparse, a directory or a symlink now: nothing of ours to write
+        try:
+            data = os.read(fd, POINTER_SIZES[1] + 1)
+        except OSError:
+            continue
+        finally:
+            os.close(fd)
         if not POINTER_SIZES[0] <= len(data) <= POINTER_SIZES[1]:
             continue
         pointer = try_parse(data)
         if pointer is None or pointer.size == 0 or gitindex.blob_id(data, hash_size) != entry.oid:
             continue
         targets.append(Target(path, pointer, entry.mode, (entry.oid,)))
-    return targets
+    if not targets:
+        return targets
+    filtered = mlx_filtered(work_tree, [t.path for t in targets])
+    return [t for t in targets if t.path in filtered]
 
 
-def holds_pointer(path: Path, pointer: Pointer) -> bool:
-    """True if the file at `path` is exactly a pointer to `pointer` (and nothing else)."""
+def mlx_filtered(work_tree: Path, paths: Sequence[str]) -> set[str]:
+    """The `paths` whose `filter` attribute is `mlx`, asked of git in one batch.
+
+    `git check-attr` reads .gitattributes as `git status` does when it cleans the file (the
+    work tree's, then the index's). A file outside every mlx pattern is a plain file whatever
+    its bytes: writing content over one would change it while `git status` stays clean.
+    """
+    if not paths:
+        return set()
+    out = git(["check-attr", "--stdin", "-z", "filter"], cwd=work_tree,
+              input=b"".join(_raw(p) + b"\0" for p in paths))
+    fields = out.split(b"\0")
+    return {fields[i].decode("utf-8", "surrogateescape")
+            for i in range(0, len(fields) - 2, 3) if fields[i + 2] == b"mlx"}
+
+
+def pointer_stat(path: Path, pointer: Pointer) -> os.stat_result | None:
+    """The lstat of `path` if it is a regular file (not a symlink) holding exactly `pointer`."""
     try:
-        with open(path, "rb") as f:
-            head = f.read(MAX_POINTER_SIZE)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
-        return False
-    return len(head) < MAX_POINTER_SIZE and try_parse(head) == pointer
+        return None
+    try:
+        opened = os.fstat(fd)
+        if not stat.S_ISREG(opened.st_mode) or opened.st_size >= MAX_POINTER_SIZE:
+            return None
+        head = os.read(fd, MAX_POINTER_SIZE)
+        now = os.lstat(path)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    if try_parse(head) != pointer or not gitindex.unchanged(now, opened):
+        return None
+    return now
 
 
-def write_file(ctx: Context, target: Target, dest: Path, mtime_ns: int,
+def write_file(ctx: Context, target: Target, dest: Path, seen: os.stat_result,
                repair: Callable[[str], None] | None = None,
-               fresh: Manifest | None = None) -> os.stat_result:
+               fresh: Manifest | None = None) -> os.stat_result | None:
     """Write the verified content of `target` over `dest`; return the new file's stat.
 
     The content goes to a temp file in the same directory and is renamed into place only after
@@ -111,76 +150,124 @@ def write_file(ctx: Context, target: Target, dest: Path, mtime_ns: int,
     checked by their zstd checksums (docs/store.md, "Reading"); a `fresh` manifest (just
     downloaded, not yet in the store) is checked by the whole file's sha256 while writing,
     and then stored.
+
+    `seen` is the pointer file's lstat when it was found: if `dest` is not that same untouched
+    file right before the rename (another process wrote it, in place or by rename), the temp
+    file is removed and None returned; the other process's bytes stay.
     """
     store = ctx.store
     oid = target.pointer.oid
     perms = 0o777 if target.mode == EXECUTABLE else 0o666  # the umask applies, as for git
-    tmp = dest.with_name(f".{dest.name}.mlx-{os.getpid()}.tmp")
+    fd, tmp = _create_tmp(dest, perms)
+    renamed = False
     try:
         if fresh is not None:
-            _write_tmp(store.iter_content(oid, manifest=fresh, verify_chunks=False), tmp, perms)
+            _write_fd(store.iter_content(oid, manifest=fresh, verify_chunks=False), fd)
             store.import_bytes("files", oid, fresh.encode())
         else:
             try:
-                _write_tmp(store.iter_content(oid, trusted=True), tmp, perms)
+                _write_fd(store.iter_content(oid, trusted=True), fd)
             except CorruptObject:
                 # Something in the cache is damaged (now moved to bad/): go again chunk by
                 # chunk, fetching bad chunks from the remote.
-                _write_tmp(store.iter_content(oid, repair=repair), tmp, perms)
-        os.utime(tmp, ns=(mtime_ns, mtime_ns))
+                os.ftruncate(fd, 0)
+                os.lseek(fd, 0, os.SEEK_SET)
+                _write_fd(store.iter_content(oid, repair=repair), fd)
+        _test_point("before-rename", dest)
+        now = pointer_stat(dest, target.pointer)
+        if now is None or not gitindex.unchanged(now, seen):
+            trace(f"hydrate: {target.path} changed while it was being written; left as it is")
+            return None
         os.replace(tmp, dest)
-    except BaseException:
+        renamed = True
+        return os.fstat(fd)  # our file (its ctime is the rename's), whatever `dest` is now
+    finally:
+        if not renamed:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        os.close(fd)
+
+
+_TMP_SUFFIX = re.compile(r"\d+(-\d+)?")
+
+
+def _create_tmp(dest: Path, perms: int) -> tuple[int, Path]:
+    """A new temp file beside `dest` (.NAME.mlx-PID.tmp), open and locked (flock) until it is
+    renamed or removed: the lock, not the PID, tells _remove_stale_tmp that it is in use."""
+    for n in range(100):
+        suffix = str(os.getpid()) if n == 0 else f"{os.getpid()}-{n}"
+        tmp = dest.with_name(f".{dest.name}.mlx-{suffix}.tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, perms)
+        except FileExistsError:
+            continue  # another run's (live or stale): never ours to reuse
+        # Waits only while a cleaner looks at it. No locks on this file system: cleaners
+        # cannot lock it either, and keep it.
         with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return os.stat(dest)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            mine = os.path.samestat(os.lstat(tmp), os.fstat(fd))
+        except OSError:
+            mine = False
+        if mine:
+            return fd, tmp
+        os.close(fd)  # a cleaner removed it before we held the lock: take another name
+    raise OSError(f"no free temp file name beside {dest}")
 
 
 def _remove_stale_tmp(directory: Path) -> None:
-    """Temp files a killed git-mlx left in `directory` (.NAME.mlx-PID.tmp, PID no longer
-    running): they would show as untracked files. One scan per directory per hydration."""
+    """Temp files a killed git-mlx left in `directory` (.NAME.mlx-PID[-N].tmp that no process
+    holds locked): they would show as untracked files. A PID proves nothing (a zombie's, or
+    reused); a lock dies with its process. One scan per directory per hydration."""
     try:
         entries = [e for e in os.scandir(directory)
                    if e.name.startswith(".") and e.name.endswith(".tmp") and ".mlx-" in e.name]
     except OSError:
         return
     for entry in entries:
-        pid_text = entry.name[entry.name.rindex(".mlx-") + len(".mlx-"):-len(".tmp")]
-        if not pid_text.isdigit() or int(pid_text) == os.getpid():
+        suffix = entry.name[entry.name.rindex(".mlx-") + len(".mlx-"):-len(".tmp")]
+        if not _TMP_SUFFIX.fullmatch(suffix):
             continue
         try:
-            os.kill(int(pid_text), 0)
-            continue  # still running: another git-mlx is writing this file
-        except ProcessLookupError:
-            pass
-        except PermissionError:
-            continue  # someone else's live process
-        with contextlib.suppress(OSError):
-            os.unlink(entry.path)
-            trace(f"removed {entry.path}, left by a git-mlx that was killed")
+            fd = os.open(entry.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:
+            continue
+        try:
+            held = os.fstat(fd)
+            if not stat.S_ISREG(held.st_mode):
+                continue
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # fails while its writer lives
+            if os.path.samestat(os.lstat(entry.path), held):
+                os.unlink(entry.path)
+                trace(f"removed {entry.path}, left by a git-mlx that was killed")
+        except OSError:
+            continue
+        finally:
+            os.close(fd)
 
 
-def _write_tmp(content: Iterable[bytes], tmp: Path, perms: int) -> None:
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, perms)
-    try:
-        for data in content:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-    finally:
-        os.close(fd)
+def _write_fd(content: Iterable[bytes], fd: int) -> None:
+    for data in content:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
 
 
 def hydrate_targets(ctx: Context, targets: Sequence[Target], *, requested: str | None = None,
-                    progress: bool | None = None) -> dict[str, str]:
+                    progress: bool | None = None, from_index: bool = False) -> dict[str, str]:
     """Download what the cache lacks, write every target, refresh the index.
 
+    `from_index`: the targets were just read from the index's regular-file entries (the hooks'
+    and pull's scans), so the index need not be read again to check their modes.
     Returns path -> reason for the files left as pointers (named on stderr by the caller).
     """
     work_tree = ctx.config.repo.work_tree
     if not targets or work_tree is None:
         return {}
-    stamp = (int(time.time()) - 1) * 1_000_000_000
+    if not from_index:
+        targets = _checked_out(ctx, targets)
+    if not targets:
+        return {}
     store = ctx.store
     failed: dict[str, str] = {}
     absent = {t.pointer.oid for t in targets if not store.has_file(t.pointer.oid)}
@@ -209,45 +296,131 @@ def hydrate_targets(ctx: Context, targets: Sequence[Target], *, requested: str |
              f"from {remote.name}")
         fetch_chunk(store, remote, chunk_id)
 
+    real_dirs: dict[str, bool] = {"": True}
+    targets = [t for t in targets if _real_directory(work_tree, t.path.rpartition("/")[0], real_dirs)]
     for directory in dict.fromkeys((work_tree / t.path).parent for t in targets):
         _remove_stale_tmp(directory)
     written: list[tuple[Target, os.stat_result]] = []
+    changed: list[Target] = []
     for t in targets:
         if t.path in failed:
             continue
         dest = work_tree / t.path
-        if not holds_pointer(dest, t.pointer):
-            continue  # changed since git wrote it: not ours to overwrite
+        seen = pointer_stat(dest, t.pointer)
+        if seen is None:
+            continue  # not the pointer file git wrote (changed, replaced): not ours to write
         try:
-            st = write_file(ctx, t, dest, stamp, repair, fresh.pop(t.pointer.oid, None))
+            st = write_file(ctx, t, dest, seen, repair, fresh.pop(t.pointer.oid, None))
         except (MlxError, OSError) as exc:
             failed[t.path] = exc.message if isinstance(exc, MlxError) else str(exc)
             continue
-        written.append((t, st))
+        if st is None:
+            changed.append(t)
+        else:
+            written.append((t, st))
     for manifest in fresh.values():  # downloaded for files that were not written after all
         with contextlib.suppress(MlxError):
             store.check_binding(manifest)
             store.import_bytes("files", manifest.oid, manifest.encode())
-    record(ctx, written)
+    record(ctx, written, changed)
     return failed
 
 
-def record(ctx: Context, written: Iterable[tuple[Target, os.stat_result]]) -> None:
-    """Remember the stat data of files we wrote: stat cache, then their index entries."""
+def _checked_out(ctx: Context, targets: Sequence[Target]) -> list[Target]:
+    """The targets whose path the index does not have as something else than a regular file.
+
+    A path whose stage-0 entry is now a symlink or a submodule is not ours to write, even if
+    the filter deferred it earlier in the same command (a rebase whose later commit turns the
+    file into a symlink, say). An entry with another blob is left to the work-tree checks:
+    `git restore --source=REV` writes REV's file without touching the index, as plain git
+    does; a conflict has no stage-0 entry and git wrote "ours".
+    """
+    found = gitindex.read(index_file(ctx))
+    if found is not None:
+        modes = {e.path: e.mode for e in found[0] if e.stage == 0}
+    else:  # a split index, or one this parser does not know: ask git
+        modes = {path: int(mode, 8) for mode, _, stage, path
+                 in staged_entries(ctx.config.repo.work_tree) if stage == b"0"}
+    return [t for t in targets if modes.get(_raw(t.path), t.mode) in (0o100644, EXECUTABLE)]
+
+
+def _real_directory(work_tree: Path, directory: str, known: dict[str, bool]) -> bool:
+    """True if `directory` (relative, '/'-separated) and each directory above it is a real
+    directory, not a symlink: git never writes through a symlinked directory, nor do we."""
+    if directory not in known:
+        parent = directory.rpartition("/")[0]
+        try:
+            real = stat.S_ISDIR(os.lstat(work_tree / directory).st_mode)
+        except OSError:
+            real = False
+        known[directory] = real and _real_directory(work_tree, parent, known)
+    return known[directory]
+
+
+def record(ctx: Context, written: Iterable[tuple[Target, os.stat_result]],
+           changed: Iterable[Target] = ()) -> None:
+    """Remember the stat data of files we wrote: stat cache, then their index entries.
+
+    Only for files that still are exactly what we wrote (gitindex.refresh checks again right
+    before its commit). `changed`: pointer files someone else wrote while we hydrated them;
+    their entries are smudged, so that git compares their content rather than trusting the
+    pointer file's stat data.
+    """
     written = list(written)
-    if not written:
+    changed = list(changed)
+    if not written and not changed:
         return
+    work_tree = ctx.config.repo.work_tree or Path.cwd()
+    for t, _ in written:
+        _test_point("before-index", work_tree / t.path)
+    written = [(t, st) for t, st in written if _still(work_tree / t.path, st)]
     ctx.statcache.record([(t.path, st, t.pointer.oid) for t, st in written])
-    updates = {_raw(t.path): (t.blobs, st) for t, st in written if t.blobs}
+    trusted = _ctime_trusted(work_tree) if written else True
+    updates: dict[bytes, tuple[tuple[bytes, ...], os.stat_result | None]] = {
+        _raw(t.path): (t.blobs, None) for t in changed if t.blobs}
+    updates.update((_raw(t.path), (t.blobs, st if trusted else None)) for t, st in written if t.blobs)
     if not updates:
         return
-    from gitext.gitindex import refresh
-
-    done = refresh(index_file(ctx), updates)
+    done = gitindex.refresh(index_file(ctx), updates, work_tree)
     trace(f"hydrate: wrote {len(written)} file(s), index stat refreshed for {len(done)}")
     rest = [t for t, _ in written if t.blobs and _raw(t.path) not in done]
+    rest += [t for t in changed if t.blobs and _raw(t.path) not in done]
     if rest:
         _reset_stat(ctx, rest)
+    for t, _ in written:
+        _test_point("after-index", work_tree / t.path)
+
+
+def _still(path: Path, st: os.stat_result) -> bool:
+    try:
+        return gitindex.unchanged(os.lstat(path), st)
+    except OSError:
+        return False
+
+
+def _ctime_trusted(work_tree: Path) -> bool:
+    """Whether git compares ctime (core.trustctime, core.checkStat): without it, recorded stat
+    data would hide an edit that puts size and mtime back, so entries are smudged instead
+    and git compares content once (docs/hydration.md)."""
+    out = git(["config", "--get-regexp", r"^core\.(trustctime|checkstat)$"], cwd=work_tree,
+              check=False)
+    for line in out.decode(errors="replace").splitlines():
+        key, _, value = line.partition(" ")
+        value = value.strip().lower()
+        if key == "core.trustctime" and value in ("false", "no", "off", "0"):
+            return False
+        if key == "core.checkstat" and value == "minimal":
+            return False
+    return True
+
+
+def _test_point(name: str, path: Path) -> None:
+    """Tests only: run the program GIT_MLX_TEST_HOOK names as `PROGRAM NAME PATH`, so a test
+    can act at an exact moment of a real hydration (a concurrent writer, an edit right after
+    the index is told). Points: before-rename, before-index, after-index."""
+    hook = os.environ.get("GIT_MLX_TEST_HOOK")
+    if hook:
+        subprocess.run([hook, name, os.fsencode(path)], stdout=subprocess.DEVNULL, check=False)
 
 
 def _raw(path: str) -> bytes:
@@ -262,8 +435,6 @@ def _reset_stat(ctx: Context, targets: Sequence[Target]) -> None:
     the stat data empty, which makes git compare the content (through the clean filter, which
     the stat cache keeps cheap) and then record fresh stat data itself.
     """
-    from gitext.gitutil import git, staged_entries
-
     work_tree = ctx.config.repo.work_tree
     wanted = {_raw(t.path): t for t in targets}
     lines = []

@@ -83,6 +83,33 @@ def test_refresh_records_stat_and_git_trusts_it(tmp_path: Path, version: str) ->
     assert not (repo / ".git" / "index.lock").exists()
 
 
+def test_refresh_with_work_tree_never_records_a_changed_file_and_commits_after_its_second(
+        tmp_path: Path) -> None:
+    """docs/hydration.md, "Never hiding an edit": the index is committed in a later second than
+    the recorded file's ctime; a file that changed after its stat was taken is smudged (size
+    0: git compares content), not recorded."""
+    repo = make_repo(tmp_path / "r", FILES)
+    git(repo, "commit", "-q", "-m", "one")
+    blobs = dict(ls_stage(repo))
+    a, b = repo / "a.txt", repo / "dir" / "b.bin"
+    for path in (a, b):
+        data = path.read_bytes()
+        path.unlink()
+        path.write_bytes(data)  # fresh: ctime in this second
+    st_a, st_b = a.stat(), b.stat()
+    with open(b, "r+b") as f:  # same size, mtime put back: only the ctime's nanoseconds move
+        f.write(b"B")
+    os.utime(b, ns=(st_b.st_atime_ns, st_b.st_mtime_ns))
+    index = repo / ".git" / "index"
+    updates = {b"a.txt": ([bytes.fromhex(blobs["a.txt"])], st_a),
+               b"dir/b.bin": ([bytes.fromhex(blobs["dir/b.bin"])], st_b)}
+    assert gitindex.refresh(index, updates, repo) == {b"a.txt", b"dir/b.bin"}
+    assert index.stat().st_mtime_ns // 10**9 > max(st_a.st_ctime_ns, st_b.st_ctime_ns) // 10**9
+    assert f"ino: {st_a.st_ino}" in debug(repo, "a.txt")
+    assert "size: 0" in debug(repo, "dir/b.bin")
+    assert out(git(repo, "status", "--porcelain")) == " M dir/b.bin\n"
+
+
 def test_refresh_skips_entries_that_moved_on(tmp_path: Path) -> None:
     repo = make_repo(tmp_path / "r", FILES)
     st_a = (repo / "a.txt").stat()
