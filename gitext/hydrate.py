@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import os
 import re
 import stat
@@ -191,12 +192,24 @@ def write_file(ctx: Context, target: Target, dest: Path, seen: os.stat_result,
 _TMP_SUFFIX = re.compile(r"\d+(-\d+)?")
 
 
+_LONGEST_STEM = 200  # NAME_MAX is 255 bytes: room for ".", ".mlx-PID-N.tmp"
+
+
+def _tmp_stem(name: str) -> str:
+    """The file's name, or for a name too long to take the temp suffix within NAME_MAX (git
+    writes names up to 255 bytes) a short stand-in made from its hash."""
+    raw = os.fsencode(name)
+    if len(raw) <= _LONGEST_STEM:
+        return name
+    return "long-" + hashlib.sha256(raw).hexdigest()[:32]
+
+
 def _create_tmp(dest: Path, perms: int) -> tuple[int, Path]:
     """A new temp file beside `dest` (.NAME.mlx-PID.tmp), open and locked (flock) until it is
     renamed or removed: the lock, not the PID, tells _remove_stale_tmp that it is in use."""
     for n in range(100):
         suffix = str(os.getpid()) if n == 0 else f"{os.getpid()}-{n}"
-        tmp = dest.with_name(f".{dest.name}.mlx-{suffix}.tmp")
+        tmp = dest.with_name(f".{_tmp_stem(dest.name)}.mlx-{suffix}.tmp")
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, perms)
         except FileExistsError:

@@ -217,3 +217,20 @@ def test_stale_temp_file_is_removed_by_its_lock_not_its_pid(repo_with_origin: Pa
     assert not stale.exists() and not stale_parent.exists()
     git(repo, "checkout", "-q", "main")
     assert not busy.exists()
+
+
+def test_longest_file_name_git_takes_is_hydrated(repo_with_origin: Path, origin: Path, direct: None,
+                                                 tmp_path: Path) -> None:
+    """A 250-byte name: the temp file beside it would pass NAME_MAX with its suffix, so it
+    takes a short stand-in name (the file was left a pointer with "File name too long")."""
+    repo = repo_with_origin
+    name = "m" * 246 + ".bin"
+    write_random(repo / name, 300_000, seed=5)
+    git(repo, "add", ".gitattributes", name)
+    git(repo, "commit", "-qm", "long name")
+    git(repo, "push", "-q", "origin", "main")
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(origin), str(clone)])
+    assert sha256_file(clone / name) == sha256_file(repo / name)
+    assert porcelain(clone) == ""
+    no_temp_files(clone)
