@@ -326,8 +326,8 @@ def cat_blobs(side: Side, clone: str, blobs: Iterable[str]) -> dict[str, bytes]:
 def compare_index(plain: Side, mlx: Side, clone: str, p: Snapshot, m: Snapshot) -> list[str]:
     """Same paths, modes and stages; a differing blob must be a pointer to the plain blob's bytes."""
     problems = []
-    pk = [(path, mode, stage) for path, mode, stage, _ in p.index]
-    mk = [(path, mode, stage) for path, mode, stage, _ in m.index]
+    pk = [(norm_path(path), mode, stage) for path, mode, stage, _ in p.index]
+    mk = [(norm_path(path), mode, stage) for path, mode, stage, _ in m.index]
     if pk != mk:
         problems.append("index entries differ:\n" + _diff_lines([" ".join(x) for x in pk],
                                                                [" ".join(x) for x in mk]))
@@ -363,16 +363,59 @@ def _tree_lines(tree: dict[str, tuple[Any, ...]]) -> list[str]:
     return [f"{path!r} {' '.join(map(str, v))}" for path, v in sorted(tree.items())]
 
 
+MARKER_RE = re.compile(rb"^(<<<<<<<|\|\|\|\|\|\|\||>>>>>>>) .*$", re.MULTILINE)
+HEX_RE = re.compile(rb"\b[0-9a-f]{7,64}\b")
+
+
+def _normalized(path: Path, root: Path) -> bytes:
+    """File bytes with commit ids and the twin's own path blanked on conflict-marker lines
+    (`>>>>>>> 1a2b3c4 (s12)`: the two sides' commits have different ids)."""
+    data = path.read_bytes()
+    return MARKER_RE.sub(lambda m: HEX_RE.sub(b"<id>", m.group(0).replace(os.fsencode(root), b"<twin>")), data)
+
+
+# git parks a file it cannot place in a conflict as `PATH~<commit id> (subject)` (or `PATH~<id>`);
+# the two sides' commit ids differ, so paths compare with the id blanked.
+LEFTOVER_RE = re.compile(r"~[0-9a-f]{7,64}(?= \(|/|$)")
+LEFTOVER_BYTES_RE = re.compile(rb"~[0-9a-f]{7,64}(?= \(|/|\"|$)", re.MULTILINE)
+
+
+def norm_path(path: str) -> str:
+    return LEFTOVER_RE.sub("~<id>", path)
+
+
+def _norm_tree(tree: dict[str, tuple[Any, ...]]) -> dict[str, tuple[str, tuple[Any, ...]]]:
+    return {norm_path(k): (k, v) for k, v in tree.items()}
+
+
+def _same_trees(plain: Side, mlx: Side, clone: str, p: Snapshot, m: Snapshot) -> bool:
+    """Equal work trees, up to commit ids in conflict markers and in parked files' names."""
+    pt, mt = _norm_tree(p.tree), _norm_tree(m.tree)
+    if pt.keys() != mt.keys():
+        return False
+    for key, (prel, pv) in pt.items():
+        mrel, mv = mt[key]
+        if pv == mv:
+            continue
+        if pv[0] != "f" or mv[0] != "f" or pv[1] != mv[1]:
+            return False
+        if _normalized(plain.clone(clone) / prel, plain.root) != _normalized(mlx.clone(clone) / mrel, mlx.root):
+            return False
+    return True
+
+
 def compare(plain: Side, mlx: Side, clone: str) -> Snapshot:
     p = snapshot(plain, clone)
     m = snapshot(mlx, clone)
-    if p.tree != m.tree:
+    if not _same_trees(plain, mlx, clone, p, m):
         raise Divergence("worktree", f"clone {clone}: work trees differ\n"
                          + _diff_lines(_tree_lines(p.tree), _tree_lines(m.tree)))
-    if p.status != m.status:
+    pstatus = LEFTOVER_BYTES_RE.sub(b"~<id>", p.status)
+    mstatus = LEFTOVER_BYTES_RE.sub(b"~<id>", m.status)
+    if pstatus != mstatus:
         raise Divergence("status", f"clone {clone}: git status --porcelain differs\n"
-                         + _diff_lines(p.status.decode(errors="replace").splitlines(),
-                                       m.status.decode(errors="replace").splitlines()))
+                         + _diff_lines(pstatus.decode(errors="replace").splitlines(),
+                                       mstatus.decode(errors="replace").splitlines()))
     problems = compare_index(plain, mlx, clone, p, m)
     if problems:
         raise Divergence("index", f"clone {clone}: " + "\n".join(problems))
@@ -735,22 +778,26 @@ def op_resolve(t: Twin, o: dict[str, Any]) -> str | None:
     (or delete it), add everything, continue; or abort."""
     clone = o["clone"]
     prog = in_progress(t.plain.clone(clone) / ".git")
-    res = t.plain.git(clone, "ls-files", "-u", "-z", quiet=True)
-    unmerged = sorted({os.fsdecode(rec.split(b"\t", 1)[1]) for rec in res.stdout.split(b"\0") if rec})
     if o["how"] == "abort":
         if prog in ("merge", "rebase", "cherry-pick", "revert"):
             t.both_git(clone, prog, "--abort")
         else:
             t.both_git(clone, "reset", "-q", "--hard")
         return None
+    unmerged = []
+    for side in t.sides:
+        res = side.git(clone, "ls-files", "-u", "-z", quiet=True)
+        paths = {os.fsdecode(rec.split(b"\t", 1)[1]) for rec in res.stdout.split(b"\0") if rec}
+        unmerged.append(sorted(paths, key=norm_path))
     rng = random.Random(o["seed"])
-    for path in unmerged:
+    for ppath, mpath in zip(*unmerged, strict=True):
+        tracked = is_tracked(ppath)
         if rng.random() < 0.2:
-            for side in t.sides:
+            for side, path in ((t.plain, ppath), (t.mlx, mpath)):
                 remove(side.clone(clone) / path)
         else:
-            data = make_bytes(rng.randrange(10**9), pick_size(rng, t.cfg, is_tracked(path)), is_tracked(path))
-            for side in t.sides:
+            data = make_bytes(rng.randrange(10**9), pick_size(rng, t.cfg, tracked), tracked)
+            for side, path in ((t.plain, ppath), (t.mlx, mpath)):
                 clear_for(side.clone(clone), path)
                 write_file(side.clone(clone) / path, data)
     t.both_git(clone, "add", "-A")
@@ -856,7 +903,7 @@ def op_concurrent_checkout(t: Twin, o: dict[str, Any]) -> str | None:
                 _user_write(mtarget, data, o["how"])
                 wrote.set()
                 return
-            time.sleep(0.0005)
+            time.sleep(0)
 
     thread = threading.Thread(target=writer, daemon=True)
     thread.start()
@@ -868,7 +915,7 @@ def op_concurrent_checkout(t: Twin, o: dict[str, Any]) -> str | None:
         write_file(mtarget, data)
     t.log.append(f"  (writer raced the hydration: {wrote.is_set()})")
     t.check_rc(rp, rm)
-    return None
+    return "raced" if wrote.is_set() else None
 
 
 def _user_write(path: Path, data: bytes, how: str) -> None:
@@ -905,7 +952,7 @@ def op_rebase_exec(t: Twin, o: dict[str, Any]) -> str | None:
         cmd = (f"find . -path ./.git -prune -o -type f -print0 | LC_ALL=C sort -z | "
                f"xargs -0 -r sha256sum >> {log}; echo -- >> {log}")
         res = side.git(o["clone"], "rebase", "-x", cmd, o["rev"], extra_env=t.env_for_step())
-        logs.append((res, log.read_text() if log.exists() else ""))
+        logs.append((res, log.read_text(errors="surrogateescape") if log.exists() else ""))
     t.check_rc(logs[0][0], logs[1][0])
     if logs[0][1] != logs[1][1]:
         raise Divergence("exec", "rebase -x saw different files\n"
@@ -938,6 +985,25 @@ def op_corrupt_yaml(t: Twin, o: dict[str, Any]) -> str | None:
 
 
 # ---------------------------------------------------------------------------- the generator
+
+
+def large_changes(t: Twin, clone: str, rev: str) -> list[str]:
+    """Tracked files a checkout of `rev` would write by direct hydration (plain side's view)."""
+    diff = t.plain.git(clone, "diff", "--name-only", "-z", "HEAD", rev, quiet=True)
+    if diff.rc != 0:
+        return []
+    changed = {os.fsdecode(p) for p in diff.stdout.split(b"\0") if p}
+    tree = t.plain.git(clone, "ls-tree", "-r", "-l", "-z", rev, quiet=True)
+    out = []
+    for rec in tree.stdout.split(b"\0"):
+        if not rec:
+            continue
+        meta, path = rec.split(b"\t", 1)
+        mode, _, _, size = meta.split()
+        name = os.fsdecode(path)
+        if name in changed and mode in (b"100644", b"100755") and is_tracked(name) and int(size) >= DIRECT_MIN_SIZE:
+            out.append(name)
+    return sorted(out)
 
 
 class Generator:
@@ -981,8 +1047,9 @@ class Generator:
         revs = self.revs(s, depth)
         names, weights = zip(*self.weights())
         kind = rng.choices(names, weights)[0]
-        entries = [e for e in s.entries() if e != ".gitattributes"]  # the track lines stay put
-        files = [f for f in s.files() if f != ".gitattributes"]
+        # the track lines stay put; files git parked in a conflict have side-specific names
+        entries = [e for e in s.entries() if e != ".gitattributes" and not LEFTOVER_RE.search(e)]
+        files = [f for f in entries if s.tree[f][0] == "f"]
         tracked_files = [f for f in files if is_tracked(f)]
         if kind == "write":
             path = rng.choice(self.names)
@@ -1071,13 +1138,18 @@ class Generator:
                                                           "--keep-recent", "0"], "ok_rc": [0, 2]}
         if kind == "verify":
             return {"op": "verify", "clone": clone}
-        if kind == "racy-checkout" and revs and tracked_files:
-            return {"op": "racy-checkout", "clone": clone, "rev": rng.choice(revs), "path": rng.choice(tracked_files)}
+        if kind == "racy-checkout" and revs:
+            rev = rng.choice(revs)
+            hydrated = large_changes(t, clone, rev)
+            if hydrated:
+                return {"op": "racy-checkout", "clone": clone, "rev": rev, "path": rng.choice(hydrated)}
         if kind == "concurrent-checkout" and revs:
-            path = rng.choice([n for n in TRACKED_NAMES if "/" not in n])
-            return {"op": "concurrent-checkout", "clone": clone, "rev": rng.choice(revs), "path": path,
-                    "seed": seed, "size": rng.randrange(DIRECT_MIN_SIZE, max(DIRECT_MIN_SIZE + 1, self.cfg.max_size // 4)),
-                    "how": rng.choice(["inplace", "rename"])}
+            rev = rng.choice(revs)
+            hydrated = large_changes(t, clone, rev)
+            if hydrated:
+                size = rng.randrange(DIRECT_MIN_SIZE, max(DIRECT_MIN_SIZE + 1, self.cfg.max_size // 4))
+                return {"op": "concurrent-checkout", "clone": clone, "rev": rev, "path": rng.choice(hydrated),
+                        "seed": seed, "size": size, "how": rng.choice(["inplace", "rename"])}
         if kind == "lookalike" and tracked_files:
             return {"op": "lookalike", "clone": clone, "source": rng.choice(tracked_files),
                     "path": rng.choice([n for n in PLAIN_NAMES if "/" not in n])}
@@ -1142,7 +1214,7 @@ def run_walk(cfg: Config, ops: list[dict[str, Any]] | None = None, *, keep: Path
             except Exception as exc:  # noqa: BLE001 - a harness crash is reported like a divergence
                 failure, failed_step = Divergence("harness", f"{exc!r}\n{traceback.format_exc()}"), i
                 break
-            key = o["op"] if outcome == "ok" else f"{o['op']} (skipped)"
+            key = o["op"] if outcome == "ok" else f"{o['op']} ({outcome})"
             stats[key] = stats.get(key, 0) + 1
             del twin.log[:max(0, mark - 400)]  # keep the last few steps' commands
             if progress and (i + 1) % 50 == 0:
@@ -1170,16 +1242,22 @@ def load_replay(path: Path) -> tuple[Config, list[dict[str, Any]], str | None]:
     return cfg, data["ops"], (fail or {}).get("kind")
 
 
-def minimize(cfg: Config, ops: list[dict[str, Any]], kind: str, *, budget: float = 600,
+def signature(res: RunResult) -> tuple[str, str]:
+    """What makes two failures "the same" for minimising: the kind and the failing op."""
+    assert res.failure is not None
+    return (res.failure.kind, res.ops[-1]["op"])
+
+
+def minimize(cfg: Config, ops: list[dict[str, Any]], sig: tuple[str, str], *, budget: float = 600,
              tries: int = 1) -> list[dict[str, Any]]:
-    """Delta debugging (ddmin, complement only): drop chunks of ops while the same kind of
-    divergence still happens (a flaky one is tried `tries` times)."""
+    """Delta debugging (ddmin, complement only): drop chunks of ops while the same failure
+    (kind and failing op) still happens; a timing-dependent one is tried `tries` times."""
     start = time.monotonic()
 
     def fails(candidate: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
         for _ in range(tries):
             res = run_walk(cfg, candidate)
-            if res.failure is not None and res.failure.kind == kind:
+            if res.failure is not None and signature(res) == sig:
                 return res.ops  # cut after the failing step
         return None
 
@@ -1218,6 +1296,19 @@ def parse_flags(text: str) -> list[str]:
     return flags
 
 
+def shrink_and_save(cfg: Config, res: RunResult, out: Path, minutes: float, tries: int) -> None:
+    """Minimise a failure, check the result once more, and write its replay file."""
+    assert res.failure is not None
+    small = minimize(cfg, res.ops, signature(res), budget=minutes * 60, tries=tries)
+    final = run_walk(cfg, small)
+    again = final.failure is not None and signature(final) == signature(res)
+    path = out / f"difftwin-min-{cfg.seed}-{res.failure.kind}.json"
+    save_replay(path, cfg, final if again else RunResult(small, res.failure, None, [], {}, 0))
+    print(f"minimal replay: {len(small)} ops, reproduced on the check run: {again}: {path}")
+    for o in small:
+        print(f"  {json.dumps(o)}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python3 -m tests.difftwin", description=__doc__.split("\n\n")[0])
     ap.add_argument("--seed", type=int, action="append", help="seed (repeatable; default: one random)")
@@ -1226,25 +1317,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--flags", default="none",
                     help="known-bug operations to enable: none, all, or a comma list of: " + ", ".join(KNOWN))
     ap.add_argument("--max-size", type=int, default=20 * 2**20, help="largest file written (bytes)")
-    ap.add_argument("--renames", action="store_true", help="leave git's rename detection on (see docs)")
+    ap.add_argument("--renames", action="store_true",
+                    help="also edits and renames that make git's rename detection differ by design (docs)")
     ap.add_argument("--replay", type=Path, help="run the ops of a replay file")
     ap.add_argument("--minimize", action="store_true", help="shrink a failure (with --replay, or a new one)")
     ap.add_argument("--minimize-minutes", type=float, default=15)
+    ap.add_argument("--tries", type=int, default=1, help="runs per minimisation candidate (flaky failures)")
     ap.add_argument("--out", type=Path, default=Path("."), help="where replay files go")
     ap.add_argument("--keep", type=Path, default=None, help="keep a failing twin's directories under here")
     args = ap.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
     if args.replay:
-        cfg, ops, kind = load_replay(args.replay)
+        cfg, ops, _ = load_replay(args.replay)
         if args.flags != "none":
             cfg.flags = parse_flags(args.flags)
         res = run_walk(cfg, ops, keep=args.keep)
         report(cfg, res)
         if res.failure and args.minimize:
-            small = minimize(cfg, res.ops, res.failure.kind, budget=args.minimize_minutes * 60)
-            final = run_walk(cfg, small)
-            out = args.out / f"difftwin-min-{cfg.seed}-{res.failure.kind}.json"
-            save_replay(out, cfg, final)
-            print(f"minimal replay ({len(final.ops)} ops): {out}")
+            shrink_and_save(cfg, res, args.out, args.minimize_minutes, args.tries)
         return 1 if res.failure else 0
     seeds = args.seed or [random.randrange(2**31)]
     failed = 0
@@ -1255,15 +1345,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         report(cfg, res)
         if res.failure:
             failed += 1
-            out = args.out / f"difftwin-{seed}-{res.failure.kind}.json"
-            save_replay(out, cfg, res)
-            print(f"replay: python3 -m tests.difftwin --replay {out}")
+            path = args.out / f"difftwin-{seed}-{res.failure.kind}.json"
+            save_replay(path, cfg, res)
+            print(f"replay: python3 -m tests.difftwin --replay {path}")
             if args.minimize:
-                small = minimize(cfg, res.ops, res.failure.kind, budget=args.minimize_minutes * 60)
-                final = run_walk(cfg, small)
-                mout = args.out / f"difftwin-min-{seed}-{res.failure.kind}.json"
-                save_replay(mout, cfg, final if final.failure else res)
-                print(f"minimal replay ({len(small)} ops, reproduces: {final.failure is not None}): {mout}")
+                shrink_and_save(cfg, res, args.out, args.minimize_minutes, args.tries)
     return 1 if failed else 0
 
 
