@@ -839,7 +839,7 @@ def op_mlx(t: Twin, o: dict[str, Any]) -> str | None:
         raise Divergence("mlx-command", f"`git mlx {' '.join(o['args'])}` exited {res.rc}\n"
                          f"{res.stdout.decode(errors='replace')[-2000:]}\n"
                          f"{res.stderr.decode(errors='replace')[-2000:]}")
-    return None
+    return f"{o['args'][0]}{' --remote' if '--remote' in o['args'] else ''} exit {res.rc}"
 
 
 @op("verify")
