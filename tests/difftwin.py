@@ -359,10 +359,6 @@ def _diff_lines(a: list[str], b: list[str]) -> str:
     return "\n".join(difflib.unified_diff(a, b, "plain", "mlx", lineterm="", n=1))
 
 
-def _tree_lines(tree: dict[str, tuple[Any, ...]]) -> list[str]:
-    return [f"{path!r} {' '.join(map(str, v))}" for path, v in sorted(tree.items())]
-
-
 MARKER_RE = re.compile(rb"^(<<<<<<<|\|\|\|\|\|\|\||>>>>>>>) .*$", re.MULTILINE)
 HEX_RE = re.compile(rb"\b[0-9a-f]{7,64}\b")
 
@@ -388,28 +384,34 @@ def _norm_tree(tree: dict[str, tuple[Any, ...]]) -> dict[str, tuple[str, tuple[A
     return {norm_path(k): (k, v) for k, v in tree.items()}
 
 
-def _same_trees(plain: Side, mlx: Side, clone: str, p: Snapshot, m: Snapshot) -> bool:
-    """Equal work trees, up to commit ids in conflict markers and in parked files' names."""
+def tree_differences(plain: Side, mlx: Side, clone: str, p: Snapshot, m: Snapshot) -> list[str]:
+    """Lines naming each work-tree entry that differs, up to commit ids in conflict markers
+    and in parked files' names."""
     pt, mt = _norm_tree(p.tree), _norm_tree(m.tree)
-    if pt.keys() != mt.keys():
-        return False
-    for key, (prel, pv) in pt.items():
-        mrel, mv = mt[key]
-        if pv == mv:
-            continue
-        if pv[0] != "f" or mv[0] != "f" or pv[1] != mv[1]:
-            return False
-        if _normalized(plain.clone(clone) / prel, plain.root) != _normalized(mlx.clone(clone) / mrel, mlx.root):
-            return False
-    return True
+    out = []
+    for key in sorted(pt.keys() | mt.keys()):
+        if key not in pt or key not in mt:
+            prel, pv = pt.get(key, (key, ("absent",)))
+            mrel, mv = mt.get(key, (key, ("absent",)))
+        else:
+            (prel, pv), (mrel, mv) = pt[key], mt[key]
+            if pv == mv:
+                continue
+            if (pv[0] == mv[0] == "f" and pv[1] == mv[1]
+                    and _normalized(plain.clone(clone) / prel, plain.root)
+                    == _normalized(mlx.clone(clone) / mrel, mlx.root)):
+                continue
+        out.append(f"{key!r}: plain {' '.join(map(str, pv))} | mlx {' '.join(map(str, mv))}")
+    return out
 
 
 def compare(plain: Side, mlx: Side, clone: str) -> Snapshot:
     p = snapshot(plain, clone)
     m = snapshot(mlx, clone)
-    if not _same_trees(plain, mlx, clone, p, m):
-        raise Divergence("worktree", f"clone {clone}: work trees differ\n"
-                         + _diff_lines(_tree_lines(p.tree), _tree_lines(m.tree)))
+    differ = tree_differences(plain, mlx, clone, p, m)
+    if differ:
+        raise Divergence("worktree", f"clone {clone}: work trees differ (type, exec, size, sha256)\n"
+                         + "\n".join(differ))
     pstatus = LEFTOVER_BYTES_RE.sub(b"~<id>", p.status)
     mstatus = LEFTOVER_BYTES_RE.sub(b"~<id>", m.status)
     if pstatus != mstatus:
@@ -730,6 +732,24 @@ def op_rename(t: Twin, o: dict[str, Any]) -> str | None:
     return None
 
 
+@op("copy")
+def op_copy(t: Twin, o: dict[str, Any]) -> str | None:
+    """Copy a regular file's bytes to another path (duplicate datasets and checkpoints)."""
+    src, dst = o["src"], o["dst"]
+    psrc = t.plain.clone(o["clone"]) / src
+    if (not _path_allowed(t, dst) or src == dst or psrc.is_symlink() or not psrc.is_file()
+            or dst.startswith(src + "/") or src.startswith(dst + "/")):
+        return SKIP
+    if is_tracked(src) != is_tracked(dst) and not t.cfg.renames:
+        return SKIP  # a copy then a delete is a rename across the track boundary (docs)
+    for side in t.sides:
+        top = side.clone(o["clone"])
+        data = (top / src).read_bytes()
+        clear_for(top, dst)
+        write_file(top / dst, data)
+    return None
+
+
 @op("chmod")
 def op_chmod(t: Twin, o: dict[str, Any]) -> str | None:
     target = t.plain.clone(o["clone"]) / o["path"]
@@ -1016,13 +1036,13 @@ class Generator:
         self.names = PLAIN_NAMES + TRACKED_NAMES + (NON_UTF8_NAMES if cfg.on("non-utf8-names") else [])
 
     def weights(self) -> list[tuple[str, float]]:
-        w = [("write", 16), ("edit", 9), ("delete", 4), ("rename", 3), ("chmod", 2), ("symlink", 2),
+        w = [("write", 16), ("edit", 9), ("delete", 4), ("rename", 3), ("copy", 2), ("chmod", 2), ("symlink", 2),
              ("add", 8), ("commit", 7), ("snap", 7), ("checkout", 5), ("restore", 2), ("switch", 3),
              ("reset", 3), ("stash", 3), ("stash-pop", 3), ("merge", 4), ("cherry-pick", 3),
              ("rebase", 2), ("push", 4), ("pull", 4), ("fetch", 1), ("reclone", 0.7), ("gc", 1.5),
              ("verify", 0.7)]
         extra = {"racy-same-size": ("racy-checkout", 2), "concurrent-hydration": ("concurrent-checkout", 2),
-                 "pointer-lookalike": ("lookalike", 1), "rebase-exec": ("rebase-exec", 1),
+                 "pointer-lookalike": ("lookalike", 2), "rebase-exec": ("rebase-exec", 1),
                  "gc-races-add": ("gc-add", 1), "corrupt-mlx-yaml": ("corrupt-yaml", 0.3),
                  "remote-gc": ("gc-remote", 1)}
         w += [extra[f] for f in self.cfg.flags if f in extra]
@@ -1037,7 +1057,7 @@ class Generator:
 
     def next(self, t: Twin) -> dict[str, Any]:
         rng = self.rng
-        clone = "A" if rng.random() < 0.75 else "B"
+        clone = "A" if rng.random() < 0.65 else "B"
         s = t.last[clone]
         seed = rng.randrange(2**31)
         if s.in_progress:
@@ -1071,11 +1091,14 @@ class Generator:
                                                                                 if e.endswith("/")])}
         if kind == "rename" and entries:
             return {"op": "rename", "clone": clone, "src": rng.choice(entries), "dst": rng.choice(self.names)}
+        if kind == "copy" and files:
+            return {"op": "copy", "clone": clone, "src": rng.choice(files), "dst": rng.choice(self.names)}
         if kind == "chmod" and files:
             return {"op": "chmod", "clone": clone, "path": rng.choice(files)}
         if kind == "symlink":
             pool = [n for n in self.names if self.cfg.on("symlink-tracked") or not is_tracked(n)]
-            target = rng.choice(entries + ["missing-target", "../outside"]) if entries else "missing-target"
+            targets = (tracked_files if tracked_files and rng.random() < 0.5 else entries) or ["missing-target"]
+            target = rng.choice(targets + ["missing-target", "../outside"])
             return {"op": "symlink", "clone": clone, "path": rng.choice(pool), "target": target}
         if kind == "add":
             how = rng.choice(["-A", "-A", "-u", "path"])
@@ -1122,8 +1145,8 @@ class Generator:
             dst = s.head if s.head != "(detached)" else rng.choice(s.branches)
             return {"op": "push", "clone": clone, "src": src, "dst": dst, "force": rng.random() < 0.2}
         if kind == "pull":
-            branch = rng.choice([r.split("/", 1)[1] for r in s.remotes
-                                 if r.startswith("origin/") and r != "origin/HEAD"] or ["main"])
+            upstream = [r.split("/", 1)[1] for r in s.remotes if r.startswith("origin/") and r != "origin/HEAD"]
+            branch = s.head if s.head in upstream and rng.random() < 0.7 else rng.choice(upstream or ["main"])
             mode = "--rebase" if rng.random() < 0.3 else "--no-rebase"
             return {"op": "merging", "clone": clone, "args": ["pull", "-q", mode, "origin", branch]}
         if kind == "fetch":
