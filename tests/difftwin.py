@@ -473,7 +473,9 @@ class Twin:
         self.cfg = cfg
         self.workdir = workdir
         self.log: list[str] = []
-        self.base_time = int(time.time())
+        # commit dates step by one second from 30 days ago: the same on both sides (history
+        # orders the same), and never in the future, where reflog entries would look recent to gc
+        self.base_time = int(time.time()) - 30 * 86400
         self.step_no = 0
         self.last: dict[str, Snapshot] = {}
         bindir = python_shim_dir(workdir / "shim")
@@ -859,7 +861,7 @@ def op_mlx(t: Twin, o: dict[str, Any]) -> str | None:
         raise Divergence("mlx-command", f"`git mlx {' '.join(o['args'])}` exited {res.rc}\n"
                          f"{res.stdout.decode(errors='replace')[-2000:]}\n"
                          f"{res.stderr.decode(errors='replace')[-2000:]}")
-    return f"{o['args'][0]}{' --remote' if '--remote' in o['args'] else ''} exit {res.rc}"
+    return " ".join(o["args"][:1] + (["--remote"] if "--remote" in o["args"] else []) + [f"exit {res.rc}"])
 
 
 @op("verify")
@@ -1040,9 +1042,9 @@ class Generator:
              ("add", 8), ("commit", 7), ("snap", 7), ("checkout", 5), ("restore", 2), ("switch", 3),
              ("reset", 3), ("stash", 3), ("stash-pop", 3), ("merge", 4), ("cherry-pick", 3),
              ("rebase", 2), ("push", 4), ("pull", 4), ("fetch", 1), ("reclone", 0.7), ("gc", 1.5),
-             ("verify", 0.7)]
+             ("verify", 0.7), ("mlx-pull", 0.7)]
         extra = {"racy-same-size": ("racy-checkout", 2), "concurrent-hydration": ("concurrent-checkout", 2),
-                 "pointer-lookalike": ("lookalike", 2), "rebase-exec": ("rebase-exec", 1),
+                 "pointer-lookalike": ("lookalike", 3), "rebase-exec": ("rebase-exec", 1),
                  "gc-races-add": ("gc-add", 1), "corrupt-mlx-yaml": ("corrupt-yaml", 0.3),
                  "remote-gc": ("gc-remote", 1)}
         w += [extra[f] for f in self.cfg.flags if f in extra]
@@ -1159,6 +1161,8 @@ class Generator:
         if kind == "gc-remote":
             return {"op": "mlx", "clone": clone, "args": ["gc", "--remote", "origin", "--grace", "0",
                                                           "--keep-recent", "0"], "ok_rc": [0, 2]}
+        if kind == "mlx-pull":
+            return {"op": "mlx", "clone": clone, "args": ["pull"]}
         if kind == "verify":
             return {"op": "verify", "clone": clone}
         if kind == "racy-checkout" and revs:
