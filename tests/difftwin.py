@@ -734,6 +734,13 @@ def op_rename(t: Twin, o: dict[str, Any]) -> str | None:
     return None
 
 
+@op("wait")
+def op_wait(t: Twin, o: dict[str, Any]) -> str | None:
+    """Let the clock pass a second boundary: files stop being "racily clean" to git."""
+    time.sleep(o["seconds"])
+    return None
+
+
 @op("copy")
 def op_copy(t: Twin, o: dict[str, Any]) -> str | None:
     """Copy a regular file's bytes to another path (duplicate datasets and checkpoints)."""
@@ -1001,9 +1008,20 @@ def op_gc_add(t: Twin, o: dict[str, Any]) -> str | None:
 
 @op("corrupt-yaml", flag="corrupt-mlx-yaml")
 def op_corrupt_yaml(t: Twin, o: dict[str, Any]) -> str | None:
+    """`git checkout REV` with a corrupt untracked .mlx.yaml (item 13). git-mlx may refuse (then
+    nothing may have changed: the sides are compared with the plain side not checked out) or
+    go on with safe defaults (then it must match plain git's checkout)."""
     for side in t.sides:
         write_file(side.clone(o["clone"]) / ".mlx.yaml", b"remotes: [unclosed\n  : : -\n")
-    return None
+    env = t.env_for_step()
+    rm = t.mlx.git(o["clone"], "checkout", "-q", o["rev"], extra_env=env)
+    outcome = "refused"
+    if rm.rc == 0:
+        t.check_rc(t.plain.git(o["clone"], "checkout", "-q", o["rev"], extra_env=env), rm)
+        outcome = "ok"
+    for side in t.sides:
+        remove(side.clone(o["clone"]) / ".mlx.yaml")
+    return outcome
 
 
 # ---------------------------------------------------------------------------- the generator
@@ -1042,10 +1060,10 @@ class Generator:
              ("add", 8), ("commit", 7), ("snap", 7), ("checkout", 5), ("restore", 2), ("switch", 3),
              ("reset", 3), ("stash", 3), ("stash-pop", 3), ("merge", 4), ("cherry-pick", 3),
              ("rebase", 2), ("push", 4), ("pull", 4), ("fetch", 1), ("reclone", 0.7), ("gc", 1.5),
-             ("verify", 0.7), ("mlx-pull", 0.7)]
+             ("verify", 0.7), ("mlx-pull", 0.7), ("wait", 0.5)]
         extra = {"racy-same-size": ("racy-checkout", 2), "concurrent-hydration": ("concurrent-checkout", 2),
                  "pointer-lookalike": ("lookalike", 3), "rebase-exec": ("rebase-exec", 1),
-                 "gc-races-add": ("gc-add", 1), "corrupt-mlx-yaml": ("corrupt-yaml", 0.3),
+                 "gc-races-add": ("gc-add", 1), "corrupt-mlx-yaml": ("corrupt-yaml", 2),
                  "remote-gc": ("gc-remote", 1)}
         w += [extra[f] for f in self.cfg.flags if f in extra]
         return w
@@ -1161,6 +1179,8 @@ class Generator:
         if kind == "gc-remote":
             return {"op": "mlx", "clone": clone, "args": ["gc", "--remote", "origin", "--grace", "0",
                                                           "--keep-recent", "0"], "ok_rc": [0, 2]}
+        if kind == "wait":
+            return {"op": "wait", "seconds": 1.1}
         if kind == "mlx-pull":
             return {"op": "mlx", "clone": clone, "args": ["pull"]}
         if kind == "verify":
@@ -1184,8 +1204,8 @@ class Generator:
             return {"op": "rebase-exec", "clone": clone, "rev": rng.choice(revs)}
         if kind == "gc-add":
             return {"op": "gc-add", "clone": clone}
-        if kind == "corrupt-yaml":
-            return {"op": "corrupt-yaml", "clone": clone}
+        if kind == "corrupt-yaml" and revs:
+            return {"op": "corrupt-yaml", "clone": clone, "rev": rng.choice(revs)}
         return {"op": "snapshot", "clone": clone, "msg": f"s{t.step_no + 1}"}
 
 
