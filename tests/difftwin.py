@@ -179,8 +179,8 @@ class Side:
         if extra_env:
             env.update(extra_env)
         try:
-            proc = subprocess.run(list(cmd), cwd=cwd, env=env, input=input, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, timeout=self.timeout)
+            proc = subprocess.run(list(cmd), cwd=cwd, env=env, input=input, capture_output=True,
+                                  timeout=self.timeout)
             res = Result(list(cmd), proc.returncode, proc.stdout, proc.stderr)
         except subprocess.TimeoutExpired as exc:
             res = Result(list(cmd), -999, exc.stdout or b"", (exc.stderr or b"") + b"\n[harness: timed out]")
@@ -332,7 +332,8 @@ def compare_index(plain: Side, mlx: Side, clone: str, p: Snapshot, m: Snapshot) 
         problems.append("index entries differ:\n" + _diff_lines([" ".join(x) for x in pk],
                                                                [" ".join(x) for x in mk]))
         return problems
-    pairs = [(pe[0], pe[3], me[3]) for pe, me in zip(p.index, m.index) if pe[3] != me[3] and pe[1] != "160000"]
+    pairs = [(pe[0], pe[3], me[3]) for pe, me in zip(p.index, m.index, strict=True)
+             if pe[3] != me[3] and pe[1] != "160000"]
     need_p = [b for _, b, _ in pairs if b not in plain.sha_cache]
     need_m = [b for _, _, b in pairs if b not in mlx.ptr_cache]
     if need_m:
@@ -367,7 +368,8 @@ def _normalized(path: Path, root: Path) -> bytes:
     """File bytes with commit ids and the twin's own path blanked on conflict-marker lines
     (`>>>>>>> 1a2b3c4 (s12)`: the two sides' commits have different ids)."""
     data = path.read_bytes()
-    return MARKER_RE.sub(lambda m: HEX_RE.sub(b"<id>", m.group(0).replace(os.fsencode(root), b"<twin>")), data)
+    twin = os.fsencode(root)
+    return MARKER_RE.sub(lambda m: HEX_RE.sub(b"<id>", m.group(0).replace(twin, b"<twin>")), data)
 
 
 # git parks a file it cannot place in a conflict as `PATH~<commit id> (subject)` (or `PATH~<id>`);
@@ -542,11 +544,11 @@ class Twin:
         date = f"{self.base_time + self.step_no} +0000"
         return {"GIT_AUTHOR_DATE": date, "GIT_COMMITTER_DATE": date}
 
-    def both_git(self, clone: str, *args: str, mlx_args: Sequence[str] | None = None) -> tuple[Result, Result]:
+    def both_git(self, clone: str, *args: str) -> tuple[Result, Result]:
         """`git ARGS` on plain then on mlx; their exit statuses must agree."""
         env = self.env_for_step()
         rp = self.plain.git(clone, *args, extra_env=env)
-        rm = self.mlx.git(clone, *(mlx_args if mlx_args is not None else args), extra_env=env)
+        rm = self.mlx.git(clone, *args, extra_env=env)
         self.check_rc(rp, rm)
         return rp, rm
 
@@ -615,13 +617,13 @@ class Twin:
 
 # ---------------------------------------------------------------------------- operations
 
-OPS: dict[str, Callable[[Twin, dict[str, Any]], str | None]] = {}
+OpFn = Callable[["Twin", dict[str, Any]], "str | None"]
+OPS: dict[str, OpFn] = {}
 OP_FLAGS: dict[str, str] = {}
 
 
-def op(name: str, flag: str | None = None) -> Callable[[Callable[[Twin, dict[str, Any]], str | None]],
-                                                     Callable[[Twin, dict[str, Any]], str | None]]:
-    def register(fn: Callable[[Twin, dict[str, Any]], str | None]) -> Callable[[Twin, dict[str, Any]], str | None]:
+def op(name: str, flag: str | None = None) -> Callable[[OpFn], OpFn]:
+    def register(fn: OpFn) -> OpFn:
         OPS[name] = fn
         if flag:
             OP_FLAGS[name] = flag
@@ -879,7 +881,8 @@ def op_verify(t: Twin, o: dict[str, Any]) -> str | None:
     fsck = t.mlx.run(["git", "mlx", "fsck", "--all", "--pointers"], t.mlx.clone(clone))
     if fetch.rc != 0 or fsck.rc != 0:
         raise Divergence("lost", f"clone {clone}: content of a committed file is neither cached nor on "
-                         f"the remote\nfetch --all -> {fetch.rc}: {fetch.stderr.decode(errors='replace')[-2000:]}"
+                         f"the remote\nfetch --all -> {fetch.rc}: "
+                         f"{fetch.stderr.decode(errors='replace')[-2000:]}"
                          f"\nfsck --all -> {fsck.rc}: {fsck.stdout.decode(errors='replace')[-2000:]}"
                          f"{fsck.stderr.decode(errors='replace')[-1000:]}")
     return None
@@ -1002,7 +1005,8 @@ def op_gc_add(t: Twin, o: dict[str, Any]) -> str | None:
     fsck = t.mlx.run(["git", "mlx", "fsck", "--pointers"], t.mlx.clone(clone))
     index_missing = [line for line in fsck.stdout.decode(errors="replace").splitlines() if "chunk" in line]
     if index_missing:
-        raise Divergence("lost", "after gc raced add, the cache misses chunks:\n" + "\n".join(index_missing[:20]))
+        raise Divergence("lost", "after gc raced add, the cache misses chunks:\n"
+                         + "\n".join(index_missing[:20]))
     return None
 
 
@@ -1041,7 +1045,8 @@ def large_changes(t: Twin, clone: str, rev: str) -> list[str]:
         meta, path = rec.split(b"\t", 1)
         mode, _, _, size = meta.split()
         name = os.fsdecode(path)
-        if name in changed and mode in (b"100644", b"100755") and is_tracked(name) and int(size) >= DIRECT_MIN_SIZE:
+        regular = mode in (b"100644", b"100755")
+        if name in changed and regular and is_tracked(name) and int(size) >= DIRECT_MIN_SIZE:
             out.append(name)
     return sorted(out)
 
@@ -1056,7 +1061,8 @@ class Generator:
         self.names = PLAIN_NAMES + TRACKED_NAMES + (NON_UTF8_NAMES if cfg.on("non-utf8-names") else [])
 
     def weights(self) -> list[tuple[str, float]]:
-        w = [("write", 16), ("edit", 9), ("delete", 4), ("rename", 3), ("copy", 2), ("chmod", 2), ("symlink", 2),
+        w = [("write", 16), ("edit", 9), ("delete", 4), ("rename", 3), ("copy", 2), ("chmod", 2),
+             ("symlink", 2),
              ("add", 8), ("commit", 7), ("snap", 7), ("checkout", 5), ("restore", 2), ("switch", 3),
              ("reset", 3), ("stash", 3), ("stash-pop", 3), ("merge", 4), ("cherry-pick", 3),
              ("rebase", 2), ("push", 4), ("pull", 4), ("fetch", 1), ("reclone", 0.7), ("gc", 1.5),
@@ -1085,7 +1091,7 @@ class Generator:
                     "seed": seed}
         depth = len(s.history)
         revs = self.revs(s, depth)
-        names, weights = zip(*self.weights())
+        names, weights = zip(*self.weights(), strict=True)
         kind = rng.choices(names, weights)[0]
         # the track lines stay put; files git parked in a conflict have side-specific names
         entries = [e for e in s.entries() if e != ".gitattributes" and not LEFTOVER_RE.search(e)]
@@ -1107,8 +1113,8 @@ class Generator:
                 o["restore_mtime"] = True
             return o
         if kind == "delete" and entries:
-            return {"op": "delete", "clone": clone, "path": rng.choice(entries + [e.rstrip("/") for e in s.tree
-                                                                                if e.endswith("/")])}
+            dirs = [e.rstrip("/") for e in s.tree if e.endswith("/")]
+            return {"op": "delete", "clone": clone, "path": rng.choice(entries + dirs)}
         if kind == "rename" and entries:
             return {"op": "rename", "clone": clone, "src": rng.choice(entries), "dst": rng.choice(self.names)}
         if kind == "copy" and files:
@@ -1117,7 +1123,7 @@ class Generator:
             return {"op": "chmod", "clone": clone, "path": rng.choice(files)}
         if kind == "symlink":
             pool = [n for n in self.names if self.cfg.on("symlink-tracked") or not is_tracked(n)]
-            targets = (tracked_files if tracked_files and rng.random() < 0.5 else entries) or ["missing-target"]
+            targets = (tracked_files if tracked_files and rng.random() < 0.5 else entries) or ["gone"]
             target = rng.choice(targets + ["missing-target", "../outside"])
             return {"op": "symlink", "clone": clone, "path": rng.choice(pool), "target": target}
         if kind == "add":
@@ -1126,8 +1132,8 @@ class Generator:
                 ["add", "--", rng.choice(entries or ["."])]
             return {"op": "git", "clone": clone, "args": args}
         if kind == "commit":
-            return {"op": "git", "clone": clone,
-                    "args": ["commit", "-q", *(["-a"] if rng.random() < 0.3 else []), "-m", f"c{t.step_no + 1}"]}
+            all_ = ["-a"] if rng.random() < 0.3 else []
+            return {"op": "git", "clone": clone, "args": ["commit", "-q", *all_, "-m", f"c{t.step_no + 1}"]}
         if kind == "snap":
             return {"op": "snapshot", "clone": clone, "msg": f"s{t.step_no + 1}"}
         if kind == "checkout" and revs:
@@ -1165,7 +1171,8 @@ class Generator:
             dst = s.head if s.head != "(detached)" else rng.choice(s.branches)
             return {"op": "push", "clone": clone, "src": src, "dst": dst, "force": rng.random() < 0.2}
         if kind == "pull":
-            upstream = [r.split("/", 1)[1] for r in s.remotes if r.startswith("origin/") and r != "origin/HEAD"]
+            upstream = [r.split("/", 1)[1] for r in s.remotes
+                        if r.startswith("origin/") and r != "origin/HEAD"]
             branch = s.head if s.head in upstream and rng.random() < 0.7 else rng.choice(upstream or ["main"])
             mode = "--rebase" if rng.random() < 0.3 else "--no-rebase"
             return {"op": "merging", "clone": clone, "args": ["pull", "-q", mode, "origin", branch]}
