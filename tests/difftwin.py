@@ -994,19 +994,29 @@ def op_rebase_exec(t: Twin, o: dict[str, Any]) -> str | None:
 
 @op("gc-add", flag="gc-races-add")
 def op_gc_add(t: Twin, o: dict[str, Any]) -> str | None:
-    """`git add -A` on both sides while, on the mlx side, `git mlx gc` frees everything it may."""
+    """`git add -A` on both sides while, on the mlx side, `git mlx gc` frees everything it may
+    (item 4). With `seed`/`size`, PATH first gets the bytes an earlier write with that seed gave
+    it, one byte changed: a new file that reuses the old version's cached chunks."""
     clone = o["clone"]
-    env = dict(t.mlx.env, **t.env_for_step())
+    if "seed" in o:
+        data = bytearray(make_bytes(o["seed"], o["size"], True))
+        if data:
+            data[len(data) // 2] ^= 0xFF
+        for side in t.sides:
+            clear_for(side.clone(clone), o["path"])
+            write_file(side.clone(clone) / o["path"], bytes(data))
+    rp = t.plain.git(clone, "add", "-A", extra_env=t.env_for_step())
     gc = subprocess.Popen(["git", "mlx", "gc", "--grace", "0", "--keep-recent", "0", "--only-pushed"],
-                          cwd=t.mlx.clone(clone), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    t.both_git(clone, "add", "-A")
-    _, err = gc.communicate(timeout=t.cfg.timeout)
-    t.log.append(f"  mlx: concurrent gc -> {gc.returncode} {err.decode(errors='replace')[-300:]}")
+                          cwd=t.mlx.clone(clone), env=dict(t.mlx.env, **t.env_for_step()),
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    rm = t.mlx.git(clone, "add", "-A", extra_env=t.env_for_step())
+    out, _ = gc.communicate(timeout=t.cfg.timeout)
+    t.check_rc(rp, rm)
+    t.log.append(f"  mlx: concurrent gc -> {gc.returncode} {out.decode(errors='replace')[-300:]}")
     fsck = t.mlx.run(["git", "mlx", "fsck", "--pointers"], t.mlx.clone(clone))
-    index_missing = [line for line in fsck.stdout.decode(errors="replace").splitlines() if "chunk" in line]
-    if index_missing:
-        raise Divergence("lost", "after gc raced add, the cache misses chunks:\n"
-                         + "\n".join(index_missing[:20]))
+    lacking = [line for line in fsck.stdout.decode(errors="replace").splitlines() if " lacks " in line]
+    if lacking:
+        raise Divergence("lost", "after gc raced add, a manifest lacks chunks:\n" + "\n".join(lacking[:20]))
     return None
 
 
@@ -1059,6 +1069,7 @@ class Generator:
         self.rng = rng
         self.n_branch = 0
         self.names = PLAIN_NAMES + TRACKED_NAMES + (NON_UTF8_NAMES if cfg.on("non-utf8-names") else [])
+        self.large_writes: list[tuple[str, int, int]] = []  # (path, seed, size) of large tracked writes
 
     def weights(self) -> list[tuple[str, float]]:
         w = [("write", 16), ("edit", 9), ("delete", 4), ("rename", 3), ("copy", 2), ("chmod", 2),
@@ -1101,6 +1112,8 @@ class Generator:
             path = rng.choice(self.names)
             o: dict[str, Any] = {"op": "write", "clone": clone, "path": path, "seed": seed,
                                  "size": pick_size(rng, self.cfg, is_tracked(path))}
+            if is_tracked(path) and o["size"] >= DIRECT_MIN_SIZE:
+                self.large_writes = (self.large_writes + [(path, seed, o["size"])])[-20:]
             if rng.random() < 0.1:
                 o["exec"] = True
             if not is_tracked(path) and rng.random() < 0.1:
@@ -1210,7 +1223,11 @@ class Generator:
         if kind == "rebase-exec" and revs:
             return {"op": "rebase-exec", "clone": clone, "rev": rng.choice(revs)}
         if kind == "gc-add":
-            return {"op": "gc-add", "clone": clone}
+            o = {"op": "gc-add", "clone": clone}
+            if self.large_writes:
+                path, old_seed, size = rng.choice(self.large_writes)
+                o.update(path=path, seed=old_seed, size=size)
+            return o
         if kind == "corrupt-yaml" and revs:
             return {"op": "corrupt-yaml", "clone": clone, "rev": rng.choice(revs)}
         return {"op": "snapshot", "clone": clone, "msg": f"s{t.step_no + 1}"}
