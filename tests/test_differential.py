@@ -29,7 +29,11 @@ from difftwin import (
 # Operations behind a known, being-fixed bug of issue 12 (difftwin.KNOWN). When a fix is
 # merged, add its flag here: the walk then generates those operations again.
 # GIT_MLX_DIFFTWIN_FLAGS=all (or a comma list) adds flags for one run, e.g. to try a fix.
-ENABLED: list[str] = []
+ENABLED: list[str] = [
+    "concurrent-hydration", "racy-same-size", "remote-gc", "gc-races-add", "pointer-lookalike",
+    "symlink-tracked", "rebase-stat", "rebase-exec", "non-utf8-names", "corrupt-mlx-yaml",
+    "large-merge-conflict",
+]  # every item of issue 12 is fixed on main
 ENABLED += [f for f in parse_flags(os.environ.get("GIT_MLX_DIFFTWIN_FLAGS", "")) if f not in ENABLED]
 
 # Each known item's reproduction in the harness's own ops (what `--minimize` and a few
