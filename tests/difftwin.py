@@ -386,6 +386,18 @@ def _norm_tree(tree: dict[str, tuple[Any, ...]]) -> dict[str, tuple[str, tuple[A
     return {norm_path(k): (k, v) for k, v in tree.items()}
 
 
+def _parked_pointer(plain: tuple[Any, ...], mlx_file: Path) -> bool:
+    """By design (docs/differential.md): a tracked file git parks in a conflict as `PATH~<id>`
+    gets a name outside the track patterns, so git writes its blob with no filter: on the mlx
+    side the pointer to exactly the plain side's bytes (git-lfs does the same)."""
+    from gitext.pointer import try_parse
+
+    if plain[0] != "f" or not mlx_file.is_file() or mlx_file.stat().st_size >= 1024:
+        return False
+    pointer = try_parse(mlx_file.read_bytes())
+    return pointer is not None and (pointer.size, pointer.oid) == (plain[2], plain[3])
+
+
 def tree_differences(plain: Side, mlx: Side, clone: str, p: Snapshot, m: Snapshot) -> list[str]:
     """Lines naming each work-tree entry that differs, up to commit ids in conflict markers
     and in parked files' names."""
@@ -402,6 +414,8 @@ def tree_differences(plain: Side, mlx: Side, clone: str, p: Snapshot, m: Snapsho
             if (pv[0] == mv[0] == "f" and pv[1] == mv[1]
                     and _normalized(plain.clone(clone) / prel, plain.root)
                     == _normalized(mlx.clone(clone) / mrel, mlx.root)):
+                continue
+            if LEFTOVER_RE.search(prel) and _parked_pointer(pv, mlx.clone(clone) / mrel):
                 continue
         out.append(f"{key!r}: plain {' '.join(map(str, pv))} | mlx {' '.join(map(str, mv))}")
     return out
