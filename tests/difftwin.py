@@ -378,6 +378,10 @@ LEFTOVER_RE = re.compile(r"~[0-9a-f]{7,64}(?= \(|/|$)")
 LEFTOVER_BYTES_RE = re.compile(rb"~[0-9a-f]{7,64}(?= \(|/|\"|$)", re.MULTILINE)
 
 
+# A parked file's name: `PATH~<commit id or branch name>[ (subject)]`.
+PARKED_RE = re.compile(r"~[^/~]+$")
+
+
 def norm_path(path: str) -> str:
     return LEFTOVER_RE.sub("~<id>", path)
 
@@ -387,7 +391,7 @@ def _norm_tree(tree: dict[str, tuple[Any, ...]]) -> dict[str, tuple[str, tuple[A
 
 
 def _parked_pointer(plain: tuple[Any, ...], mlx_file: Path) -> bool:
-    """By design (docs/differential.md): a tracked file git parks in a conflict as `PATH~<id>`
+    """By design (docs/differential.md): a tracked file git parks in a conflict as `PATH~<rev>`
     gets a name outside the track patterns, so git writes its blob with no filter: on the mlx
     side the pointer to exactly the plain side's bytes (git-lfs does the same)."""
     from gitext.pointer import try_parse
@@ -415,7 +419,7 @@ def tree_differences(plain: Side, mlx: Side, clone: str, p: Snapshot, m: Snapsho
                     and _normalized(plain.clone(clone) / prel, plain.root)
                     == _normalized(mlx.clone(clone) / mrel, mlx.root)):
                 continue
-            if LEFTOVER_RE.search(prel) and _parked_pointer(pv, mlx.clone(clone) / mrel):
+            if PARKED_RE.search(prel) and _parked_pointer(pv, mlx.clone(clone) / mrel):
                 continue
         out.append(f"{key!r}: plain {' '.join(map(str, pv))} | mlx {' '.join(map(str, mv))}")
     return out
