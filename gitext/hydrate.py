@@ -18,6 +18,8 @@ again before the index is told. The index is told in a later second than the fil
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
 import fcntl
 import hashlib
 import os
@@ -27,7 +29,7 @@ import subprocess
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from gitext import gitindex
 from gitext.context import Context, trace, warn
@@ -179,14 +181,62 @@ def write_file(ctx: Context, target: Target, dest: Path, seen: os.stat_result,
         if now is None or not gitindex.unchanged(now, seen):
             trace(f"hydrate: {target.path} changed while it was being written; left as it is")
             return None
-        os.replace(tmp, dest)
-        renamed = True
+        _test_point("after-check", dest)
+        renamed = _swap_in(tmp, dest, seen, target.pointer)
+        if not renamed:
+            trace(f"hydrate: {target.path} was replaced just before ours; left as it is")
+            return None
         return os.fstat(fd)  # our file (its ctime is the rename's), whatever `dest` is now
     finally:
         if not renamed:
             with contextlib.suppress(OSError):
-                os.unlink(tmp)
+                if os.path.samestat(os.lstat(tmp), os.fstat(fd)):  # never someone else's
+                    os.unlink(tmp)
         os.close(fd)
+
+
+_RENAME_EXCHANGE = 2  # linux/fs.h
+_AT_FDCWD = -100
+
+
+def _renameat2() -> Callable[..., int] | None:
+    """glibc's renameat2 (2.28 and newer), or None."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return cast("Callable[..., int]", libc.renameat2)
+    except (OSError, AttributeError):
+        return None
+
+
+def _swap_in(tmp: Path, dest: Path, seen: os.stat_result, pointer: Pointer) -> bool:
+    """Put our file at `dest` only if `dest` is still the pointer file we checked.
+
+    A plain rename leaves a window between the last check and the rename in which another
+    process's rename onto `dest` would be replaced. RENAME_EXCHANGE swaps the two names
+    atomically, so whatever was at `dest` at that instant lands at `tmp`, where it is checked:
+    our pointer file is deleted; anything else is swapped back and kept. Where the call is
+    missing or the file system refuses it, a plain rename (the window stays)."""
+    swap = _renameat2()
+    if swap is not None:
+        src, dst = os.fsencode(tmp), os.fsencode(dest)
+        if swap(_AT_FDCWD, src, _AT_FDCWD, dst, _RENAME_EXCHANGE) == 0:
+            old = pointer_stat(tmp, pointer)
+            # (the exchange itself changed its ctime; in-place writes change size or mtime,
+            # or the bytes pointer_stat reads)
+            if old is not None and (old.st_ino, old.st_dev, old.st_size, old.st_mtime_ns) \
+                    == (seen.st_ino, seen.st_dev, seen.st_size, seen.st_mtime_ns):
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                return True
+            if swap(_AT_FDCWD, src, _AT_FDCWD, dst, _RENAME_EXCHANGE) != 0:
+                warn(f"{quote_path(dest.name)}: another program wrote it while git-mlx was "
+                     f"replacing it; its bytes are kept in {tmp}")
+                return True  # ours stays at dest; theirs must not be deleted
+            return False
+        if ctypes.get_errno() not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+            raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()), str(dest))
+    os.replace(tmp, dest)
+    return True
 
 
 _TMP_SUFFIX = re.compile(r"\d+(-\d+)?")
@@ -430,7 +480,7 @@ def _ctime_trusted(work_tree: Path) -> bool:
 def _test_point(name: str, path: Path) -> None:
     """Tests only: run the program GIT_MLX_TEST_HOOK names as `PROGRAM NAME PATH`, so a test
     can act at an exact moment of a real hydration (a concurrent writer, an edit right after
-    the index is told). Points: before-rename, before-index, after-index."""
+    the index is told). Points: before-rename, after-check, before-index, after-index."""
     hook = os.environ.get("GIT_MLX_TEST_HOOK")
     if hook:
         subprocess.run([hook, name, os.fsencode(path)], stdout=subprocess.DEVNULL, check=False)

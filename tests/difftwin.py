@@ -575,6 +575,18 @@ class Twin:
         self.check_rc(rp, rm)
         return rp, rm
 
+    def drop_parked(self, clone: str) -> None:
+        """Delete, on both sides, the files git parked as `PATH~<rev>` in a conflict. On the mlx
+        side such a file holds pointer text by design (docs/differential.md); once committed or
+        edited, that difference would spread to every later step and hide real findings."""
+        for side in self.sides:
+            top = side.clone(clone)
+            for root, dirs, files in os.walk(top):
+                dirs[:] = [d for d in dirs if not (root == str(top) and d == ".git")]
+                for name in files:
+                    if PARKED_RE.search(name):
+                        os.unlink(os.path.join(root, name))
+
     def check_rc(self, rp: Result, rm: Result) -> None:
         if rp.rc != rm.rc:
             raise Divergence("exit", f"`git {' '.join(rp.cmd[1:])}` exited {rp.rc} on plain, {rm.rc} on mlx\n"
@@ -823,6 +835,7 @@ def op_merging(t: Twin, o: dict[str, Any]) -> str | None:
     if t.gate_conflicts(o["clone"], args):
         return SKIP
     t.both_git(o["clone"], *args)
+    t.drop_parked(o["clone"])
     return None
 
 
@@ -862,6 +875,7 @@ def op_resolve(t: Twin, o: dict[str, Any]) -> str | None:
             t.both_git(clone, prog, "--abort")
         else:
             t.both_git(clone, prog, "--continue")
+            t.drop_parked(clone)
     return None
 
 

@@ -74,6 +74,27 @@ def test_write_before_the_rename_is_kept(repo_with_origin: Path, direct: None, t
     no_temp_files(repo)
 
 
+@pytest.mark.parametrize("how", ["in-place", "rename"])
+def test_write_between_the_last_check_and_the_rename_is_kept(repo_with_origin: Path, direct: None,
+                                                             tmp_path: Path, how: str) -> None:
+    """The last window: another process replaces (or rewrites) the file after hydration's last
+    check and before its rename. The names are swapped atomically (RENAME_EXCHANGE) and what
+    was at the path is checked there, so the other process's bytes stay (the differential
+    walk found a plain rename losing them)."""
+    repo = repo_with_origin
+    versions(repo)
+    if how == "in-place":
+        action = 'with open(path, "ab") as f:\n    f.write(b"user bytes")'
+    else:
+        action = 'open(path + b".new", "wb").write(b"user bytes\\n")\nos.replace(path + b".new", path)'
+    git(repo, "checkout", "-q", "v1", env=hook(tmp_path, "after-check", action))
+    data = (repo / "model.bin").read_bytes()
+    assert b"user bytes" in data[:200], data[:200]
+    assert porcelain(repo) == " M model.bin\n"
+    assert len((repo / "tool.bin").read_bytes()) == 20000  # (hydrated as usual)
+    no_temp_files(repo)
+
+
 def test_write_after_the_rename_is_not_recorded_as_clean(repo_with_origin: Path, direct: None,
                                                          tmp_path: Path) -> None:
     """A same-size edit with its mtime put back, between our rename and the index update: the
