@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, cast
 from gitext.context import Context, trace, warn
 from gitext.errors import CorruptObject, MlxError, ObjectMissing
 from gitext.gitutil import quote_path
-from gitext.install import hooks_dir
+from gitext.install import hooks_dir, is_mlx_hook
 from gitext.pointer import MAX_POINTER_SIZE, Pointer, try_parse
 from gitext.statcache import stat_key
 
@@ -145,12 +145,7 @@ def user_hooks(hooks: Path) -> list[str]:
         if entry.name.endswith(".sample") or not entry.is_file() \
                 or not os.access(entry.path, os.X_OK):
             continue
-        try:
-            with open(entry.path, "rb") as f:
-                head = f.read(256)
-        except OSError:
-            head = b""
-        if b"# git-mlx hook" not in head:
+        if not is_mlx_hook(Path(entry.path)):
             found.append(entry.name)
     return sorted(found)
 

@@ -295,9 +295,7 @@ def uninstall_hooks(hooks_path: Path) -> list[str]:
     for name in HOOKS:
         target = hooks_path / name
         chained = hooks_path / (name + CHAINED_SUFFIX)
-        current = _read_head(target, _HEAD_BYTES)
-        ours = current is not None and _marker_version(current) is not None
-        if ours:
+        if is_mlx_hook(target):
             target.unlink()
             removed = True
         if os.path.lexists(chained):
@@ -457,6 +455,12 @@ def _template(name: str) -> bytes:
     if _marker_version(data[:_HEAD_BYTES]) != HOOK_VERSION:
         raise MlxError(f"hook template {name} lacks the marker '# git-mlx hook v{HOOK_VERSION}'")
     return data
+
+
+def is_mlx_hook(path: Path) -> bool:
+    """True if the file at `path` is one of git-mlx's shims (it carries the marker line)."""
+    head = _read_head(path, _HEAD_BYTES)
+    return head is not None and _marker_version(head) is not None
 
 
 def _marker_version(head: bytes) -> int | None:
