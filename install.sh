@@ -72,7 +72,7 @@ if ! python3 -m pip --version >/dev/null 2>&1; then
                "Debian/Ubuntu: sudo apt-get install python3-pip python3-venv"
 fi
 
-# The C chunker (gitext/_cdc.c) needs a compiler and Python's headers; without them setup.py
+# The C chunker (gitext/storage/_cdc.c) needs a compiler and Python's headers; without them setup.py
 # falls back to the pure-Python chunker (same results, slower).
 has_headers() {
     python3 -c 'import os, sys, sysconfig
@@ -157,7 +157,7 @@ if [ ! -x "$BIN_DIR/git-mlx" ]; then
 fi
 [ -x "$BIN_DIR/git-mlx" ] || die "installed, but the git-mlx command was not found (looked in $BIN_DIR)."
 note "Installed into $MODE; the command is $BIN_DIR/git-mlx."
-if (cd / && "$PY" -c 'import gitext._cdc' 2>/dev/null); then
+if (cd / && "$PY" -c 'import gitext.storage._cdc' 2>/dev/null); then
     note "The C chunker is built."
 else
     note "The C chunker did not compile: using the pure-Python one (slower)."

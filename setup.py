@@ -1,6 +1,6 @@
 """Build script: metadata lives in setup.cfg; this file only adds what setup.cfg cannot say.
 
-- the optional C chunker (gitext/_cdc.c): a failed compile is not fatal, gitext.chunker falls
+- the optional C chunker (gitext/storage/_cdc.c): a failed compile is not fatal, gitext.storage.chunker falls
   back to its pure-Python twin (same boundaries, much slower) and `git mlx env` says so;
 - the hook shims from the top-level hooks/ folder, copied into the package so an installed
   git-mlx can write them into repositories.
@@ -44,6 +44,6 @@ class BuildPyWithHooks(build_py):
 
 
 setup(
-    ext_modules=[Extension("gitext._cdc", ["gitext/_cdc.c"], extra_compile_args=["-O3"])],
+    ext_modules=[Extension("gitext.storage._cdc", ["gitext/storage/_cdc.c"], extra_compile_args=["-O3"])],
     cmdclass={"build_ext": OptionalBuildExt, "build_py": BuildPyWithHooks},
 )

@@ -30,8 +30,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gitext.chunker import HAVE_C_CHUNKER, ChunkParams, cut_points  # noqa: E402
-from gitext.store import Store, StoreSettings  # noqa: E402
+from gitext.storage.chunker import HAVE_C_CHUNKER, ChunkParams, cut_points  # noqa: E402
+from gitext.storage.store import Store, StoreSettings  # noqa: E402
 
 MiB = 1 << 20
 

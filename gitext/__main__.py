@@ -1,5 +1,5 @@
 """`python -m gitext` runs the same CLI as `git mlx`."""
 
-from gitext.cli import main
+from gitext.cli.main import main
 
 raise SystemExit(main())

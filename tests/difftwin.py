@@ -412,7 +412,7 @@ def _parked_pointer(plain: tuple[Any, ...], mlx_file: Path) -> bool:
     """By design (docs/differential.md): a tracked file git parks in a conflict as `PATH~<rev>`
     gets a name outside the track patterns, so git writes its blob with no filter: on the mlx
     side the pointer to exactly the plain side's bytes (git-lfs does the same)."""
-    from gitext.pointer import try_parse
+    from gitext.formats.pointer import try_parse
 
     if plain[0] != "f" or not mlx_file.is_file() or mlx_file.stat().st_size >= 1024:
         return False

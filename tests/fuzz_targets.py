@@ -40,16 +40,16 @@ from typing import Any
 # takes seconds), so a campaign instruments only its own; yaml is in for the targets whose
 # input is YAML, since that is where their branches are.
 INSTRUMENTED: dict[str, list[str]] = {
-    "pointer": ["gitext.pointer"],
-    "pktline": ["gitext.pktline"],
-    "manifest": ["gitext.store"],
-    "packindex": ["gitext.packs"],
-    "config": ["gitext.config", "gitext.remotes", "yaml"],
-    "urls": ["gitext.remotes", "gitext.config"],
-    "mlvalues": ["gitext.mlfiles", "yaml"],
-    "mlproject": ["gitext.mlfiles", "yaml"],
-    "gitindex": ["gitext.gitindex"],
-    "filter": ["gitext.filter_protocol", "gitext.pktline"],
+    "pointer": ["gitext.formats.pointer"],
+    "pktline": ["gitext.formats.pktline"],
+    "manifest": ["gitext.storage.store"],
+    "packindex": ["gitext.storage.packs"],
+    "config": ["gitext.repo.config", "gitext.storage.remotes", "yaml"],
+    "urls": ["gitext.storage.remotes", "gitext.repo.config"],
+    "mlvalues": ["gitext.ml.mlfiles", "yaml"],
+    "mlproject": ["gitext.ml.mlfiles", "yaml"],
+    "gitindex": ["gitext.git.index"],
+    "filter": ["gitext.git.filter_protocol", "gitext.formats.pktline"],
 }
 
 _INSTRUMENT: Any = contextlib.nullcontext()
@@ -59,7 +59,7 @@ if __name__ == "__main__":
     except ImportError:
         sys.exit("fuzz_targets.py needs atheris: pip install atheris (Linux, CPython 3.11 wheel)")
     _WANTED = INSTRUMENTED.get(sys.argv[1] if len(sys.argv) > 1 else "", ["gitext"])
-    _GITEXT = ["gitext", "gitext.errors", "gitext.gitutil", "gitext.chunker",
+    _GITEXT = ["gitext", "gitext.errors", "gitext.git.run", "gitext.storage.chunker",
                *{m for ms in INSTRUMENTED.values() for m in ms if m.startswith("gitext.")}]
     # atheris includes whole top-level packages; the rest of gitext is excluded module by module.
     _INSTRUMENT = atheris.instrument_imports(
@@ -70,20 +70,21 @@ if __name__ == "__main__":
 with _INSTRUMENT:
     import yaml  # noqa: F401  (imported here so that it is instrumented)
 
-    from gitext import gitindex, pktline, pointer
-    from gitext.config import Config, local_path_from_url
     from gitext.errors import CorruptObject, InvalidPointer, MlxError, ProtocolError
-    from gitext.filter_protocol import (
+    from gitext.formats import pktline, pointer
+    from gitext.git import index as gitindex
+    from gitext.git.filter_protocol import (
         ContentReader,
         ContentWriter,
         FilterAbort,
         serve,
     )
-    from gitext.gitutil import RepoPaths
-    from gitext.mlfiles import Source, load_project, parse_values, read_values, select, stage_params
-    from gitext.packs import decode_index, encode_index
-    from gitext.remotes import S3, SSH, check_key, parse_url, ssh_target
-    from gitext.store import CHUNKS, Manifest, object_key
+    from gitext.git.run import RepoPaths
+    from gitext.ml.mlfiles import Source, load_project, parse_values, read_values, select, stage_params
+    from gitext.repo.config import Config, local_path_from_url
+    from gitext.storage.packs import decode_index, encode_index
+    from gitext.storage.remotes.base import S3, SSH, check_key, parse_url, ssh_target
+    from gitext.storage.store import CHUNKS, Manifest, object_key
 
 SEP = b"\0--\0"  # between the files of a multi-file input (never in valid YAML/JSON)
 OTHER_OID = "ab" * 32

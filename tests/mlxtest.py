@@ -89,7 +89,7 @@ def blob_of(repo: str | os.PathLike[str], rev_path: str) -> bytes:
 
 def assert_pointer(repo: str | os.PathLike[str], rev_path: str, content_path: Path) -> None:
     """The blob at REV:PATH is a canonical pointer to the content of `content_path`."""
-    from gitext.pointer import parse
+    from gitext.formats.pointer import parse
 
     blob = blob_of(repo, rev_path)
     assert len(blob) < 1024, f"{rev_path} blob is {len(blob)} bytes, not a pointer"

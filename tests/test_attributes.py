@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from mlxtest import git
 
-from gitext.attributes import decode_pattern, encode_pattern, track, tracked_patterns, untrack
+from gitext.git.attributes import decode_pattern, encode_pattern, track, tracked_patterns, untrack
 
 
 def test_track_untrack_keeps_foreign_lines(tmp_path: Path) -> None:

@@ -1,6 +1,6 @@
 """Content-defined chunking: the C fast path and the pure-Python fallback cut identically.
 
-The C tests fail (they do not skip) when gitext._cdc did not build: a CI without the fast
+The C tests fail (they do not skip) when gitext.storage._cdc did not build: a CI without the fast
 path must go red. GIT_MLX_PURE_PYTHON=1 is the one explicit way to run without it.
 """
 
@@ -19,21 +19,21 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gitext import chunker
-from gitext.chunker import GEAR, ChunkParams, _cut_points_py, _splitmix64, iter_chunks
+from gitext.storage import chunker
+from gitext.storage.chunker import GEAR, ChunkParams, _cut_points_py, _splitmix64, iter_chunks
 
 PURE = os.environ.get("GIT_MLX_PURE_PYTHON") == "1"
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def c_module() -> ModuleType:
-    """gitext._cdc, or a test failure saying how to build it (a skip only under PURE)."""
+    """gitext.storage._cdc, or a test failure saying how to build it (a skip only under PURE)."""
     if PURE:
         pytest.skip("GIT_MLX_PURE_PYTHON=1: C chunker deliberately not used")
     try:
-        from gitext import _cdc
+        from gitext.storage import _cdc
     except ImportError as exc:  # pragma: no cover - this is the CI-must-fail path
-        pytest.fail(f"C chunker gitext._cdc not built ({exc}); run `python setup.py build_ext "
+        pytest.fail(f"C chunker gitext.storage._cdc not built ({exc}); run `python setup.py build_ext "
                     "--inplace` or set GIT_MLX_PURE_PYTHON=1 to test the fallback alone")
     return _cdc
 
@@ -74,7 +74,7 @@ def test_c_gear_table_matches_python() -> None:
 
 
 def test_pure_python_env_var_forces_fallback() -> None:
-    code = "import gitext.chunker as c; print(c.HAVE_C_CHUNKER, c.cut_points.__name__)"
+    code = "import gitext.storage.chunker as c; print(c.HAVE_C_CHUNKER, c.cut_points.__name__)"
     env = dict(os.environ, GIT_MLX_PURE_PYTHON="1", PYTHONPATH=ROOT)
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, check=True)
     assert out.stdout.decode().split() == ["False", "_cut_points_py"]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from mlxtest import assert_clean_status, git, mlx, out, run, sha256_file, write_random
 
-from gitext.pointer import parse
+from gitext.formats.pointer import parse
 
 
 def commit_all(repo: Path, message: str) -> None:
@@ -133,7 +133,7 @@ def test_man_page_names_every_command() -> None:
 
     from mlxtest import ROOT
 
-    from gitext.cli import build_parser
+    from gitext.cli.main import build_parser
 
     page = (ROOT / "man" / "git-mlx.1").read_text().replace("\\-", "-")
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))

@@ -1,4 +1,4 @@
-"""The settings parser (gitext/config.py) on arbitrary files: a value is used or refused with a
+"""The settings parser (gitext/repo/config.py) on arbitrary files: a value is used or refused with a
 UsageError that names it; nothing else escapes (issue 5's property and fuzz tests)."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gitext.config import Config
 from gitext.errors import MlxError, UsageError
-from gitext.gitutil import RepoPaths
+from gitext.git.run import RepoPaths
+from gitext.repo.config import Config
 
 scalars = st.one_of(st.none(), st.booleans(), st.integers(-2**40, 2**40), st.floats(allow_nan=False),
                     st.text(max_size=20))
@@ -69,8 +69,7 @@ def test_any_text(text: str) -> None:
 
 
 def test_refusals_name_the_setting() -> None:
-    with pytest.raises(UsageError, match="transfer.jobs"):
-        with tempfile.TemporaryDirectory() as tmp:
-            root = Path(tmp)
-            (root / ".mlx.yaml").write_text("transfer: {jobs: -1}\n")
-            Config(RepoPaths(root / ".git", root / ".git", root)).jobs()
+    with pytest.raises(UsageError, match="transfer.jobs"), tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        (root / ".mlx.yaml").write_text("transfer: {jobs: -1}\n")
+        Config(RepoPaths(root / ".git", root / ".git", root)).jobs()

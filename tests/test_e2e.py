@@ -25,7 +25,7 @@ from mlxtest import (
     write_random,
 )
 
-from gitext.pointer import parse
+from gitext.formats.pointer import parse
 
 
 @pytest.fixture(params=["git", "direct"])
@@ -50,7 +50,7 @@ def storage(origin: Path) -> Path:
 
 def assert_remote_complete(store_root: Path) -> None:
     """The invariant: every manifest on the remote has all its chunks there."""
-    from gitext.store import Manifest
+    from gitext.storage.store import Manifest
 
     for manifest_path in (store_root / "files").rglob("*"):
         if manifest_path.is_file():

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from mlxtest import ROOT, git, mlx, out, run
 
-from gitext.pointer import try_parse
+from gitext.formats.pointer import try_parse
 
 EXAMPLE = ROOT / "examples" / "pipeline"
 STAGE_LINES = re.compile(r"^(prepare: \d+ training|train: \d+ epochs|evaluate: accuracy)", re.M)

@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 from mlxtest import git, mlx, out, run
 
 from gitext.errors import UsageError
-from gitext.experiments import default_name, trailers
-from gitext.paramset import ParamSet, apply_params, parse_set, parse_value
+from gitext.ml.experiments import default_name, trailers
+from gitext.ml.paramset import ParamSet, apply_params, parse_set, parse_value
 
 PARAMS = """\
 # experiment params
@@ -224,7 +224,7 @@ def test_push_then_pull_into_a_fresh_clone(project: Path, origin: Path, tmp_path
     mlx(project, "exp", "run", "-S", "seed=5", "-n", "five")
     mlx(project, "exp", "run", "-S", "seed=6", "-n", "six")
     pointer = git(project, "show", "exp/five:data/big.bin").stdout
-    from gitext.pointer import parse
+    from gitext.formats.pointer import parse
 
     oid = parse(pointer).oid
     one = mlx(project, "exp", "push", "five")  # a first word that is no remote is a name
@@ -310,7 +310,7 @@ params_trees = st.recursive(
 @settings(max_examples=150, deadline=None)
 def test_apply_params_changes_exactly_one_leaf(tmp_path_factory: pytest.TempPathFactory,
                                                tree: dict[str, object], data: st.DataObject) -> None:
-    from gitext.mlfiles import flatten
+    from gitext.ml.mlfiles import flatten
 
     flat = flatten(tree)
     leaves = [k for k, v in flat.items() if not isinstance(v, dict)]

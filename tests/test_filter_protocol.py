@@ -18,13 +18,13 @@ from hypothesis import strategies as st
 from mlxtest import git
 
 from gitext.errors import InvalidPointer, ProtocolError
-from gitext.filter_protocol import (
+from gitext.formats.pktline import MAX_PACKET_DATA, Buffer, PktLineReader
+from gitext.git.filter_protocol import (
     ContentReader,
     ContentWriter,
     FilterAbort,
     serve,
 )
-from gitext.pktline import MAX_PACKET_DATA, Buffer, PktLineReader
 
 Item = str | bytes | None
 
@@ -579,7 +579,7 @@ def test_dead_pipe_to_git_propagates() -> None:
 
 FILTER_SCRIPT = '''
 import sys
-from gitext.filter_protocol import serve
+from gitext.git.filter_protocol import serve
 
 MODE, LOG = sys.argv[1], sys.argv[2]
 

@@ -78,9 +78,9 @@ def _git_index(base: Path, version: str, fmt: str) -> bytes:
 
 
 def seeds(base: Path) -> dict[str, list[bytes]]:
-    from gitext.packs import build
-    from gitext.pktline import PktLineWriter
-    from gitext.store import FILES, Store, StoreSettings
+    from gitext.formats.pktline import PktLineWriter
+    from gitext.storage.packs import build
+    from gitext.storage.store import FILES, Store, StoreSettings
 
     content = base / "model.bin"
     content.write_bytes(random.Random(6).randbytes(24 << 10))
@@ -147,9 +147,9 @@ def seed_inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[byte
 
 def test_seeds_are_what_the_targets_accept(seed_inputs: dict[str, list[bytes]]) -> None:
     """The seeds reach the interesting paths: the parsers accept them as they are."""
-    from gitext import gitindex
-    from gitext.packs import decode_index
-    from gitext.store import Manifest
+    from gitext.git import index as gitindex
+    from gitext.storage.packs import decode_index
+    from gitext.storage.store import Manifest
 
     made = seed_inputs
     assert set(made) == set(fuzz_targets.TARGETS)
@@ -254,7 +254,7 @@ def _laughs(levels: int) -> bytes:
 # reading the code they pointed at found ("review"); the test passes once the bug is fixed.
 # The file and line to fix are in each reason.
 REGRESSIONS: list[tuple[str, bytes, str]] = [
-    # -- settings (gitext/config.py) --
+    # -- settings (gitext/repo/config.py) --
     ("config", b"\x8a\n", "fuzz: a non-UTF-8 .mlx.yaml raises UnicodeDecodeError from "
      "load_yaml's path.read_text (config.py:55); want UsageError naming the file"),
     ("config", b"cache: {dir: ~mlc/x-ache}\n", "fuzz: cache.dir naming an unknown user's home "
@@ -267,7 +267,7 @@ REGRESSIONS: list[tuple[str, bytes, str]] = [
      "ValueError from yaml.safe_load in load_yaml (config.py:61)"),
     ("config", b"[" * 1000, "review: deep nesting raises RecursionError from yaml.safe_load in "
      "load_yaml (config.py:61)"),
-    # -- remote URLs (gitext/config.py, gitext/remotes/__init__.py) --
+    # -- remote URLs (gitext/repo/config.py, gitext/storage/remotes/__init__.py) --
     ("urls", b"~`", "fuzz: local_path_from_url raises RuntimeError from Path.expanduser for an "
      "unknown user's home (config.py:102), e.g. a git remote url ~nobody/repo.git"),
     ("urls", b"~\x00", "fuzz: local_path_from_url raises ValueError (embedded null byte) from "
@@ -277,7 +277,7 @@ REGRESSIONS: list[tuple[str, bytes, str]] = [
     ("urls", b"[[x]:p", "fuzz: parse_url accepts host '[x' but its canonical form "
      "ssh://%5Bx/~/p is refused by ssh_target (remotes/__init__.py:172, _BAD_NAME_RE lets "
      "'[' and ']' into host names)"),
-    # -- ML project files (gitext/mlfiles.py) --
+    # -- ML project files (gitext/ml/mlfiles.py) --
     ("mlvalues", b"\x00" + b"[" * 1000, "review: deep JSON raises RecursionError from json.loads "
      "in parse_values (mlfiles.py:63), which catches ValueError and YAMLError only"),
     ("mlvalues", b"\x01" + b"[" * 1000, "review: deep YAML raises RecursionError from "
@@ -294,7 +294,7 @@ REGRESSIONS: list[tuple[str, bytes, str]] = [
      "catches YAMLError only"),
     ("mlproject", SEP + b"[" * 1000, "review: deep nesting in pipeline.yaml raises RecursionError "
      "from yaml.safe_load in _load (mlfiles.py:209)"),
-    # -- the git index (gitext/gitindex.py) --
+    # -- the git index (gitext/git/index.py) --
     ("gitindex", b"\x04DIRC\x00\x00\x00\x04\x00\x00\x00\x05\x01" + bytes(8) + b"(\x00\x01"
      + bytes(164) + b"\x04I" + bytes(13) + b"\x95\x00\x00\x00\x00\x00@" + bytes(55) + b"+"
      + bytes(101) + b"\x04I" + bytes(14) + b"\x95\x00\x00\x00\x00\x00@\x00\x00",

@@ -26,8 +26,8 @@ import pytest
 from mlxtest import assert_clean_status, blob_of, git, mlx, out, run, sha256_file, write_random
 from servers import S3Server
 
-from gitext.pointer import parse
-from gitext.store import CHUNKS, FILES, Manifest, Store
+from gitext.formats.pointer import parse
+from gitext.storage.store import CHUNKS, FILES, Manifest, Store
 
 OLD = 2 * 3600  # seconds objects are backdated by: far past gc's grace period
 

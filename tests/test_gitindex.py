@@ -1,4 +1,4 @@
-"""gitext.gitindex against indexes written by real git: versions 2, 3 and 4, SHA-1 and SHA-256,
+"""gitext.git.index against indexes written by real git: versions 2, 3 and 4, SHA-1 and SHA-256,
 extensions, a held lock, a split index, damage. git itself is the judge of every result."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mlxtest import git, out
 
-from gitext import gitindex
+from gitext.git import index as gitindex
 
 
 def make_repo(path: Path, files: dict[str, bytes], *args: str) -> Path:

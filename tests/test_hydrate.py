@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from mlxtest import assert_clean_status, blob_of, git, mlx, run, sha256_file, write_random
 
-from gitext.pointer import parse
+from gitext.formats.pointer import parse
 
 
 @pytest.fixture
@@ -128,8 +128,8 @@ def test_missing_object_leaves_pointer_and_says_so(repo_with_origin: Path, origi
 
 def test_modified_file_is_never_overwritten(repo_with_origin: Path, direct: None) -> None:
     """Hydration replaces only a file that still holds exactly its pointer."""
-    from gitext.context import Context
-    from gitext.hydrate import Target, hydrate_targets
+    from gitext.repo.context import Context
+    from gitext.repo.hydrate import Target, hydrate_targets
 
     repo = repo_with_origin
     versions(repo)
@@ -163,9 +163,9 @@ def test_clone_memory_stays_flat(repo_with_origin: Path, origin: Path, tmp_path:
 def test_quick_scan_finds_what_the_full_scan_finds(repo_with_origin: Path, origin: Path,
                                                    tmp_path: Path, version: str) -> None:
     """The hooks' libgit2-free scan (recorded sizes + blob ids) agrees with the full scan."""
-    from gitext.context import Context
-    from gitext.hooks import unhydrated
-    from gitext.hydrate import pointer_files
+    from gitext.repo.context import Context
+    from gitext.repo.hooks import unhydrated
+    from gitext.repo.hydrate import pointer_files
 
     repo = repo_with_origin
     versions(repo)

@@ -2,7 +2,7 @@
 and never hides an edit (issue 12, items 1, 2, 5, 6, 11; docs/hydration.md).
 
 The concurrency tests act at exact moments of a real `git checkout` through the test hook
-GIT_MLX_TEST_HOOK (gitext/hydrate.py, `_test_point`): a program run as `PROGRAM POINT PATH`.
+GIT_MLX_TEST_HOOK (gitext/repo/hydrate.py, `_test_point`): a program run as `PROGRAM POINT PATH`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pytest
 from mlxtest import assert_clean_status, blob_of, git, mlx, run, sha256_file, write_random
 from test_hydrate import commit_all, versions
 
-from gitext.pointer import parse
+from gitext.formats.pointer import parse
 
 
 @pytest.fixture
@@ -201,8 +201,8 @@ def test_symlink_to_a_pointer_file_is_not_written_through(repo_with_origin: Path
                                                           tmp_path: Path) -> None:
     """Even when the index still says model.bin is a regular file, a symlink the user put there
     (to a file that holds the same pointer, outside the repository) is left as it is."""
-    from gitext.context import Context
-    from gitext.hydrate import Target, blob_ids, hydrate_targets
+    from gitext.repo.context import Context
+    from gitext.repo.hydrate import Target, blob_ids, hydrate_targets
 
     repo = repo_with_origin
     versions(repo)

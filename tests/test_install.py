@@ -1,4 +1,4 @@
-"""gitext.install against real git: filter config, hook shims, chaining of foreign hooks.
+"""gitext.git.install against real git: filter config, hook shims, chaining of foreign hooks.
 
 The hooks are exercised by real `git push` / `git checkout` / `git merge`; a stub `git-mlx`
 first on PATH records how the shims call it, so these tests need no transfer code.
@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from mlxtest import git, mlx, out, run, sha256_file, write_random
 
-from gitext import install as inst
 from gitext.errors import NotARepository, UsageError
+from gitext.git import install as inst
 
 STUB = """#!/bin/sh
 # stub git-mlx: records its arguments (one line per call) and, for pre-push, its stdin

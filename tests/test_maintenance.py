@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from mlxtest import blob_of, git, mlx, out, run, sha256_file, write_random
 
-from gitext.pointer import parse
+from gitext.formats.pointer import parse
 
 
 def commit_file(repo: Path, name: str, seed: int, message: str, size: int = 600_000) -> str:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from mlxtest import git, mlx, out, sha256_file, write_random
 
-from gitext import install as inst
+from gitext.git import install as inst
 
 
 @pytest.fixture(params=["git", "direct"])

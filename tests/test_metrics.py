@@ -16,14 +16,14 @@ from hypothesis import strategies as st
 from mlxtest import git, mlx, out
 
 from gitext.errors import UsageError
-from gitext.metrics import (
+from gitext.ml.metrics import (
     OPERATORS,
     difference,
     format_value,
     parse_check,
     render_table,
 )
-from gitext.mlfiles import flatten, parse_values
+from gitext.ml.mlfiles import flatten, parse_values
 
 SETTINGS = """\
 metrics: [eval/metrics.json]

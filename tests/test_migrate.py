@@ -24,10 +24,10 @@ from mlxtest import (
     write_random,
 )
 
-from gitext.attributes import path_matcher
-from gitext.lfs import LfsPointer, is_lfs_hook, parse_pointer
-from gitext.pointer import Pointer, try_parse
-from gitext.store import Store
+from gitext.formats.pointer import Pointer, try_parse
+from gitext.git.attributes import path_matcher
+from gitext.git.lfs import LfsPointer, is_lfs_hook, parse_pointer
+from gitext.storage.store import Store
 
 BIN = "model.bin"
 

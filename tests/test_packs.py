@@ -1,4 +1,4 @@
-"""Packs (gitext/packs.py): the index format, grouping and range planning, and transfers through
+"""Packs (gitext/storage/packs.py): the index format, grouping and range planning, and transfers through
 a packed remote (a local directory told to pack, so every path runs without a server; the S3 and
 SSH tests run the same code against real servers)."""
 
@@ -11,11 +11,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from mlxtest import write_random
 
-from gitext import packs, transfer
 from gitext.errors import CorruptObject
-from gitext.packs import Entry, RemoteIndex, decode_index, encode_index
-from gitext.remotes.local import LocalRemote
-from gitext.store import CHUNKS, Store, StoreSettings, object_key
+from gitext.storage import packs, transfer
+from gitext.storage.packs import Entry, RemoteIndex, decode_index, encode_index
+from gitext.storage.remotes.local import LocalRemote
+from gitext.storage.store import CHUNKS, Store, StoreSettings, object_key
 
 SMALL = StoreSettings(min_chunk=4 << 10, avg_chunk=16 << 10, max_chunk=64 << 10)
 hexids = st.text("0123456789abcdef", min_size=64, max_size=64)
@@ -239,7 +239,7 @@ def test_fetch_chunk_reads_from_a_pack(stores: tuple[Store, Store, PackedLocal],
 def test_remote_lacks_sees_files_in_packs(stores: tuple[Store, Store, PackedLocal], tmp_path: Path) -> None:
     """`git mlx status` and the pre-push check ask which files a remote lacks: a one-chunk
     file lives only in a pack there."""
-    from gitext.hooks import remote_lacks
+    from gitext.repo.hooks import remote_lacks
 
     local, other, remote = stores
     small = add(local, tmp_path, "small.bin", 3_000, seed=10)

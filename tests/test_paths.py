@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from mlxtest import assert_clean_status, git, mlx, run, write_random
 
-from gitext.gitutil import quote_path
+from gitext.git.run import quote_path
 
 # Python's stdout in a UTF-8 locale (not the C locale this machine has) refuses the surrogates
 # that stand for non-UTF-8 bytes: run git-mlx like that, so printing a raw path would crash.

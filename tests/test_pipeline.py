@@ -22,9 +22,9 @@ from hypothesis import strategies as st
 from mlxtest import assert_pointer, blob_of, git, mlx, out, run, sha256_file
 
 from gitext.errors import UsageError
-from gitext.lockfile import Digest, LockEntry, decode_lock, dir_hash, encode_lock, yaml_load
-from gitext.pipeline import Stage, order, overlaps, parse_stages, run_repro, upstream
-from gitext.runcache import RunEntry
+from gitext.ml.lockfile import Digest, LockEntry, decode_lock, dir_hash, encode_lock, yaml_load
+from gitext.ml.pipeline import Stage, order, overlaps, parse_stages, run_repro, upstream
+from gitext.ml.runcache import RunEntry
 
 STEP = '''\
 import glob, json, os, sys, yaml
@@ -371,7 +371,7 @@ def test_outs_are_tracked_stored_and_become_pointers(proj: Path, log: Path) -> N
     assert "metrics" not in attrs
     model = proj / "models/model.bin"
     assert (proj / ".git/mlx/files").is_dir() or (proj / ".git/mlx/chunks").is_dir()
-    from gitext.store import Store
+    from gitext.storage.store import Store
 
     assert Store(proj / ".git/mlx").has_file(sha256_file(model))
     git(proj, "add", "-A")

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gitext.errors import ProtocolError
-from gitext.pktline import (
+from gitext.formats.pktline import (
     MAX_PACKET_DATA,
     MAX_PACKET_SIZE,
     PktLineReader,

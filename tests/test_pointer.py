@@ -9,14 +9,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gitext.errors import InvalidPointer
-from gitext.pointer import EMPTY_OID, MAX_POINTER_SIZE, Pointer, parse, try_parse
+from gitext.formats.pointer import EMPTY_OID, MAX_POINTER_SIZE, Pointer, parse, try_parse
 
 oids = st.text(alphabet="0123456789abcdef", min_size=64, max_size=64)
 sizes = st.integers(min_value=0, max_value=2**63)
 
 
 def test_empty_oid_is_sha256_of_nothing() -> None:
-    assert EMPTY_OID == hashlib.sha256(b"").hexdigest()
+    assert hashlib.sha256(b"").hexdigest() == EMPTY_OID
 
 
 def test_known_encoding() -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from mlxtest import blob_of, git, mlx, sha256_file, write_random
 
-from gitext.pointer import parse
+from gitext.formats.pointer import parse
 
 
 def commit(repo: Path, name: str, seed: int, message: str, size: int = 1_500_000) -> str:

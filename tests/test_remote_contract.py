@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from gitext.errors import ObjectMissing, RemoteError, RemoteUnsupported
-from gitext.remotes import Remote, open_remote
-from gitext.remotes.local import LocalRemote
+from gitext.storage.remotes.base import Remote, open_remote
+from gitext.storage.remotes.local import LocalRemote
 
 REMOTE_KINDS = ["local", "s3", "ssh"]
 

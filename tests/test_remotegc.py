@@ -13,7 +13,7 @@ import pytest
 from mlxtest import assert_pointer, blob_of, git, mlx, out, write_random
 from serverctl import S3Server
 
-from gitext.pointer import parse
+from gitext.formats.pointer import parse
 
 
 def commit(repo: Path, name: str, seed: int, size: int = 1_500_000) -> str:

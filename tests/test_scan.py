@@ -1,4 +1,4 @@
-"""gitext.scan against repositories built by real git: pointer blobs written as plain files
+"""gitext.git.scan against repositories built by real git: pointer blobs written as plain files
 (no filter involved), next to large blobs and blobs that only look like pointers."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import pygit2
 import pytest
 from mlxtest import git, out, write_random
 
-from gitext import scan
 from gitext.errors import NotARepository, UsageError
-from gitext.pointer import Pointer
+from gitext.formats.pointer import Pointer
+from gitext.git import scan
 
 
 def pointer_for(label: str) -> Pointer:
@@ -153,7 +153,7 @@ def test_same_pointer_at_two_paths(tmp_path: Path) -> None:
 
 def test_probe_size_window_matches_the_pointer_grammar() -> None:
     """scan reads only blobs of 101..120 bytes; that must be every size parse() accepts."""
-    from gitext.pointer import EMPTY_OID, parse, try_parse
+    from gitext.formats.pointer import EMPTY_OID, parse, try_parse
 
     shortest, longest = Pointer(EMPTY_OID, 0).encode(), Pointer(EMPTY_OID, 10**20 - 1).encode()
     assert parse(shortest) and parse(longest)

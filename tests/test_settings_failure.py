@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from mlxtest import assert_clean_status, git, mlx, run, sha256_file, write_random
 
-from gitext.pointer import parse
+from gitext.formats.pointer import parse
 
 BROKEN = {
     "yaml": b"remotes: [\n  bad: {\n",

@@ -24,8 +24,8 @@ from mlxtest import (
 )
 from servers import SshServer
 
-from gitext.pointer import parse
-from gitext.remotes import open_remote
+from gitext.formats.pointer import parse
+from gitext.storage.remotes.base import open_remote
 
 
 def commit_all(repo: Path, message: str) -> None:

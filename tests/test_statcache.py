@@ -8,7 +8,7 @@ from pathlib import Path
 
 from mlxtest import git, run, write_random
 
-from gitext.pointer import parse
+from gitext.formats.pointer import parse
 
 
 def clean(repo: Path, name: str) -> str:

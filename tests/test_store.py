@@ -18,10 +18,10 @@ import zstandard
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gitext import chunker
 from gitext.errors import CorruptObject, ObjectMissing
-from gitext.pointer import EMPTY_OID, Pointer
-from gitext.store import (
+from gitext.formats.pointer import EMPTY_OID, Pointer
+from gitext.storage import chunker
+from gitext.storage.store import (
     CHUNKS,
     FILES,
     ChunkRef,

@@ -12,7 +12,6 @@ import pytest
 import zstandard
 from mlxtest import write_random
 
-from gitext import transfer
 from gitext.errors import CorruptObject, RemoteError
 from gitext.progress import (
     REDRAW_INTERVAL,
@@ -21,9 +20,10 @@ from gitext.progress import (
     format_bytes,
     format_summary,
 )
-from gitext.remotes import Remote
-from gitext.remotes.local import LocalRemote
-from gitext.store import CHUNKS, FILES, Manifest, Store, StoreSettings, object_key
+from gitext.storage import transfer
+from gitext.storage.remotes.base import Remote
+from gitext.storage.remotes.local import LocalRemote
+from gitext.storage.store import CHUNKS, FILES, Manifest, Store, StoreSettings, object_key
 
 # Small chunks, so a file of a few hundred KiB has dozens of them.
 SMALL = StoreSettings(min_chunk=4 << 10, avg_chunk=16 << 10, max_chunk=64 << 10)

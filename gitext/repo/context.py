@@ -1,0 +1,99 @@
+"""One repository's working set: its config, its cache and, when needed, its remote.
+
+Built once per command or filter process; the store and the remote open lazily so that a
+command which needs neither (and the filter-process start-up) stays cheap.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterable
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from gitext.repo.config import Config, RemoteSpec
+
+if TYPE_CHECKING:
+    from gitext.storage.remotes.base import Remote
+    from gitext.storage.statcache import StatCache
+    from gitext.storage.store import Manifest, Store
+    from gitext.storage.transfer import TransferResult
+
+
+def trace(message: str) -> None:
+    """GIT_MLX_TRACE=1 logs to stderr (never stdout: it belongs to git in filter mode)."""
+    if os.environ.get("GIT_MLX_TRACE") == "1":
+        print(f"trace git-mlx: {message}", file=sys.stderr, flush=True)
+
+
+def warn(message: str) -> None:
+    print(f"git-mlx: {message}", file=sys.stderr, flush=True)
+
+
+def _report(result: TransferResult, verb: str, where: str) -> None:
+    """The one-line summary of a transfer that moved something (stderr: the progress bar,
+    drawn only on a terminal, has been cleared by now)."""
+    if result.objects:
+        warn(result.summary(verb, where))
+
+
+class Context:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self._remotes: dict[tuple[str | None, str | None, str | None], Remote] = {}
+
+    @classmethod
+    def discover(cls, start: Path | None = None, *, lenient: bool = False) -> Context:
+        """`lenient`: for code git runs mid-command (filter, hooks), see gitext/repo/config.py."""
+        return cls(Config.discover(start, lenient=lenient))
+
+    @cached_property
+    def store(self) -> Store:
+        store: Store = self.config.open_store()
+        if self.config.get("cache.dir"):  # shared: let gc in other clones know about this one
+            from gitext.storage.sharedcache import register
+
+            register(store.root, self.config.repo.common_dir)
+        return store
+
+    @cached_property
+    def statcache(self) -> StatCache:
+        from gitext.storage.statcache import StatCache
+
+        return StatCache(self.config.repo.common_dir / "mlx" / "statcache.db")
+
+    def remote_spec(self, requested: str | None = None, *, git_remote: str | None = None,
+                    git_url: str | None = None) -> RemoteSpec:
+        return self.config.resolve_remote(requested, git_remote=git_remote, git_url=git_url)
+
+    def remote(self, requested: str | None = None, *, git_remote: str | None = None,
+               git_url: str | None = None) -> Remote:
+        key = (requested, git_remote, git_url)
+        if key not in self._remotes:
+            from gitext.storage.remotes.base import open_remote
+
+            spec = self.remote_spec(requested, git_remote=git_remote, git_url=git_url)
+            trace(f"remote {spec.name} -> {spec.url} ({spec.reason})")
+            self._remotes[key] = open_remote(spec.name, spec.url, spec.options)
+        return self._remotes[key]
+
+    def download(self, oids: Iterable[str], remote: Remote | None = None,
+                 progress: bool | None = None,
+                 unchecked: dict[str, Manifest] | None = None) -> TransferResult:
+        from gitext.storage.transfer import download
+
+        remote = remote or self.remote()
+        result = download(self.store, remote, oids, jobs=self.config.jobs(),
+                          progress=progress, unchecked=unchecked)
+        _report(result, "downloaded", f"from {remote.name}")
+        return result
+
+    def upload(self, oids: Iterable[str], remote: Remote, progress: bool | None = None) -> TransferResult:
+        from gitext.storage.transfer import upload
+
+        result = upload(self.store, remote, oids, jobs=self.config.jobs(), progress=progress,
+                        sync=self.config.transfer_sync())
+        _report(result, "uploaded", f"to {remote.name}")
+        return result

@@ -1,0 +1,411 @@
+"""Keeping the cache healthy: `git mlx fsck` and `git mlx gc` (docs/maintenance.md).
+
+fsck re-hashes every cached object (bad ones are moved to bad/, never deleted), checks that
+every manifest has its chunks, that every file HEAD (or every ref) points to is in the cache,
+and with a remote, that the remote has them. Its exit code is 0 only when all of that holds.
+
+gc frees cached files nothing needs, and only those a remote also has:
+
+    kept  = pointers in every commit reachable from any ref (stashes included), every stash
+            entry, reflog entries younger than --keep-recent days (default 90), the index and
+            HEAD of every worktree
+    freed = cached files outside `kept` that the default remote has, then the chunks no
+            remaining file uses; objects younger than the grace period are never touched
+            (a `git add` in another process may not have written its pointer yet)
+
+`--only-pushed` narrows `kept` to what is checked out or staged anywhere (HEAD and index of
+each worktree, stashes, recent reflog tips): older versions the remote has are freed too, and
+come back with `git mlx fetch` when needed. Manifests go before their chunks, so "manifest
+present" keeps meaning "file complete" at every moment of a gc.
+
+A writer that reuses a cached object touches it (Store.touch), and gc deletes an object by
+renaming it aside and putting it back if it was touched since gc judged it old (_discard), so
+a concurrent `git add` never ends with a pointer or manifest naming a freed object
+(docs/maintenance.md, "gc and concurrent writers").
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from gitext.errors import CorruptObject, MlxError, ObjectMissing, UsageError
+from gitext.formats.pointer import Pointer
+from gitext.repo.context import Context, trace, warn
+from gitext.storage.store import CHUNKS, FILES, Store
+
+if TYPE_CHECKING:
+    import pygit2
+
+DEFAULT_KEEP_DAYS = 90       # like git's gc.reflogExpire
+DEFAULT_GRACE_MINUTES = 60   # objects this young are never freed
+TRASH = "tmp/gc-trash"       # where gc renames an object before deleting it (_discard)
+
+
+def cached_ids(store: Store, kind: str) -> Iterator[str]:
+    """Ids of the objects of `kind` in the store's fan-out directories."""
+    top = store.root / kind
+    if not top.is_dir():
+        return
+    for sub in sorted(os.scandir(top), key=lambda e: e.name):
+        if sub.is_dir() and len(sub.name) == 2:
+            for entry in sorted(os.scandir(sub.path), key=lambda e: e.name):
+                if entry.is_file() and len(entry.name) == 64 and entry.name.startswith(sub.name):
+                    yield entry.name
+
+
+# -- fsck -----------------------------------------------------------------------------------------
+
+@dataclass
+class FsckReport:
+    objects: int = 0
+    pointers: int = 0
+    problems: list[str] = field(default_factory=list)
+
+
+def fsck(ctx: Context, *, all_refs: bool = False, remote: str | None = None,
+         objects: bool = True) -> FsckReport:
+    """Check the cache, the pointers HEAD (or every ref) needs, and optionally a remote."""
+    store = ctx.store
+    report = FsckReport()
+    if objects:
+        def bad(kind: str, hexid: str) -> None:
+            report.problems.append(f"bad {kind[:-1]} {hexid}: failed its check, moved to "
+                                   f"{store.root / 'bad' / kind}")
+
+        for cid in list(cached_ids(store, CHUNKS)):  # all chunks first: a manifest then
+            report.objects += 1                        # reports those moved aside as missing
+            if not store.verify(CHUNKS, cid):
+                bad(CHUNKS, cid)
+        for oid in list(cached_ids(store, FILES)):
+            report.objects += 1
+            try:
+                lacking = store.missing_chunks(store.read_manifest(oid))  # checks its checksum
+            except CorruptObject:
+                bad(FILES, oid)  # (moved aside by read_manifest)
+                continue
+            except ObjectMissing:
+                continue  # removed meanwhile
+            if lacking:
+                report.problems.append(f"manifest {oid} lacks {len(lacking)} chunk(s), first "
+                                       f"{lacking[0].id}")
+    wanted = _referenced_with_paths(ctx, all_refs)
+    report.pointers = len(wanted)
+    for oid, (pointer, where) in wanted.items():
+        if not store.has_file(oid):
+            report.problems.append(f"missing from the cache: {where} (sha256 {oid}, "
+                                   f"{pointer.size} bytes)")
+    if remote is not None:
+        _fsck_remote(ctx, remote, wanted, report)
+    return report
+
+
+def _fsck_remote(ctx: Context, name: str, wanted: dict[str, tuple[Pointer, str]],
+                 report: FsckReport) -> None:
+    """Which of `wanted` the remote lacks (a remote that cannot be asked is an error)."""
+    from gitext.repo.hooks import remote_lacks
+
+    remote = ctx.remote(name)
+    lacking = remote_lacks(ctx.store, remote, list(wanted)) if wanted else []
+    for oid in lacking:
+        pointer, where = wanted[oid]
+        report.problems.append(f"not on remote {remote.name}: {where} (sha256 {oid}); "
+                               "`git mlx push` uploads it from a clone that has it")
+
+
+def _referenced_with_paths(ctx: Context, all_refs: bool) -> dict[str, tuple[Pointer, str]]:
+    """oid -> (pointer, "path in HEAD" or "a commit") for what HEAD or every ref needs."""
+    from gitext.git.scan import open_repo, pointers_in_tree
+    from gitext.repo.hooks import referenced
+
+    repo = open_repo(ctx.config.repo.git_dir)
+    if repo.head_is_unborn:
+        return {}
+    named = {e.pointer.oid: (e.pointer, f"{e.path} in HEAD") for e in pointers_in_tree(repo, "HEAD")}
+    if not all_refs:
+        return named
+    found = {oid: (p, "a commit of some ref") for oid, p in referenced(ctx, True, [], []).items()}
+    found.update(named)
+    return found
+
+
+# -- gc -------------------------------------------------------------------------------------------
+
+@dataclass
+class GcReport:
+    manifests: list[str] = field(default_factory=list)  # freed manifests (multi-chunk files)
+    chunks: list[str] = field(default_factory=list)     # freed chunks (incl. one-chunk files)
+    nbytes: int = 0
+    kept_unpushed: int = 0   # unneeded objects kept because the remote lacks them
+    tmp_files: int = 0
+
+
+def gc(ctx: Context, *, dry_run: bool = False, keep_recent_days: float = DEFAULT_KEEP_DAYS,
+       only_pushed: bool = False, grace_minutes: float = DEFAULT_GRACE_MINUTES,
+       remote: str | None = None) -> GcReport:
+    """Free what nothing needs and a remote has (module docstring); `dry_run` only reports.
+
+    A shared cache (cache.dir) keeps what any registered clone needs, and one gc at a time
+    runs on it (a lock file in the cache)."""
+    store = ctx.store  # (registers this clone with a shared cache)
+    if not ctx.config.get("cache.dir"):
+        return _gc(ctx, _kept(ctx.config.repo.common_dir, keep_recent_days, narrow=only_pushed),
+                   dry_run, grace_minutes, remote)
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(store.root / "gc.lock"), mode=0o664)  # any member of a team may gc
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise UsageError(f"another gc is running on the shared cache {store.root}",
+                         hint="wait for it to finish, then run gc again") from None
+    try:
+        return _gc(ctx, _kept_by_clones(ctx, keep_recent_days, only_pushed, dry_run),
+                   dry_run, grace_minutes, remote)
+    finally:
+        lock.release()
+
+
+def _kept_by_clones(ctx: Context, keep_days: float, narrow: bool, dry_run: bool) -> set[str]:
+    """What every clone registered with the shared cache needs. A registration whose git dir
+    is gone (the clone was deleted) is dropped; one that cannot be read stops the gc."""
+    from gitext.storage.sharedcache import registered
+
+    own = Path(os.path.abspath(ctx.config.repo.common_dir))
+    kept = _kept(own, keep_days, narrow=narrow)
+    for entry, git_dir in registered(ctx.store.root):
+        if git_dir == own:
+            continue
+        if not git_dir.exists():
+            warn(f"gc: {git_dir} used this cache and no longer exists; forgetting it")
+            if not dry_run:
+                entry.unlink(missing_ok=True)
+            continue
+        try:
+            kept |= _kept(git_dir, keep_days, narrow=narrow)
+        except Exception as exc:  # noqa: BLE001 - any unreadable clone must stop the gc
+            raise UsageError(f"cannot read the clone {git_dir} that shares this cache ({exc}); "
+                             "gc would not know what it needs",
+                             hint=f"fix or remove that clone, or delete {entry} if it is gone") from None
+    return kept
+
+
+def _gc(ctx: Context, kept: set[str], dry_run: bool, grace_minutes: float,
+        remote: str | None) -> GcReport:
+    store = ctx.store
+    now = time.time()
+    report = GcReport()
+    trash = store.root / TRASH
+    if not dry_run:
+        _restore_trash(store, trash)
+
+    def old(kind: str, ids: Iterable[str]) -> dict[str, int]:
+        """The objects among `ids` older than the grace period, with the mtime seen."""
+        found = {}
+        for hexid in ids:
+            try:
+                st = store.path(kind, hexid).stat()
+            except FileNotFoundError:
+                continue  # gone meanwhile: leave it alone
+            if now - st.st_mtime >= grace_minutes * 60:
+                found[hexid] = st.st_mtime_ns
+        return found
+
+    def free(kind: str, ids: Iterable[str], into: list[str]) -> None:
+        seen = old(kind, ids)
+        pushed = _pushed(ctx, remote, list(seen))
+        report.kept_unpushed += len(seen) - len(pushed)
+        reused = 0
+        if pushed and not dry_run:
+            store.make_dir(trash)
+        for hexid in sorted(pushed):
+            size = _size(store.path(kind, hexid)) if dry_run else \
+                _discard(store, kind, hexid, seen[hexid], trash)
+            if size is None:
+                reused += 1
+                continue
+            into.append(hexid)
+            report.nbytes += size
+        if reused:
+            trace(f"gc: kept {reused} {kind} object(s) a writer used while gc ran")
+
+    # 1. Manifests nothing needs (before any chunk: a manifest never outlives its chunks).
+    cached_files = set(cached_ids(store, FILES))
+    free(FILES, (oid for oid in cached_files if oid not in kept), report.manifests)
+    # 2. Chunks no remaining manifest lists and no kept one-chunk file is. Any chunk may be a
+    #    one-chunk file of its own, so it too goes only if the remote has it.
+    needed = set(kept)
+    for oid in cached_files - set(report.manifests):
+        try:
+            needed.update(c.id for c in store.read_manifest(oid).chunks)
+        except (CorruptObject, ObjectMissing):
+            continue  # fsck's business
+    free(CHUNKS, (cid for cid in cached_ids(store, CHUNKS) if cid not in needed), report.chunks)
+    report.tmp_files = _clean_tmp(store, now - max(grace_minutes * 60, 3600), dry_run)
+    return report
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _discard(store: Store, kind: str, hexid: str, seen_ns: int, trash: Path) -> int | None:
+    """Delete one object gc judged old (mtime `seen_ns`), unless a writer used it since;
+    its size, or None if it stays.
+
+    A writer that reuses an object touches it (`Store.touch`, one utime that fails if the
+    object is gone). The object is first renamed aside, atomically: a touch before the
+    rename shows in its mtime here, and it goes back; a touch after it finds nothing and the
+    writer stores the object again. No moment is left where a touch succeeds and the object
+    is deleted anyway (docs/maintenance.md, "gc and concurrent writers").
+    """
+    path = store.path(kind, hexid)
+    aside = trash / f"{kind}.{hexid}.{os.getpid()}"
+    try:
+        os.rename(path, aside)
+    except FileNotFoundError:
+        return None  # gone meanwhile (another gc)
+    try:
+        st = os.lstat(aside)
+        if st.st_mtime_ns != seen_ns:
+            os.replace(aside, path)  # same bytes as any copy a writer put there meanwhile
+            return None
+        os.unlink(aside)
+    except FileNotFoundError:
+        return None  # another gc put it back (_restore_trash)
+    return st.st_size
+
+
+def _restore_trash(store: Store, trash: Path) -> None:
+    """Put back what a gc killed between renaming an object aside and deciding about it
+    left in the trash: the object may be one a writer touched. This gc judges it again."""
+    if not trash.is_dir():
+        return
+    for entry in os.scandir(trash):
+        kind, _, rest = entry.name.partition(".")
+        try:
+            dest = store.path(kind, rest.partition(".")[0])
+        except ValueError:
+            continue  # not a name _discard gives
+        try:
+            store.make_dir(dest.parent)
+            os.replace(entry.path, dest)
+        except FileNotFoundError:
+            continue  # another gc decided about it meanwhile
+
+
+def _clean_tmp(store: Store, before: float, dry_run: bool) -> int:
+    """Temp files of writers that died (older than an hour and the grace period)."""
+    count = 0
+    tmp = store.root / "tmp"
+    if not tmp.is_dir():
+        return 0
+    for entry in os.scandir(tmp):
+        try:
+            if entry.is_file() and entry.stat().st_mtime < before:
+                count += 1
+                if not dry_run:
+                    os.unlink(entry.path)
+        except FileNotFoundError:
+            continue
+    return count
+
+
+def _pushed(ctx: Context, name: str | None, oids: list[str]) -> set[str]:
+    """The files among `oids` the remote has complete; nothing if no remote can be asked
+    (then nothing is freed: an object that may exist nowhere else is never deleted)."""
+    if not oids:
+        return set()
+    from gitext.repo.hooks import remote_lacks
+
+    try:
+        remote = ctx.remote(name)
+        lacking = set(remote_lacks(ctx.store, remote, oids))
+    except MlxError as exc:
+        warn(f"gc: cannot ask a remote which objects it has ({exc.message}); objects that may "
+             "exist only here are kept")
+        return set()
+    return {oid for oid in oids if oid not in lacking}
+
+
+def _kept(git_dir: Path, keep_days: float, *, narrow: bool) -> set[str]:
+    """Pointer oids the repository at `git_dir` needs kept (see the module docstring)."""
+    import pygit2
+
+    from gitext.git.scan import open_repo, pointers_in_index, pointers_in_range, pointers_in_tree
+    from gitext.repo.hooks import _ref_tips
+
+    repo = open_repo(git_dir)
+    since = time.time() - keep_days * 86400
+    kept: set[str] = set()
+    tips: list[str] = []      # whose whole history is kept (default) or only their tree (narrow)
+    for wt_repo in _worktree_repos(repo):
+        kept.update(e.pointer.oid for e in pointers_in_index(wt_repo))
+        if not wt_repo.head_is_unborn:
+            tips.append(str(wt_repo.head.target))
+        tips.extend(_reflog_commits(wt_repo, "HEAD", since))
+    stash_commits = _reflog_commits(repo, "refs/stash", 0.0)
+    for name in repo.references:
+        if name != "refs/stash":
+            tips.extend(_reflog_commits(repo, name, since))
+    if narrow:
+        for commit_id in dict.fromkeys(tips):
+            kept.update(e.pointer.oid for e in pointers_in_tree(repo, commit_id))
+    else:
+        tips.extend(_ref_tips(repo))
+    for stash in stash_commits:  # a stash's work tree, its index and untracked files: its parents
+        commit = repo[stash]
+        assert isinstance(commit, pygit2.Commit)
+        for one in [commit, *commit.parents[1:]]:
+            kept.update(e.pointer.oid for e in pointers_in_tree(repo, str(one.id)))
+    if not narrow:
+        valid = [t for t in dict.fromkeys(tips) if _is_commit(repo, t)]
+        kept.update(pointers_in_range(repo, valid, []))
+    return kept
+
+
+def _worktree_repos(repo: pygit2.Repository) -> Iterable[pygit2.Repository]:
+    import pygit2
+
+    yield repo
+    for name in repo.list_worktrees():
+        try:
+            path = repo.lookup_worktree(name).path
+            yield pygit2.Repository(path)
+        except (pygit2.GitError, KeyError, OSError):
+            trace(f"gc: worktree {name} not readable; its HEAD and index are not looked at")
+
+
+def _reflog_commits(repo: pygit2.Repository, name: str, since: float) -> list[str]:
+    """Commits a ref pointed to in its reflog entries newer than `since` (epoch seconds)."""
+    try:
+        ref = repo.references.get(name) if name != "HEAD" else repo.lookup_reference("HEAD")
+        if ref is None:
+            return []
+        entries: Any = ref.log()
+        found = []
+        for entry in entries:
+            if entry.committer.time >= since:
+                for oid in (entry.oid_new, entry.oid_old):
+                    text = str(oid)
+                    if text.strip("0") and _is_commit(repo, text):
+                        found.append(text)
+        return found
+    except Exception:  # noqa: BLE001 - a ref without a reflog, or one pygit2 cannot read
+        return []
+
+
+def _is_commit(repo: pygit2.Repository, oid: str) -> bool:
+    import pygit2
+
+    try:
+        return isinstance(repo[oid], pygit2.Commit)
+    except (KeyError, ValueError):
+        return False

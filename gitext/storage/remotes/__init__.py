@@ -1,0 +1,1 @@
+"""Remotes: where a store's objects are kept away from this machine (base: the interface)."""

@@ -1,0 +1,748 @@
+"""The content-addressed store: chunk objects, file manifests, atomic writes, verified reads.
+
+The local cache and every remote share one layout (spec: docs/store.md):
+
+    <root>/chunks/ab/<sha256 of the chunk>   one zstd frame (content size in its header)
+    <root>/files/ab/<sha256 of the file>     the manifest: the file's chunks in order
+    <root>/tmp/                               temp files, renamed into place
+    <root>/bad/                               objects that failed verification (never deleted)
+
+Writes go to tmp/ then os.replace into place, chunks before the manifest, so a visible
+manifest means a complete file and a crash leaves no half-written object visible. Reads check
+every chunk's sha256 before it is used and the whole file's sha256 at the end.
+
+Threads: hashlib and zstandard release the GIL, so `add_stream` overlaps reading, chunking and
+whole-file hashing (calling thread) with per-chunk hashing, compressing and writing (workers),
+and `iter_content` overlaps reading and decompressing the next chunks with the consumer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import itertools
+import os
+import re
+import shutil
+import stat
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import zstandard
+
+from gitext.errors import CorruptObject, ObjectMissing
+from gitext.formats.pointer import EMPTY_OID, Pointer
+from gitext.storage.chunker import MAX_CHUNK_LIMIT, ChunkParams, iter_chunks
+
+CHUNKS = "chunks"
+FILES = "files"
+KINDS = (CHUNKS, FILES)
+TMP = "tmp"
+BAD = "bad"
+
+_HEX = re.compile(r"[0-9a-f]{64}")
+_FETCH_HINT = "run `git mlx fetch` to download it again, or re-add the file if you still have it"
+
+
+def _check_id(kind: str, hexid: str) -> None:
+    if kind not in KINDS:
+        raise ValueError(f"unknown object kind {kind!r} (expected one of {KINDS})")
+    if not isinstance(hexid, str) or not _HEX.fullmatch(hexid):
+        raise ValueError(f"invalid object id {hexid!r}: expected 64 lowercase hex digits")
+
+
+def object_key(kind: str, hexid: str) -> str:
+    """The object's path relative to a store root, also its key on every remote."""
+    _check_id(kind, hexid)
+    return f"{kind}/{hexid[:2]}/{hexid}"
+
+
+def file_key(manifest: Manifest) -> str:
+    """The key whose presence means "this file is complete" in a store or on a remote: its
+    manifest, or for a one-chunk file the chunk itself."""
+    return object_key(CHUNKS if manifest.single else FILES, manifest.oid)
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    """Chunking and compression knobs (defaults measured: docs/store.md, "Decisions")."""
+
+    min_chunk: int = 64 << 10
+    avg_chunk: int = 256 << 10
+    max_chunk: int = 1 << 20
+    level: int = 1
+    workers: int = 2
+    fsync: bool = False
+
+    def __post_init__(self) -> None:
+        self.chunk_params()  # validates the sizes
+        if not -7 <= self.level <= 22:
+            raise ValueError(f"zstd level must be in [-7, 22], got {self.level}")
+        if self.workers < 1:
+            raise ValueError(f"workers must be >= 1, got {self.workers}")
+
+    def chunk_params(self) -> ChunkParams:
+        return ChunkParams(self.min_chunk, self.avg_chunk, self.max_chunk)
+
+
+@dataclass(frozen=True)
+class ChunkRef:
+    """One chunk of a file: the sha256 of its uncompressed bytes and their count."""
+
+    id: str
+    size: int
+
+
+_MANIFEST_MAGIC = b"version git-mlx-manifest/1\n"
+_MANIFEST_HEAD = re.compile(
+    rb"version git-mlx-manifest/1\n"
+    rb"oid sha256:(?P<oid>[0-9a-f]{64})\n"
+    rb"size (?P<size>0|[1-9][0-9]{0,19})\n"
+    rb"chunks (?P<count>0|[1-9][0-9]{0,19})\n"
+)
+_MANIFEST_LINE = re.compile(rb"([0-9a-f]{64}) ([1-9][0-9]{0,19})\n")
+_MANIFEST_TAIL = re.compile(rb"checksum sha256:([0-9a-f]{64})\n")
+_CHECKSUM_PREFIX = b"checksum sha256:"
+_TAIL_LEN = len(_CHECKSUM_PREFIX) + 64 + 1
+_LINE_LEN = 64 + 1 + 1 + 1  # id, space, at least one digit, LF
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """Which chunks, in order, make up the file whose sha256 is `oid`."""
+
+    oid: str
+    size: int
+    chunks: tuple[ChunkRef, ...]
+
+    @property
+    def single(self) -> bool:
+        """A one-chunk file: stored as its chunk alone, under the file's own oid."""
+        return len(self.chunks) == 1 and self.chunks[0].id == self.oid
+
+    def encode(self) -> bytes:
+        """The canonical bytes (docs/store.md): header, one line per chunk, checksum line."""
+        lines = [
+            _MANIFEST_MAGIC,
+            f"oid sha256:{self.oid}\nsize {self.size}\nchunks {len(self.chunks)}\n".encode(),
+        ]
+        lines.extend(f"{c.id} {c.size}\n".encode() for c in self.chunks)
+        body = b"".join(lines)
+        return body + _CHECKSUM_PREFIX + hashlib.sha256(body).hexdigest().encode() + b"\n"
+
+    @classmethod
+    def decode(cls, data: bytes, oid: str) -> Manifest:
+        """Parse canonical manifest bytes for file `oid`; CorruptObject on any deviation."""
+
+        def bad(why: str) -> CorruptObject:
+            return CorruptObject(f"manifest of {oid} is corrupt: {why}", oid=oid, hint=_FETCH_HINT)
+
+        if len(data) < _TAIL_LEN:
+            raise bad("too short")
+        body, tail = data[:-_TAIL_LEN], data[-_TAIL_LEN:]
+        tail_match = _MANIFEST_TAIL.fullmatch(tail)
+        if tail_match is None:
+            raise bad("no checksum line at the end")
+        if hashlib.sha256(body).hexdigest().encode() != tail_match.group(1):
+            raise bad("checksum mismatch")
+        head = _MANIFEST_HEAD.match(body)
+        if head is None:
+            raise bad("malformed header")
+        if head.group("oid").decode() != oid:
+            raise bad(f"it describes {head.group('oid').decode()}")
+        size = int(head.group("size"))
+        count = int(head.group("count"))
+        pos = head.end()
+        if count > (len(body) - pos) // _LINE_LEN:
+            raise bad(f"declares {count} chunks but is too short for them")
+        chunks = []
+        total = 0
+        for _ in range(count):
+            line = _MANIFEST_LINE.match(body, pos)
+            if line is None:
+                raise bad(f"malformed chunk line at byte {pos}")
+            chunk_size = int(line.group(2))
+            if chunk_size > MAX_CHUNK_LIMIT:
+                raise bad(f"chunk of {chunk_size} bytes exceeds the {MAX_CHUNK_LIMIT} limit")
+            chunks.append(ChunkRef(line.group(1).decode(), chunk_size))
+            total += chunk_size
+            pos = line.end()
+        if pos != len(body):
+            raise bad("unexpected bytes after the chunk list")
+        if total != size:
+            raise bad(f"chunk sizes add up to {total}, not {size}")
+        if size == 0 and oid != EMPTY_OID:
+            raise bad("empty content under a non-empty oid")
+        return cls(oid, size, tuple(chunks))
+
+
+class Store:
+    """One store root (the cache, or a local remote): see the module docstring for the layout."""
+
+    def __init__(self, root: Path, settings: StoreSettings | None = None) -> None:
+        self.root = Path(root)
+        self.settings = settings or StoreSettings()
+        self._local = threading.local()
+        self._tmp_ready = False
+        self._group_shared: bool | None = None
+        self._token = uuid.uuid4().hex[:12]
+        self._counter = itertools.count()
+
+    # -- layout -------------------------------------------------------------------------------
+
+    def path(self, kind: str, hexid: str) -> Path:
+        return self.root / object_key(kind, hexid)
+
+    def has(self, kind: str, hexid: str) -> bool:
+        return self.path(kind, hexid).is_file()
+
+    def has_file(self, oid: str) -> bool:
+        """True when the file is complete here: its manifest is present (and therefore all its
+        chunks), or it is a one-chunk file, stored as just that chunk (docs/store.md)."""
+        return self.has(CHUNKS, oid) or self.has(FILES, oid)
+
+    def touch(self, kind: str, hexid: str) -> bool | None:
+        """Mark an object as used now, so gc's grace period protects it from this moment
+        (docs/maintenance.md, "gc and concurrent writers"). One utime, which is also the
+        existence check: True if touched, False if absent, None if present but not ours to
+        touch (another member's object in a team cache, or a read-only cache)."""
+        path = self.path(kind, hexid)
+        try:
+            os.utime(path)
+            return True
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.EACCES, errno.EROFS):
+                raise
+            return None if path.is_file() else False
+
+    def reuse_file(self, oid: str) -> bool:
+        """has_file for a writer about to name `oid` in a new pointer without storing it
+        again: True only if the file is here and touched (its manifest, or its one chunk),
+        so a concurrent gc keeps it. False means: store the file (`add_stream` rewrites
+        what it cannot touch)."""
+        return self.touch(CHUNKS, oid) is True or self.touch(FILES, oid) is True
+
+    def _reuse_or_write(self, kind: str, hexid: str, data: Callable[[], bytes]) -> None:
+        """Keep an object a new pointer or manifest will name: touch it if present, write
+        it if absent or not ours to touch (the rewrite gives it a fresh mtime). A cache we
+        cannot write at all keeps serving a fully deduplicated add, as before."""
+        touched = self.touch(kind, hexid)
+        if touched:
+            return
+        try:
+            self._write_object(kind, hexid, data())
+        except OSError as exc:
+            if touched is None and exc.errno in (errno.EPERM, errno.EACCES, errno.EROFS):
+                return  # present, and neither we nor (on this file system) gc can delete it
+            raise
+
+    def new_tmp_path(self) -> Path:
+        """A fresh path under <root>/tmp, on the objects' file system so renames are atomic.
+
+        Names are <pid>-<random token per store>-<counter>: unique without a syscall each
+        (uuid4 cost a getrandom per object). The directory is made once; a writer that finds
+        it gone (someone cleaned tmp/) calls `_tmp_gone` and tries again.
+        """
+        tmp = self.root / TMP
+        if not self._tmp_ready:
+            self.make_dir(tmp)
+            self._tmp_ready = True
+        return tmp / f"{os.getpid()}-{self._token}-{next(self._counter)}"
+
+    def make_dir(self, path: Path) -> None:
+        """mkdir -p inside the store; in a group-shared store (the root has the set-group-ID
+        bit: docs/maintenance.md) new directories are group-writable and set-group-ID too."""
+        path.mkdir(parents=True, exist_ok=True)
+        if self._group_shared is None:
+            try:
+                self._group_shared = bool(os.stat(self.root).st_mode & stat.S_ISGID)
+            except OSError:
+                self._group_shared = False
+        if self._group_shared:
+            probe = path
+            while probe != self.root and self.root in probe.parents:
+                with contextlib.suppress(OSError):  # another member's directory: theirs to set
+                    if os.stat(probe).st_mode & 0o2070 != 0o2070:
+                        os.chmod(probe, 0o2775)
+                probe = probe.parent
+
+    def _tmp_gone(self) -> None:
+        self._tmp_ready = False
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def _compressor(self) -> zstandard.ZstdCompressor:
+        cctx: zstandard.ZstdCompressor | None = getattr(self._local, "cctx", None)
+        if cctx is None:  # one per thread: a ZstdCompressor must not be shared
+            cctx = zstandard.ZstdCompressor(
+                level=self.settings.level, write_content_size=True, write_checksum=True
+            )
+            self._local.cctx = cctx
+        return cctx
+
+    def _decompressor(self) -> zstandard.ZstdDecompressor:
+        dctx: zstandard.ZstdDecompressor | None = getattr(self._local, "dctx", None)
+        if dctx is None:
+            dctx = zstandard.ZstdDecompressor()
+            self._local.dctx = dctx
+        return dctx
+
+    def _place(self, tmp: Path, kind: str, hexid: str) -> None:
+        """Atomically move a finished temp file into place (identical content may race: fine)."""
+        dest = self.path(kind, hexid)
+        try:
+            os.replace(tmp, dest)
+        except FileNotFoundError:
+            if not tmp.exists():
+                raise
+            self.make_dir(dest.parent)
+            os.replace(tmp, dest)
+        if self.settings.fsync:
+            _fsync_dir(dest.parent)
+
+    def _write_object(self, kind: str, hexid: str, data: bytes) -> None:
+        tmp = self.new_tmp_path()
+        try:
+            try:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+            except FileNotFoundError:
+                self._tmp_gone()
+                tmp = self.new_tmp_path()
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                if self.settings.fsync:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+            self._place(tmp, kind, hexid)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+    def _store_chunk(self, chunk: memoryview) -> ChunkRef:
+        """Worker: hash one chunk and write it unless present (dedup happens here; a present
+        chunk is touched, so gc's grace period covers it until the pointer is in an index)."""
+        hexid = hashlib.sha256(chunk).hexdigest()
+        self._reuse_or_write(CHUNKS, hexid, lambda: self._compressor().compress(chunk))
+        return ChunkRef(hexid, len(chunk))
+
+    def add_stream(self, read: Callable[[int], bytes],
+                   readinto: Callable[[memoryview], int | None] | None = None,
+                   size_hint: int | None = None) -> Pointer:
+        """The clean path: store everything `read(n)` yields, return its pointer.
+
+        `readinto` (same stream) lets the chunker fill its blocks in place; `size_hint`, the
+        expected size, keeps a small file's first block small. The calling thread
+        reads and chunks; one thread hashes the whole file; `workers` threads hash, compress
+        and write chunks (hashlib, zstandard and the C chunker release the GIL). Memory stays
+        flat: at most `4 * workers` chunks are in flight at once.
+        """
+        chunks = iter_chunks(read, self.settings.chunk_params(), readinto=readinto,
+                             size_hint=size_hint)
+        first = next(chunks, None)
+        second = next(chunks, None) if first is not None else None
+        if first is not None and second is None:
+            # One chunk (most files of a dataset): its sha256 is the file's, and no thread
+            # would earn its start-up cost.
+            # The chunk is the whole file: no manifest (docs/store.md, "One-chunk files").
+            ref = self._store_chunk(first)
+            return Pointer(ref.id, ref.size)
+        whole = hashlib.sha256()
+        size = 0
+        refs: list[ChunkRef] = []
+        pending: deque[Future[ChunkRef]] = deque()
+        hashed: deque[Future[None]] = deque()
+        limit = 4 * self.settings.workers
+        lead = [c for c in (first, second) if c is not None]
+        with ThreadPoolExecutor(self.settings.workers, thread_name_prefix="mlx-store") as pool, \
+                ThreadPoolExecutor(1, thread_name_prefix="mlx-hash") as hasher:
+            try:
+                for chunk in itertools.chain(lead, chunks):
+                    size += len(chunk)
+                    hashed.append(hasher.submit(whole.update, chunk))  # FIFO: in file order
+                    pending.append(pool.submit(self._store_chunk, chunk))
+                    if len(pending) >= limit:
+                        refs.append(pending.popleft().result())
+                    while len(hashed) > limit:
+                        hashed.popleft().result()
+                while pending:
+                    refs.append(pending.popleft().result())
+                while hashed:
+                    hashed.popleft().result()
+            except BaseException:
+                for fut in pending:
+                    fut.cancel()
+                for done in hashed:
+                    done.cancel()
+                raise
+        manifest = Manifest(whole.hexdigest(), size, tuple(refs))
+        # Re-adding a known file writes nothing: its manifest is touched.
+        self._reuse_or_write(FILES, manifest.oid, manifest.encode)
+        return Pointer(manifest.oid, size)
+
+    def add_file(self, path: Path) -> Pointer:
+        with open(path, "rb", buffering=0) as f:
+            return self.add_stream(f.read, f.readinto, os.fstat(f.fileno()).st_size)
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def _quarantine(self, kind: str, hexid: str) -> Path:
+        """Move a bad object to <root>/bad/<kind>/ under a fresh name; return where it went."""
+        dest = self.root / BAD / kind / f"{hexid}.{time.time_ns()}"
+        self.make_dir(dest.parent)
+        with contextlib.suppress(FileNotFoundError):  # someone else moved it already
+            os.replace(self.path(kind, hexid), dest)
+        return dest
+
+    def read_manifest(self, oid: str) -> Manifest:
+        """The manifest of `oid`: ObjectMissing if absent, CorruptObject (moved to bad/) if bad.
+
+        A one-chunk file has no manifest object; its manifest is made from the chunk's header.
+        """
+        try:
+            data = _read_file(self.path(FILES, oid))
+        except FileNotFoundError:
+            size = self._chunk_size(oid)
+            if size is not None:
+                return Manifest(oid, size, (ChunkRef(oid, size),))
+            raise ObjectMissing(
+                f"{oid} is not in the store at {self.root}", oid=oid,
+                hint="run `git mlx fetch` to download it",
+            ) from None
+        try:
+            return Manifest.decode(data, oid)
+        except CorruptObject:
+            self._quarantine(FILES, oid)
+            raise
+
+    def _chunk_size(self, hexid: str) -> int | None:
+        """The content size a chunk's frame header declares; None if there is no such chunk,
+        CorruptObject (moved to bad/) if its header is not a valid one."""
+        try:
+            with open(self.path(CHUNKS, hexid), "rb") as f:
+                head = f.read(18)
+        except FileNotFoundError:
+            return None
+        try:
+            size = zstandard.get_frame_parameters(head).content_size
+        except zstandard.ZstdError:
+            size = MAX_CHUNK_LIMIT + 1
+        if size > MAX_CHUNK_LIMIT:
+            where = self._quarantine(CHUNKS, hexid)
+            raise CorruptObject(f"chunk {hexid} has a damaged header (moved to {where})",
+                                oid=hexid, hint=_FETCH_HINT)
+        return int(size)
+
+    def _decode_chunk(self, raw: bytes, hexid: str) -> bytes | None:
+        """The verified uncompressed bytes of a chunk object, or None if it is not valid."""
+        try:
+            params = zstandard.get_frame_parameters(raw)
+            if params.content_size > MAX_CHUNK_LIMIT:  # also "unknown" (2**64 - 1)
+                return None
+            data: bytes = self._decompressor().decompress(raw, allow_extra_data=False)
+        except zstandard.ZstdError:
+            return None
+        if len(data) != params.content_size or hashlib.sha256(data).hexdigest() != hexid:
+            return None
+        return data
+
+    def read_chunk(self, hexid: str, *, of: str = "") -> bytes:
+        """One chunk's verified bytes: ObjectMissing, or CorruptObject (moved to bad/).
+
+        `of` names the file it belongs to, for the error message.
+        """
+        what = f"chunk {hexid}" + (f" of {of}" if of else "")
+        try:
+            raw = _read_file(self.path(CHUNKS, hexid))
+        except FileNotFoundError:
+            raise ObjectMissing(
+                f"{what} is not in the store at {self.root}", oid=hexid,
+                hint="run `git mlx fetch` to download it",
+            ) from None
+        data = self._decode_chunk(raw, hexid)
+        if data is None:
+            where = self._quarantine(CHUNKS, hexid)
+            raise CorruptObject(
+                f"{what} failed its sha256 check (moved to {where})", oid=hexid, hint=_FETCH_HINT
+            )
+        return data
+
+    def _load_chunk(self, ref: ChunkRef, oid: str, verify: bool | None = True) -> bytes:
+        """Worker: read, decompress and verify one chunk of `oid`: by sha256 (True), not at all
+        (False: the caller hashes the whole file), or by zstd's frame checksum (None)."""
+        if verify:
+            data = self.read_chunk(ref.id, of=oid)
+        else:
+            data = self._read_unverified(ref.id, oid, checksummed=verify is None)
+        if len(data) != ref.size:
+            self._quarantine(FILES, oid)
+            raise CorruptObject(
+                f"manifest of {oid} gives chunk {ref.id} {ref.size} bytes, it has {len(data)}",
+                oid=oid, hint=_FETCH_HINT,
+            )
+        return data
+
+    def _read_unverified(self, hexid: str, oid: str, checksummed: bool = False) -> bytes:
+        """A chunk's bytes, decompressed but not hashed (the caller checks the whole file).
+
+        With `checksummed`, a chunk is returned only if its frame carries zstd's content
+        checksum (which decompression verifies); one without it gets the full sha256 check.
+        """
+        try:
+            raw = _read_file(self.path(CHUNKS, hexid))
+        except FileNotFoundError:
+            return self.read_chunk(hexid, of=oid)  # raises ObjectMissing
+        try:
+            if checksummed and not zstandard.get_frame_parameters(raw).has_checksum:
+                return self.read_chunk(hexid, of=oid)  # written before frames had checksums
+            data: bytes = self._decompressor().decompress(raw, allow_extra_data=False)
+            if len(data) <= MAX_CHUNK_LIMIT:
+                return data
+        except zstandard.ZstdError:
+            pass
+        return self.read_chunk(hexid, of=oid)  # raises CorruptObject (and quarantines)
+
+    def iter_content(self, oid: str, *, repair: Callable[[str], None] | None = None,
+                     verify_chunks: bool = True, trusted: bool = False,
+                     manifest: Manifest | None = None) -> Iterator[bytes]:
+        """The file's bytes chunk by chunk, read and decompressed ahead by worker threads.
+
+        Three levels of checking (docs/store.md, "Reading"):
+        - default: every chunk's sha256 before it is yielded, and the whole file's at the end;
+        - verify_chunks=False: only the whole file's sha256 (for a caller that writes to a
+          temp file and keeps it only if the whole verifies);
+        - trusted=True: no sha256 at all; each chunk is checked by zstd's frame checksum as it
+          is decompressed (chunks without one get their sha256 checked). For a manifest in the
+          cache, whose chunks were hashed when they entered it and whose link to `oid` was
+          checked when it did (clean made it, or a download checked the whole file first).
+        `manifest` reads a manifest that is not (yet) in the store: a fresh download.
+
+        A chunk that is missing or fails its check is passed to `repair(chunk_id)` when given
+        (which should fetch it again into this store) and read once more.
+
+        Raises ObjectMissing / CorruptObject (oid = the chunk's id) on a bad chunk, and
+        CorruptObject (oid = the file's) after the last chunk if the whole does not hash to oid;
+        with verify_chunks=False the chunks are then checked and the damaged ones moved to bad/.
+        """
+        if manifest is None:
+            manifest = self.read_manifest(oid)
+        mode: bool | None = None if trusted else verify_chunks
+        if len(manifest.chunks) == 1 and manifest.chunks[0].id == oid:
+            # One chunk: its own check is the whole file's; no threads for a small file.
+            ref = manifest.chunks[0]
+            single: bool | None = None if trusted else True
+            try:
+                yield self._load_chunk(ref, oid, single)
+            except (CorruptObject, ObjectMissing) as exc:
+                if repair is None or exc.oid != ref.id:
+                    raise
+                repair(ref.id)
+                yield self._load_chunk(ref, oid, single)
+            return
+        whole = hashlib.sha256()
+        ahead = self.settings.workers + 2
+        refs = iter(manifest.chunks)
+        pending: deque[tuple[ChunkRef, Future[bytes]]] = deque()
+        hashed: deque[Future[None]] = deque()  # the whole-file hash runs in its own thread
+        with ThreadPoolExecutor(self.settings.workers, thread_name_prefix="mlx-read") as pool, \
+                ThreadPoolExecutor(1, thread_name_prefix="mlx-hash") as hasher:
+            try:
+                for ref in refs:
+                    pending.append((ref, pool.submit(self._load_chunk, ref, oid, mode)))
+                    if len(pending) >= ahead:
+                        break
+                while pending:
+                    ref, fut = pending.popleft()
+                    try:
+                        data = fut.result()
+                    except (CorruptObject, ObjectMissing) as exc:
+                        if repair is None or exc.oid != ref.id:
+                            raise
+                        repair(ref.id)
+                        data = self._load_chunk(ref, oid, mode)
+                    nxt = next(refs, None)
+                    if nxt is not None:
+                        pending.append((nxt, pool.submit(self._load_chunk, nxt, oid, mode)))
+                    if not trusted:
+                        hashed.append(hasher.submit(whole.update, data))  # FIFO: in file order
+                        if len(hashed) > ahead:
+                            hashed.popleft().result()
+                    yield data
+                while hashed:
+                    hashed.popleft().result()
+            finally:
+                for _, fut in pending:
+                    fut.cancel()
+                for done in hashed:
+                    done.cancel()
+        if not trusted and whole.hexdigest() != oid:
+            if not verify_chunks:
+                bad = [c for c in dict.fromkeys(r.id for r in manifest.chunks) if not self.verify(CHUNKS, c)]
+                if bad:
+                    raise CorruptObject(
+                        f"chunk {bad[0]} of {oid} failed its sha256 check (moved to bad/)",
+                        oid=bad[0], hint=_FETCH_HINT,
+                    )
+            self._quarantine(FILES, oid)
+            raise CorruptObject(
+                f"content of {oid} hashes to {whole.hexdigest()}: its manifest is wrong "
+                "(moved to bad/)", oid=oid, hint=_FETCH_HINT,
+            )
+
+    def check_binding(self, manifest: Manifest) -> None:
+        """Hash the content a manifest describes (its chunks, already verified here) and
+        compare with its oid: CorruptObject if they differ. A downloaded manifest passes this
+        before it enters the store, so that later reads can trust it (iter_content(trusted))."""
+        for _ in self.iter_content(manifest.oid, manifest=manifest, verify_chunks=False):
+            pass
+
+    def write_content(self, oid: str, out: BinaryIO) -> None:
+        """Stream the verified content into `out` (see iter_content for what can be raised)."""
+        for data in self.iter_content(oid):
+            out.write(data)
+
+    def missing_chunks(self, manifest: Manifest) -> list[ChunkRef]:
+        """The manifest's chunks absent from this store, each once, in manifest order."""
+        seen: set[str] = set()
+        missing = []
+        for ref in manifest.chunks:
+            if ref.id not in seen:
+                seen.add(ref.id)
+                if not self.has(CHUNKS, ref.id):
+                    missing.append(ref)
+        return missing
+
+    # -- downloads and checks -----------------------------------------------------------------
+
+    def import_object(self, kind: str, hexid: str, src: Path) -> None:
+        """Verify a downloaded object and move it into place; CorruptObject (src deleted) if bad.
+
+        A manifest is accepted only once all its chunks are here (ObjectMissing otherwise, src
+        deleted): that keeps "manifest present" meaning "file complete".
+        """
+        _check_id(kind, hexid)
+        src = Path(src)
+        try:
+            self._check_download(kind, hexid, src.read_bytes())
+            os.chmod(src, 0o444)
+            if self.settings.fsync:
+                with open(src, "rb") as f:
+                    os.fsync(f.fileno())
+            try:
+                self._place(src, kind, hexid)
+            except OSError as exc:
+                if exc.errno != errno.EXDEV:
+                    raise
+                tmp = self.new_tmp_path()  # src was on another file system: copy, then rename
+                shutil.copyfile(src, tmp)
+                os.chmod(tmp, 0o444)
+                self._place(tmp, kind, hexid)
+                src.unlink()
+        except BaseException:
+            src.unlink(missing_ok=True)
+            raise
+
+    def import_bytes(self, kind: str, hexid: str, raw: bytes) -> None:
+        """Verify a downloaded object held in memory and write it into place (the rules of
+        import_object, without a temp copy of the download to read back)."""
+        _check_id(kind, hexid)
+        self._check_download(kind, hexid, raw)
+        self._write_object(kind, hexid, raw)
+
+    def chunk_intact(self, hexid: str, raw: bytes) -> bool:
+        """A stored chunk's bytes decode to content hashing to `hexid` (what gc repacks)."""
+        return self._decode_chunk(raw, hexid) is not None
+
+    def _check_download(self, kind: str, hexid: str, raw: bytes) -> None:
+        """A chunk must decode to bytes hashing to its name; a manifest must parse and have all
+        its chunks here already. CorruptObject / ObjectMissing otherwise."""
+        if kind == CHUNKS:
+            if self._decode_chunk(raw, hexid) is None:
+                raise CorruptObject(
+                    f"downloaded chunk {hexid} failed its sha256 check", oid=hexid,
+                    hint="the remote's copy is damaged: push the file again from a clone "
+                    "that has it",
+                )
+            return
+        # The chunks are touched, not just looked at: they were downloaded, or found here
+        # and possibly old, and a concurrent gc must not free them (docs/maintenance.md).
+        manifest = Manifest.decode(raw, hexid)
+        ids = dict.fromkeys(ref.id for ref in manifest.chunks)
+        missing = [cid for cid in ids if self.touch(CHUNKS, cid) is False]
+        if missing:
+            raise ObjectMissing(
+                f"manifest {hexid} imported before its chunk {missing[0]}",
+                oid=missing[0], hint="download a file's chunks before its manifest",
+            )
+
+    def frame_ok(self, hexid: str, size: int) -> bool:
+        """Cheap check of a chunk object: a zstd frame header declaring `size` bytes, and a
+        plausible file size. A failing chunk is moved to bad/. (verify() decompresses and
+        hashes; this reads 18 bytes.)"""
+        path = self.path(CHUNKS, hexid)
+        try:
+            with open(path, "rb") as f:
+                head = f.read(18)
+                length = os.fstat(f.fileno()).st_size
+            ok = zstandard.get_frame_parameters(head).content_size == size and (
+                length <= size + (size >> 7) + 64)  # zstd's worst case for stored blocks
+        except (OSError, zstandard.ZstdError):
+            ok = False
+        if not ok:
+            self._quarantine(CHUNKS, hexid)
+        return ok
+
+    def verify(self, kind: str, hexid: str) -> bool:
+        """True if the object is present and intact; a damaged one is moved to bad/."""
+        try:
+            raw = _read_file(self.path(kind, hexid))
+        except FileNotFoundError:
+            return False
+        if kind == CHUNKS:
+            ok = self._decode_chunk(raw, hexid) is not None
+        else:
+            try:
+                Manifest.decode(raw, hexid)
+                ok = True
+            except CorruptObject:
+                ok = False
+        if not ok:
+            self._quarantine(kind, hexid)
+        return ok
+
+
+def _read_file(path: Path) -> bytes:
+    """A whole (small) file: open, one read, close. Path.read_bytes also seeks, stats and
+    asks whether it is a terminal: three system calls per object more, on a checkout of 3,000
+    chunks."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        size = os.fstat(fd).st_size
+        data = os.read(fd, size + 1)
+        if len(data) != size:  # a short read, or the file grew: read on to the end
+            while chunk := os.read(fd, 1 << 20):
+                data += chunk
+        return data
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
