@@ -44,8 +44,8 @@ INSTRUMENTED: dict[str, list[str]] = {
     "pktline": ["gitext.formats.pktline"],
     "manifest": ["gitext.storage.store"],
     "packindex": ["gitext.storage.packs"],
-    "config": ["gitext.repo.config", "gitext.storage.remotes", "yaml"],
-    "urls": ["gitext.storage.remotes", "gitext.repo.config"],
+    "config": ["gitext.repo.config", "gitext.formats.urls", "yaml"],
+    "urls": ["gitext.formats.urls", "gitext.repo.config"],
     "mlvalues": ["gitext.ml.mlfiles", "yaml"],
     "mlproject": ["gitext.ml.mlfiles", "yaml"],
     "gitindex": ["gitext.git.index"],
@@ -83,7 +83,8 @@ with _INSTRUMENT:
     from gitext.ml.mlfiles import Source, load_project, parse_values, read_values, select, stage_params
     from gitext.repo.config import Config, local_path_from_url
     from gitext.storage.packs import decode_index, encode_index
-    from gitext.storage.remotes.base import S3, SSH, check_key, parse_url, ssh_target
+    from gitext.formats.urls import S3, SSH, parse_url, ssh_target
+    from gitext.storage.remotes.base import check_key
     from gitext.storage.store import CHUNKS, Manifest, object_key
 
 SEP = b"\0--\0"  # between the files of a multi-file input (never in valid YAML/JSON)
@@ -260,7 +261,7 @@ def fuzz_config(data: bytes) -> None:
         return
     readers: list[Callable[[], object]] = [
         config.store_settings, config.jobs, config.transfer_sync, config.direct_min_size,
-        config.default_remote_name, config.cache_dir, config.open_store,
+        config.default_remote_name, config.cache_dir,
     ]
     for read in readers:
         try:

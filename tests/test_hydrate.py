@@ -164,8 +164,8 @@ def test_quick_scan_finds_what_the_full_scan_finds(repo_with_origin: Path, origi
                                                    tmp_path: Path, version: str) -> None:
     """The hooks' libgit2-free scan (recorded sizes + blob ids) agrees with the full scan."""
     from gitext.repo.context import Context
-    from gitext.repo.hooks import unhydrated
     from gitext.repo.hydrate import pointer_files
+    from gitext.repo.worktree import unhydrated
 
     repo = repo_with_origin
     versions(repo)

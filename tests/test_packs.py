@@ -239,7 +239,7 @@ def test_fetch_chunk_reads_from_a_pack(stores: tuple[Store, Store, PackedLocal],
 def test_remote_lacks_sees_files_in_packs(stores: tuple[Store, Store, PackedLocal], tmp_path: Path) -> None:
     """`git mlx status` and the pre-push check ask which files a remote lacks: a one-chunk
     file lives only in a pack there."""
-    from gitext.repo.hooks import remote_lacks
+    from gitext.storage.transfer import remote_lacks
 
     local, other, remote = stores
     small = add(local, tmp_path, "small.bin", 3_000, seed=10)

@@ -23,8 +23,10 @@ from mlxtest import assert_pointer, blob_of, git, mlx, out, run, sha256_file
 
 from gitext.errors import UsageError
 from gitext.ml.lockfile import Digest, LockEntry, decode_lock, dir_hash, encode_lock, yaml_load
-from gitext.ml.pipeline import Stage, order, overlaps, parse_stages, run_repro, upstream
+from gitext.ml.pipeline import run_repro
 from gitext.ml.runcache import RunEntry
+from gitext.ml.stages import Stage, order, overlaps, parse_stages, upstream
+from gitext.repo.context import Context
 
 STEP = '''\
 import glob, json, os, sys, yaml
@@ -478,15 +480,15 @@ def test_run_cache_in_another_worktree(proj: Path, log: Path, tmp_path: Path) ->
     wt = tmp_path / "wt"
     git(proj, "worktree", "add", "-q", "--detach", str(wt))
     messages: list[str] = []
-    result = run_repro(wt / "models", say=messages.append)
+    result = run_repro(Context.discover(wt / "models"), say=messages.append)
     assert result.skipped == ["prepare", "train", "evaluate"] and not result.ran
     set_params(wt, train__lr=0.4)
-    result = run_repro(wt, say=messages.append)
+    result = run_repro(Context.discover(wt), say=messages.append)
     assert (result.ran, result.skipped) == (["train", "evaluate"], ["prepare"])
     assert lock(wt)["train"]["params"]["params.yaml"]["train.lr"] == 0.4
     assert lock(proj)["train"]["params"]["params.yaml"]["train.lr"] == 0.1
     set_params(proj, train__lr=0.4)
-    result = run_repro(proj, say=messages.append)
+    result = run_repro(Context.discover(proj), say=messages.append)
     assert result.restored == ["train", "evaluate"]
     assert ran(log) == ["train", "evaluate"]  # only the worktree's run
     assert (proj / "models/model.bin").read_bytes() == (wt / "models/model.bin").read_bytes()

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from gitext.errors import ObjectMissing, RemoteError, RemoteUnsupported
-from gitext.storage.remotes.base import Remote, open_remote
+from gitext.storage.remotes.base import Remote
+from gitext.storage.remotes.factory import open_remote
 from gitext.storage.remotes.local import LocalRemote
 
 REMOTE_KINDS = ["local", "s3", "ssh"]

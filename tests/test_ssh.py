@@ -25,7 +25,7 @@ from mlxtest import (
 from servers import SshServer
 
 from gitext.formats.pointer import parse
-from gitext.storage.remotes.base import open_remote
+from gitext.storage.remotes.factory import open_remote
 
 
 def commit_all(repo: Path, message: str) -> None:

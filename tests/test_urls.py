@@ -9,7 +9,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from gitext.errors import MlxError, RemoteUnsupported, UsageError
-from gitext.storage.remotes.base import SshTarget, parse_url, ssh_target
+from gitext.formats.urls import SshTarget, parse_url, ssh_target
 
 CASES = [
     # local paths: no colon, or a slash before the first colon

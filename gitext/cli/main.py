@@ -122,8 +122,8 @@ def _settings_file(args: argparse.Namespace) -> tuple[Any, Path]:
 
 
 def cmd_remote_add(args: argparse.Namespace) -> int:
+    from gitext.formats.urls import parse_url
     from gitext.repo.config import load_yaml, save_yaml
-    from gitext.storage.remotes.base import parse_url
 
     parse_url(args.url)  # a clear error now beats one at push time
     config, path = _settings_file(args)
@@ -190,8 +190,8 @@ def cmd_remote_default(args: argparse.Namespace) -> int:
 
 
 def cmd_remote_list(args: argparse.Namespace) -> int:
+    from gitext.formats.urls import parse_url
     from gitext.repo.config import Config
-    from gitext.storage.remotes.base import parse_url
 
     config = Config.discover()
     default = config.default_remote_name()
@@ -213,15 +213,16 @@ def cmd_remote_list(args: argparse.Namespace) -> int:
 
 # -- transfers -----------------------------------------------------------------------------------
 def cmd_push(args: argparse.Namespace) -> int:
-    from gitext.repo.hooks import push
+    from gitext.ml.runcache import push_entries
+    from gitext.repo.sync import push
 
-    n = push(_ctx(), args.remote, args.all, args.include, args.exclude)
+    n = push(_ctx(), args.remote, args.all, args.include, args.exclude, after_push=push_entries)
     say(f"Uploaded {n} object(s).")
     return EXIT_OK
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
-    from gitext.repo.hooks import fetch
+    from gitext.repo.sync import fetch
 
     n = fetch(_ctx(), args.remote, args.all, args.include, args.exclude)
     say(f"Downloaded {n} object(s).")
@@ -229,7 +230,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
 
 def cmd_pull(args: argparse.Namespace) -> int:
-    from gitext.repo.hooks import pull
+    from gitext.repo.sync import pull
 
     failed = pull(_ctx(), args.remote, args.include, args.exclude)
     return EXIT_FAILURE if failed else EXIT_OK
@@ -270,6 +271,7 @@ def cmd_gc(args: argparse.Namespace) -> int:
 
 
 def _gc_remote(args: argparse.Namespace) -> int:
+    from gitext.ml.runcache import remote_entry_oids
     from gitext.repo.remotegc import DEFAULT_GRACE_DAYS, gc_remote
 
     if args.only_pushed:
@@ -277,7 +279,8 @@ def _gc_remote(args: argparse.Namespace) -> int:
     grace_days = DEFAULT_GRACE_DAYS if args.grace is None else args.grace / 1440
     report = gc_remote(_ctx(), args.remote, dry_run=args.dry_run,
                        keep_recent_days=args.keep_recent, grace_days=grace_days,
-                       break_lock=args.break_lock, check_refs=not args.skip_ref_check)
+                       break_lock=args.break_lock, check_refs=not args.skip_ref_check,
+                       also_kept=remote_entry_oids)  # the run cache's outputs
     verb = "Would free" if args.dry_run else "Freed"
     repacked = (f" ({report.repacked} rewritten first, {human(report.rewritten_bytes)} of live "
                 "chunks copied)" if report.repacked else "")
@@ -305,7 +308,7 @@ def _path_printer(ctx: Any) -> Callable[[str], str]:
 
 
 def cmd_ls_files(args: argparse.Namespace) -> int:
-    from gitext.repo.hooks import unhydrated
+    from gitext.repo.worktree import unhydrated
 
     ctx = _ctx()
     pointers = unhydrated(ctx)
@@ -327,7 +330,8 @@ def cmd_ls_files(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from gitext.repo.hooks import missing_on_remote, to_check, unhydrated
+    from gitext.repo.sync import missing_on_remote, to_check
+    from gitext.repo.worktree import unhydrated
 
     ctx = _ctx()
     show = _path_printer(ctx)
@@ -465,20 +469,21 @@ def cmd_smudge(args: argparse.Namespace) -> int:
 
 
 def cmd_pre_push(args: argparse.Namespace) -> int:
-    from gitext.repo.hooks import pre_push
+    from gitext.ml.runcache import push_entries
+    from gitext.repo.sync import pre_push
 
-    pre_push(_ctx(), args.remote, args.url, sys.stdin.read())
+    pre_push(_ctx(), args.remote, args.url, sys.stdin.read(), after_push=push_entries)
     return EXIT_OK
 
 
 def cmd_post_checkout(args: argparse.Namespace) -> int:
-    from gitext.repo.hooks import post_checkout
+    from gitext.repo.worktree import post_checkout
 
     return post_checkout(_ctx(lenient=True), args.args)
 
 
 def cmd_post_merge(args: argparse.Namespace) -> int:
-    from gitext.repo.hooks import post_merge
+    from gitext.repo.worktree import post_merge
 
     return post_merge(_ctx(lenient=True), args.args)
 

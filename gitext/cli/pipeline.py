@@ -22,16 +22,22 @@ def _work_tree() -> Any:
     return work_tree
 
 
+def _say(message: str) -> None:
+    print(message, flush=True)
+
+
 def cmd_repro(args: argparse.Namespace) -> int:
     from gitext.ml.pipeline import run_repro
+    from gitext.repo.context import Context
 
-    run_repro(_work_tree(), args.stages or None, force=args.force, dry_run=args.dry_run,
-              use_run_cache=not args.no_run_cache, downstream=args.downstream)
+    _work_tree()
+    run_repro(Context.discover(), args.stages or None, say=_say, force=args.force,
+              dry_run=args.dry_run, use_run_cache=not args.no_run_cache, downstream=args.downstream)
     return EXIT_OK
 
 
 def cmd_stages(args: argparse.Namespace) -> int:
-    from gitext.ml.pipeline import load_stages, upstream
+    from gitext.ml.stages import load_stages, upstream
 
     stages = load_stages(_work_tree())
     ups = upstream(stages)

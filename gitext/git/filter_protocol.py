@@ -29,14 +29,15 @@ only when GIT_MLX_TRACE=1.
 
 from __future__ import annotations
 
-import os
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from typing import Protocol, TypeVar
 
 from gitext.errors import MlxError, ProtocolError
 from gitext.formats.pktline import MAX_PACKET_DATA, Buffer, PktLineReader, PktLineWriter
 from gitext.git.run import quote_path
+from gitext.log import tracing
 
 DEFAULT_CAPABILITIES = ("clean", "smudge", "delay")
 _T = TypeVar("_T")
@@ -260,8 +261,7 @@ class FilterHandler(Protocol):
 
 def report(where: str, exc: BaseException) -> None:
     """One line on stderr; the traceback too when GIT_MLX_TRACE=1."""
-    if os.environ.get("GIT_MLX_TRACE", "") not in ("", "0"):
-        import traceback
+    if tracing():
 
         traceback.print_exception(exc, file=sys.stderr)
     text = str(exc)

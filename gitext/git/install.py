@@ -7,7 +7,7 @@ written and UsageError says which keys differ, unless `force=True` (git-lfs's `i
 --force` rule). Uninstall removes the whole `[filter "mlx"]` and `[merge "mlx"]` sections of
 that scope.
 
-Hooks: the shims in the top-level hooks/ folder (shipped inside the package as gitext/repo/hooks/).
+Hooks: the shims in the top-level hooks/ folder (shipped inside the package as gitext/hooks/).
 Each carries the marker line `# git-mlx hook v<N>`; a hook file without it is foreign and is
 never overwritten: install moves it aside to `<name>.mlx-chained` (only if that name is free)
 and every shim runs a `<name>.mlx-chained` it finds, so the hook files are identical in every

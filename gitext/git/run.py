@@ -120,3 +120,18 @@ def git_remotes(cwd: Path | None = None) -> dict[str, str]:
         key, _, url = line.partition(" ")
         remotes[key[len("remote."):-len(".url")]] = url
     return remotes
+
+
+# Where git's sequencer keeps its state while a rebase, an am or a cherry-pick / revert of
+# several commits is under way (per worktree: in this worktree's git dir).
+SEQUENCER_DIRS = ("rebase-merge", "rebase-apply", "sequencer")
+
+
+def sequencer_dir(git_dir: Path) -> Path | None:
+    """The state directory of a rebase, am, or cherry-pick / revert of several commits in
+    progress in this worktree (running, or stopped for the user), or None."""
+    for name in SEQUENCER_DIRS:
+        path = git_dir / name
+        if path.is_dir():
+            return path
+    return None

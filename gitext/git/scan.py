@@ -19,14 +19,16 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-
-import pygit2
-from pygit2.enums import FileMode, ObjectType, RepositoryOpenFlag, SortMode
+from typing import TYPE_CHECKING
 
 from gitext.errors import NotARepository, UsageError
 from gitext.formats.pointer import EMPTY_OID, MAX_POINTER_SIZE, Pointer, try_parse
+from gitext.git.run import staged_entries
 
-_FILE_MODES = frozenset({int(FileMode.BLOB), int(FileMode.BLOB_EXECUTABLE)})
+if TYPE_CHECKING:
+    import pygit2
+
+_FILE_MODES = frozenset({0o100644, 0o100755})  # pygit2.enums.FileMode.BLOB, BLOB_EXECUTABLE
 _EMPTY_TREE_ID = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 # The sizes a canonical git-mlx/1 pointer can have: the size field has 1 to 20 digits
 # (pointer.parse; tests/test_scan.py fails if that changes). Other blobs are never read.
@@ -50,6 +52,9 @@ def open_repo(start: Path) -> pygit2.Repository:
     GIT_DIR (with GIT_WORK_TREE, GIT_INDEX_FILE, ...) wins when set, as it does for git; git
     sets it for hooks and filters it runs in some layouts (`git --git-dir=... push`).
     """
+    import pygit2
+    from pygit2.enums import RepositoryOpenFlag
+
     if os.environ.get("GIT_DIR"):
         try:
             return pygit2.Repository(os.environ["GIT_DIR"], RepositoryOpenFlag.FROM_ENV)
@@ -85,6 +90,8 @@ def pointers_in_tree(repo: pygit2.Repository, treeish: str) -> list[PointerEntry
 
 def pointers_in_index(repo: pygit2.Repository) -> list[PointerEntry]:
     """Every pointer blob staged in the index (stage 0; unresolved conflicts are skipped)."""
+    import pygit2
+
     try:
         index = repo.index
         index.read(False)  # pick up changes made on disk since the repository was opened
@@ -109,7 +116,8 @@ def pointers_in_index(repo: pygit2.Repository) -> list[PointerEntry]:
 
 
 def _pointers_in_index_by_git(repo: pygit2.Repository) -> list[PointerEntry]:
-    from gitext.git.run import staged_entries
+
+    import pygit2
 
     work_tree = Path(repo.workdir) if repo.workdir else Path(repo.path)
     probe = _pointer_probe(repo)
@@ -137,6 +145,8 @@ def pointers_in_range(
     not name a commit is an error (it would hide uploads); an unknown `exclude` id is ignored
     (typically a remote sha this clone never fetched).
     """
+    from pygit2.enums import SortMode
+
     heads = [_commit_id(repo, spec) for spec in include]
     if not heads:
         return {}
@@ -178,6 +188,8 @@ def pointers_to_push(
 def remote_tracking_oids(repo: pygit2.Repository, remote_name: str | None) -> list[str]:
     """The distinct commit ids under refs/remotes/<remote_name>/ (what that remote has), or
     under refs/remotes/ for every remote when `remote_name` is None."""
+    import pygit2
+
     prefix = "refs/remotes/" if remote_name is None else f"refs/remotes/{remote_name}/"
     oids: list[str] = []
     for name in repo.listall_references():
@@ -194,6 +206,8 @@ def remote_tracking_oids(repo: pygit2.Repository, remote_name: str | None) -> li
 
 def _pointer_probe(repo: pygit2.Repository) -> Callable[[pygit2.Oid], Pointer | None]:
     """Blob id -> Pointer or None, reading only pointer-sized blobs and each id once."""
+    from pygit2.enums import ObjectType
+
     odb = repo.odb
     read_header, read = odb.read_header, odb.read
     seen: dict[pygit2.Oid, Pointer | None] = {}
@@ -217,6 +231,8 @@ def _pointer_probe(repo: pygit2.Repository) -> Callable[[pygit2.Oid], Pointer | 
 
 def _introduced_blobs(repo: pygit2.Repository, commit: pygit2.Commit) -> Iterator[pygit2.Oid]:
     """Ids of regular-file blobs in `commit` that no parent has at the same path."""
+    import pygit2
+
     parents = [repo[pid] for pid in commit.parent_ids if pid in repo]  # shallow: parent absent
     tree = commit.tree
     diff = tree.diff_to_tree(swap=True) if not parents else parents[0].peel(pygit2.Tree).diff_to_tree(tree)
@@ -232,6 +248,8 @@ def _introduced_blobs(repo: pygit2.Repository, commit: pygit2.Commit) -> Iterato
 
 def _empty_tree(repo: pygit2.Repository) -> pygit2.Tree:
     """git's well-known empty tree; libgit2 knows it without it being in the object store."""
+    import pygit2
+
     return repo[_EMPTY_TREE_ID].peel(pygit2.Tree)
 
 
@@ -243,6 +261,8 @@ def _blob_at(tree: pygit2.Tree, path: str) -> pygit2.Oid | None:
 
 
 def _peel_tree(repo: pygit2.Repository, treeish: str) -> pygit2.Tree:
+    import pygit2
+
     try:
         obj = repo.revparse_single(treeish)
     except (KeyError, ValueError, pygit2.GitError) as exc:
@@ -264,6 +284,8 @@ def _commit_id(repo: pygit2.Repository, spec: str) -> pygit2.Oid:
 
 
 def _maybe_commit_id(repo: pygit2.Repository, spec: str) -> pygit2.Oid | None:
+    import pygit2
+
     try:
         return repo.revparse_single(spec).peel(pygit2.Commit).id
     except (KeyError, ValueError, pygit2.GitError):

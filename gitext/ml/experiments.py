@@ -28,10 +28,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gitext.errors import MlxError, UsageError
-from gitext.git.run import RepoPaths
+from gitext.errors import MlxError, TransferFailed, UsageError
+from gitext.git.run import RepoPaths, git_remotes
+from gitext.git.scan import open_repo, pointers_in_tree
+from gitext.ml.metrics import format_value, render_table
 from gitext.ml.mlfiles import Source, load_project, read_values
 from gitext.ml.paramset import ParamSet, apply_params
+from gitext.repo.worktree import hydrate
 
 PREFIX = "refs/heads/exp/"
 TRAILER_BASE = "Mlx-Exp-Base"
@@ -223,7 +226,6 @@ def experiments(root: Path) -> list[Experiment]:
     """Every exp/* branch, oldest first."""
     import pygit2
 
-    from gitext.git.scan import open_repo
 
     repo = open_repo(root)
     found = []
@@ -303,7 +305,6 @@ def _columns(table: Sequence[Row], kind: str, only_differing: bool) -> list[tupl
 def table(table_rows: Sequence[Row], precision: int, markdown: bool, with_base: bool) -> str:
     """experiment, commit, [base,] the params that differ between rows, every metric; drawn
     like `git mlx metrics show` draws its tables."""
-    from gitext.ml.metrics import format_value, render_table
 
     params = _columns(table_rows, "params", only_differing=True)
     metrics = _columns(table_rows, "metrics", only_differing=False)
@@ -353,9 +354,6 @@ def push(root: Path, remote: str, names: Sequence[str], force: bool) -> list[str
 def pull(ctx: Any, remote: str, names: Sequence[str], force: bool) -> tuple[list[str], int]:
     """Fetch the remote's exp/* branches into local ones, then the mlx objects their trees
     reference into the cache. Returns (names, objects downloaded)."""
-    from gitext.errors import TransferFailed
-    from gitext.git.run import git_remotes
-    from gitext.git.scan import open_repo, pointers_in_tree
 
     root = work_tree(ctx.config.repo)
     url = git_remotes(root).get(remote)
@@ -398,7 +396,6 @@ def remove(root: Path, names: Sequence[str]) -> list[str]:
 def apply(ctx: Any, name: str, force: bool) -> list[str]:
     """Check out an experiment's files into the index and work tree; HEAD does not move.
     Returns the paths that changed."""
-    from gitext.repo.hooks import hydrate
 
     root = work_tree(ctx.config.repo)
     name = _names(root, [name])[0]

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gitext.errors import UsageError
+from gitext.storage.statcache import stat_key
 
 if TYPE_CHECKING:
     from gitext.storage.statcache import StatCache
@@ -73,7 +74,6 @@ class Hasher:
         self._seen: dict[str, tuple[tuple[int, int, int, int], str]] = {}
 
     def file(self, rel: str, path: Path, st: os.stat_result) -> str:
-        from gitext.storage.statcache import stat_key
 
         seen = self._seen.get(rel)  # one stage's out is the next one's dep: hash it once
         if seen is not None and seen[0] == stat_key(st):
@@ -89,7 +89,6 @@ class Hasher:
 
     def learn(self, rel: str, path: Path, sha: str) -> None:
         """Remember `rel`'s hash (unless it changed too recently to be trusted)."""
-        from gitext.storage.statcache import stat_key
 
         st = path.stat()
         if time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) > self.RACY_NS:

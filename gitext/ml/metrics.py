@@ -9,6 +9,7 @@ shows up for that branch. The table helpers (`render_table`, `format_value`) are
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import operator
@@ -20,6 +21,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from gitext.errors import UsageError
+from gitext.git.run import find_repo
+from gitext.git.scan import open_repo
 from gitext.ml.mlfiles import SETTINGS_FILE, Source, Value, load_project, parse_values
 
 Kind = Literal["metrics", "params"]
@@ -130,7 +133,6 @@ class Snapshot:
 def repo_root(workspace: bool) -> Path:
     """The repository's top directory; `workspace`: the command reads the work tree, which a
     bare repository does not have."""
-    from gitext.git.run import find_repo
 
     paths = find_repo()
     if paths.work_tree is None and workspace:
@@ -189,7 +191,6 @@ def revisions(root: Path, revs: Sequence[str], all_branches: bool,
     if all_branches or all_tags:
         import pygit2
 
-        from gitext.git.scan import open_repo
 
         repo = open_repo(root)
         names = sorted(repo.references)
@@ -350,7 +351,6 @@ def resolve(check: Check, values: Values, absent: Sequence[str] = ()) -> tuple[s
     if found:
         raise UsageError(f"metric {check.key!r} is in more than one file",
                          hint="name one: " + ", ".join(f"{f}:{k}" for f, k in found))
-    import difflib
 
     everything = [f"{f}:{k}" for f, vals in values.items() for k in vals]
     close = difflib.get_close_matches(check.key, [k for vals in values.values() for k in vals]

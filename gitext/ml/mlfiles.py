@@ -27,7 +27,10 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from gitext.errors import UsageError
+from gitext.errors import ObjectError, UsageError
+from gitext.formats.pointer import try_parse
+from gitext.git.scan import open_repo
+from gitext.repo.context import Context
 
 SETTINGS_FILE = ".mlx.yaml"
 PIPELINE_FILE = "pipeline.yaml"
@@ -113,7 +116,6 @@ class Source:
         if rev is not None:
             import pygit2
 
-            from gitext.git.scan import open_repo
 
             repo = open_repo(repo_root)
             try:
@@ -156,13 +158,10 @@ class Source:
     def _content(self, path: str, data: bytes) -> bytes:
         """A committed file's content: a git-mlx pointer (someone tracked a metrics or params
         file) is resolved through the cache; files that small are whole in memory anyway."""
-        from gitext.formats.pointer import try_parse
 
         pointer = try_parse(data)
         if pointer is None:
             return data
-        from gitext.errors import ObjectError
-        from gitext.repo.context import Context
 
         try:
             return b"".join(Context.discover(self.root).store.iter_content(pointer.oid))

@@ -3,6 +3,7 @@ JSON) so that only the value's text changes and comments survive (docs/experimen
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -91,7 +92,6 @@ def assign(data: dict[str, Any], key: str, value: Any, file: str) -> bool:
     does not exist is an error (a typo would otherwise run a useless experiment)."""
     found = _find_key(data, key.split("."))
     if found is None:
-        import difflib
 
         close = difflib.get_close_matches(key, list(flatten(data)), n=3)
         raise UsageError(f"{file} has no param {key!r}",

@@ -1,10 +1,9 @@
 """Pipelines: `git mlx repro` runs the stages of .mlx.yaml / pipeline.yaml whose inputs changed
 since mlx.lock recorded them, in dependency order (spec and decisions: docs/pipelines.md).
 
-    parse_stages(raw)     the declared stages, validated (UsageError naming the stage)
-    order(stages)         dependency order; declaration order among stages that are ready
-    run_repro(root, ...)  check each stage, then skip it, restore it from the run cache
-                          (gitext/ml/runcache.py) or run it, and record it in mlx.lock
+    run_repro(ctx, ...)   check each stage (stages.py: what they are, their order), then skip
+                          it, restore it from the run cache (gitext/ml/runcache.py) or run it,
+                          and record it in mlx.lock; messages go to the caller's `say`
 
 A stage is up to date when its cmd, wdir, deps' hashes and params' values equal the lock's and
 its outs and metrics exist with the lock's hashes. Every path is relative to the repository
@@ -15,227 +14,53 @@ the next `git add` finds them stored and the run cache can bring them back.
 
 from __future__ import annotations
 
-import heapq
+import fcntl
 import os
-import posixpath
-import re
 import subprocess
 import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from gitext.errors import MlxError, UsageError
+from gitext.formats.pointer import MAX_POINTER_SIZE, try_parse
 from gitext.ml.lockfile import LOCK_FILE, Hasher, LockEntry, Params, canonical, read_lock, write_lock
-from gitext.ml.mlfiles import PIPELINE_FILE, SETTINGS_FILE, stage_params
-from gitext.ml.runcache import metric_hashes, remove_outputs, run_key, store_outputs, track_outputs
-
-if TYPE_CHECKING:
-    from gitext.repo.context import Context
-
-STAGE_KEYS = ("cmd", "deps", "params", "outs", "metrics", "wdir")
-_NAME = re.compile(r"[\w.-]+")
-_PROTECTED = {SETTINGS_FILE, PIPELINE_FILE, LOCK_FILE, ".gitattributes"}  # never an out
+from gitext.ml.mlfiles import PIPELINE_FILE, SETTINGS_FILE, parse_values, select
+from gitext.ml.runcache import (
+    RunCache,
+    metric_hashes,
+    remove_outputs,
+    run_key,
+    store_outputs,
+    track_outputs,
+)
+from gitext.ml.stages import Stage, load_stages, overlaps, upstream
+from gitext.ml.stages import select as select_stages
+from gitext.repo.context import Context
 
 Say = Callable[[str], None]
 
 
-def _say(message: str) -> None:
-    print(message, flush=True)
 
 
-# -- stages --------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Stage:
-    """One declared stage, its paths normalised ('/'-separated, relative to the root)."""
-
-    name: str
-    cmd: tuple[str, ...]
-    wdir: str = "."
-    deps: tuple[str, ...] = ()
-    params: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (file, keys); no keys: the whole file
-    outs: tuple[str, ...] = ()
-    metrics: tuple[str, ...] = ()
-
-    @property
-    def produced(self) -> tuple[str, ...]:
-        return self.outs + self.metrics
-
-    @property
-    def inputs(self) -> tuple[str, ...]:
-        """Paths whose content the stage reads: deps and params files."""
-        return self.deps + tuple(f for f, _ in self.params if f not in self.deps)
 
 
-def overlaps(a: str, b: str) -> bool:
-    """One path is the other or inside it."""
-    return a == b or a.startswith(b + "/") or b.startswith(a + "/")
 
 
-def _norm(value: object, stage: str, what: str, *, root_ok: bool = False) -> str:
-    if not isinstance(value, str) or not value.strip() or "\0" in value:
-        raise UsageError(f"stage {stage!r}: {what} must be a path, not {value!r}")
-    norm = posixpath.normpath(value)
-    if posixpath.isabs(norm) or norm == ".." or norm.startswith("../"):
-        raise UsageError(f"stage {stage!r}: {what} {value!r} is outside the repository",
-                         hint="paths are relative to the repository root and stay inside it")
-    if norm.split("/")[0] == ".git" or (norm == "." and not root_ok):
-        raise UsageError(f"stage {stage!r}: {what} {value!r} cannot be "
-                         + ("git's own directory" if norm != "." else "the whole repository"))
-    return norm
 
 
-def _paths(value: Any, stage: str, what: str) -> tuple[str, ...]:
-    items = [value] if isinstance(value, str) else value if isinstance(value, list) else None
-    if value is None:
-        return ()
-    if items is None:
-        raise UsageError(f"stage {stage!r}: `{what}` must be a path or a list of paths, "
-                         f"not {value!r}")
-    return tuple(dict.fromkeys(_norm(v, stage, f"`{what}` entry") for v in items))
 
 
-def _parse_stage(name: str, spec: Any) -> Stage:
-    if not isinstance(spec, Mapping):
-        raise UsageError(f"stage {name!r} must be a mapping with at least `cmd`")
-    unknown = sorted(str(k) for k in spec if k not in STAGE_KEYS)
-    if unknown:
-        raise UsageError(f"stage {name!r}: unknown key(s) {', '.join(unknown)}",
-                         hint=f"a stage has {', '.join(STAGE_KEYS)}")
-    cmd = spec.get("cmd")
-    cmds = [cmd] if isinstance(cmd, str) else cmd
-    if not isinstance(cmds, list) or not cmds \
-            or not all(isinstance(c, str) and c.strip() for c in cmds):
-        raise UsageError(f"stage {name!r}: `cmd` must be a command or a list of commands"
-                         + (" (it is missing)" if cmd is None else f", not {cmd!r}"))
-    try:
-        raw_params = stage_params(spec)
-    except UsageError as exc:
-        raise UsageError(f"stage {name!r}: {exc.message}", hint=exc.hint) from None
-    params: dict[str, list[str]] = {}
-    for file, keys in raw_params.items():
-        params.setdefault(_norm(file, name, "params file"), []).extend(keys)
-    wdir = spec.get("wdir", ".")
-    return Stage(
-        name=name, cmd=tuple(cmds), wdir=_norm(wdir, name, "`wdir`", root_ok=True),
-        deps=_paths(spec.get("deps"), name, "deps"),
-        params=tuple((f, tuple(dict.fromkeys(k))) for f, k in params.items()),
-        outs=_paths(spec.get("outs"), name, "outs"),
-        metrics=_paths(spec.get("metrics"), name, "metrics"),
-    )
 
 
-def parse_stages(raw: Any, stages_file: str = SETTINGS_FILE) -> list[Stage]:
-    """Validate `stages:` as load_project returns it: every problem is a UsageError that names
-    the stage (and the file), never a crash."""
-    if not isinstance(raw, Mapping):
-        raise UsageError(f"`stages` in {stages_file} must map stage names to stages")
-    stages = []
-    for key, spec in raw.items():
-        name = str(key)
-        if not _NAME.fullmatch(name):
-            raise UsageError(f"stage name {name!r} in {stages_file}: use letters, digits, "
-                             "'_', '-' and '.'")
-        try:
-            stages.append(_parse_stage(name, spec))
-        except UsageError as exc:
-            raise UsageError(f"{stages_file}: {exc.message}", hint=exc.hint) from None
-    owners: list[tuple[str, str]] = []
-    for stage in stages:
-        for path in stage.produced:
-            if path in _PROTECTED:
-                raise UsageError(f"{stages_file}: stage {stage.name!r} cannot produce {path}")
-            for other_path, other in owners:
-                if not overlaps(path, other_path):
-                    continue
-                inside = "" if path == other_path else f" (as part of {other_path})"
-                if other == stage.name:
-                    raise UsageError(f"{stages_file}: stage {stage.name!r} lists {path} twice"
-                                     + inside)
-                raise UsageError(f"{stages_file}: {path} is produced by stage {stage.name!r} "
-                                 f"and also by stage {other!r}{inside}",
-                                 hint="each output belongs to exactly one stage")
-            owners.append((path, stage.name))
-    return stages
 
 
-# -- the graph -----------------------------------------------------------------------------------
-def upstream(stages: Sequence[Stage]) -> dict[str, list[str]]:
-    """stage -> the stages whose outputs it reads (a dep or params file that is, is inside, or
-    contains one of their outs or metrics), in declaration order."""
-    producers = [(path, s.name) for s in stages for path in s.produced]
-    ups: dict[str, list[str]] = {}
-    for stage in stages:
-        found = {owner for path in stage.inputs for out, owner in producers if overlaps(path, out)}
-        ups[stage.name] = [s.name for s in stages if s.name in found]
-    return ups
 
 
-def order(stages: Sequence[Stage]) -> list[Stage]:
-    """Every stage after the stages it reads from; among stages that are ready, declaration
-    order (so the order is stable and readable). A cycle is a UsageError naming its stages."""
-    ups = upstream(stages)
-    index = {s.name: i for i, s in enumerate(stages)}
-    waiting = {name: len(set(u)) for name, u in ups.items()}
-    downs: dict[str, list[str]] = {s.name: [] for s in stages}
-    for name, names in ups.items():
-        for up in set(names):
-            downs[up].append(name)
-    ready = [(index[n], n) for n, count in waiting.items() if count == 0]
-    heapq.heapify(ready)
-    done: list[Stage] = []
-    while ready:
-        _, name = heapq.heappop(ready)
-        done.append(stages[index[name]])
-        for down in downs[name]:
-            waiting[down] -= 1
-            if waiting[down] == 0:
-                heapq.heappush(ready, (index[down], down))
-    if len(done) < len(stages):
-        loop = _cycle(ups, set(waiting) - {s.name for s in done})
-        raise UsageError(f"the pipeline has a cycle: {' -> '.join(loop)}",
-                         hint="each arrow means 'its outputs are read by'; a stage cannot "
-                              "read its own outputs or those of a stage that reads its own")
-    return done
 
 
-def _cycle(ups: Mapping[str, list[str]], stuck: set[str]) -> list[str]:
-    """One cycle among the stages left over by the topological sort, in data-flow order."""
-    path: list[str] = []
-    node = min(stuck)
-    while node not in path:
-        path.append(node)
-        node = next(u for u in ups[node] if u in stuck)  # each stuck stage has a stuck upstream
-    loop = path[path.index(node):] + [node]
-    return [repr(n) for n in reversed(loop)]
-
-
-def select(stages: Sequence[Stage], names: Sequence[str], downstream: bool = False) -> set[str]:
-    """The named stages and every stage upstream of them (or, with `downstream`, every stage
-    downstream of them instead)."""
-    known = {s.name for s in stages}
-    unknown = [n for n in names if n not in known]
-    if unknown:
-        raise UsageError(f"no stage named {', '.join(map(repr, unknown))}",
-                         hint="stages: " + (", ".join(s.name for s in stages) or "none declared"))
-    ups = upstream(stages)
-    if downstream:
-        edges: dict[str, list[str]] = {s.name: [] for s in stages}
-        for name, names_up in ups.items():
-            for up in names_up:
-                edges[up].append(name)
-    else:
-        edges = ups
-    chosen: set[str] = set()
-    todo = list(names)
-    while todo:
-        name = todo.pop()
-        if name not in chosen:
-            chosen.add(name)
-            todo.extend(edges[name])
-    return chosen
 
 
 # -- checking a stage ----------------------------------------------------------------------------
@@ -248,7 +73,6 @@ class Inputs:
 
 
 def read_inputs(stage: Stage, root: Path, hasher: Hasher) -> Inputs:
-    from gitext.ml.mlfiles import parse_values, select
 
     deps = {}
     for path in stage.deps:
@@ -340,7 +164,6 @@ def run_commands(stage: Stage, root: Path) -> None:
 
 
 def _is_pointer_to(path: Path, oid: str) -> bool:
-    from gitext.formats.pointer import MAX_POINTER_SIZE, try_parse
 
     try:
         if path.is_file() and path.stat().st_size < MAX_POINTER_SIZE:
@@ -383,7 +206,6 @@ class ReproResult:
 def _exclusive(git_dir: Path) -> Iterator[None]:
     """One repro per work tree at a time: two would delete each other's outputs. (flock: the
     kernel drops it when the process dies, and it costs no import.)"""
-    import fcntl
 
     fd = os.open(git_dir / "mlx-repro.lock", os.O_RDWR | os.O_CREAT, 0o644)
     try:
@@ -397,35 +219,25 @@ def _exclusive(git_dir: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def load_stages(root: Path) -> list[Stage]:
-    """The work tree's stages in run order."""
-    from gitext.ml.mlfiles import Source, load_project
-
-    project = load_project(Source(root))
-    return order(parse_stages(project.stages, project.stages_file))
 
 
-def run_repro(root: Path, stages: list[str] | None = None, *, force: bool = False,
-              dry_run: bool = False, use_run_cache: bool = True, downstream: bool = False,
-              say: Say = _say) -> ReproResult:
-    """Bring the pipeline of the work tree containing `root` up to date (see the module
-    docstring); `stages` limits it to those and their upstream (downstream: their downstream)."""
-    from gitext.git.run import find_repo
-    from gitext.repo.context import Context
-
-    repo = find_repo(root)
+def run_repro(ctx: Context, stages: list[str] | None = None, *, say: Say, force: bool = False,
+              dry_run: bool = False, use_run_cache: bool = True,
+              downstream: bool = False) -> ReproResult:
+    """Bring the pipeline of `ctx`'s work tree up to date (see the module docstring); `stages`
+    limits it to those and their upstream (downstream: their downstream)."""
+    repo = ctx.config.repo
     if repo.work_tree is None:
         raise UsageError("repro needs a work tree (this repository is bare)")
     work = repo.work_tree
     ordered = load_stages(work)
     if not ordered:
         if stages:
-            select(ordered, stages)  # raises: no such stage
+            select_stages(ordered, stages)  # raises: no such stage
         say(f"No stages: declare them under `stages:` in {SETTINGS_FILE} or {PIPELINE_FILE}.")
         return ReproResult()
-    chosen = select(ordered, stages, downstream) if stages else {s.name for s in ordered}
+    chosen = select_stages(ordered, stages, downstream) if stages else {s.name for s in ordered}
     preflight(ordered, chosen, work)
-    ctx = Context.discover(work)
     with _exclusive(repo.git_dir):
         return _Repro(ctx, work, ordered, force, dry_run, use_run_cache, say).run(chosen)
 
@@ -433,8 +245,6 @@ def run_repro(root: Path, stages: list[str] | None = None, *, force: bool = Fals
 class _Repro:
     def __init__(self, ctx: Context, root: Path, stages: list[Stage], force: bool,
                  dry_run: bool, use_run_cache: bool, say: Say) -> None:
-        from gitext.ml.runcache import RunCache
-
         self.ctx, self.root, self.stages, self.say = ctx, root, stages, say
         self.force, self.dry_run = force, dry_run
         self.lock = read_lock(root)

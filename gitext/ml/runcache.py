@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gitext.errors import MlxError, ObjectError, ObjectMissing, RemoteError, UsageError
+from gitext.git.attributes import track
+from gitext.log import trace, warn
 from gitext.ml.lockfile import (
     Digest,
     FileRecord,
@@ -37,10 +39,10 @@ from gitext.ml.lockfile import (
     yaml_dump,
     yaml_load,
 )
-from gitext.repo.context import trace, warn
+from gitext.storage.transfer import remote_lacks
 
 if TYPE_CHECKING:
-    from gitext.ml.pipeline import Stage
+    from gitext.ml.stages import Stage
     from gitext.repo.context import Context
     from gitext.storage.remotes.base import Remote
 
@@ -73,7 +75,6 @@ def track_pattern(path: str, is_dir: bool) -> str:
 
 def track_outputs(root: Path, outs: Mapping[str, Digest], say: Say) -> None:
     """`git mlx track` each out (once: a pattern already there is left alone)."""
-    from gitext.git.attributes import track
 
     patterns = [track_pattern(p, d.nfiles is not None) for p, d in outs.items()]
     for pattern in track(root / ".gitattributes", patterns):
@@ -380,7 +381,6 @@ def push_entries(ctx: Context, *, requested: str | None = None, git_remote: str 
 
 
 def _push(ctx: Context, remote: Remote, local: Mapping[str, Path]) -> int:
-    from gitext.repo.hooks import remote_lacks
 
     have = remote.exists([f"{RUNS}/{key}" for key in local])
     todo: dict[str, tuple[bytes, set[str]]] = {}
@@ -403,3 +403,16 @@ def _push(ctx: Context, remote: Remote, local: Mapping[str, Path]) -> int:
     if sent:
         warn(f"uploaded {sent} run cache entr{'y' if sent == 1 else 'ies'} to {remote.name}")
     return sent
+
+
+def remote_entry_oids(remote: Remote) -> set[str]:
+    """Objects the run cache's entries on the remote name (kept: a restore needs them)."""
+    names: set[str] = set()
+    for key in list(remote.list_keys(RUNS + "/")):
+        try:
+            names |= entry_oids(remote.read(key))
+        except (MlxError, ValueError) as exc:
+            raise RemoteError(f"cannot read run-cache entry {key} on remote {remote.name} "
+                              f"({exc}); gc cannot tell which outputs it needs, so nothing "
+                              "was deleted") from None
+    return names

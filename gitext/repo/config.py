@@ -32,11 +32,16 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
 from gitext.errors import RemoteUnsupported, UsageError
+from gitext.formats.urls import SSH, parse_url
 from gitext.git.run import RepoPaths, find_repo, git_config_get, git_remotes
+from gitext.log import warn
+
+if TYPE_CHECKING:
+    from gitext.storage.store import StoreSettings
 
 COMMITTED_FILE = ".mlx.yaml"
 LOCAL_FILE = "config.yaml"
@@ -186,8 +191,6 @@ class Config:
         """Once per process: a filter reads settings again for every file of a checkout."""
         if message not in _warned:
             _warned.add(message)
-            from gitext.repo.context import warn  # (context imports this module)
-
             warn(message)
 
     def _invalid(self, dotted: str, problem: str, default: Any) -> None:
@@ -247,7 +250,7 @@ class Config:
             return path
         return self.repo.common_dir / "mlx"
 
-    def store_settings(self) -> Any:
+    def store_settings(self) -> StoreSettings:
         from gitext.storage.store import StoreSettings
 
         defaults = StoreSettings()
@@ -270,11 +273,6 @@ class Config:
             self._warn(f"invalid chunking settings in {self._source('chunking')}: {exc}; "
                        "using the defaults until they are fixed")
             return defaults
-
-    def open_store(self) -> Any:
-        from gitext.storage.store import Store
-
-        return Store(self.cache_dir(), self.store_settings())
 
     def jobs(self) -> int:
         return self._int("transfer.jobs", DEFAULT_JOBS, 1)
@@ -327,7 +325,6 @@ class Config:
             return RemoteSpec(git_name, str(repository_storage(path)), {},
                               f"{why}: git remote {git_name!r} is a local repository, "
                               "objects go in its mlx/")
-        from gitext.storage.remotes.base import SSH, parse_url
 
         try:
             kind, location = parse_url(git_url)

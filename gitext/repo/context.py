@@ -1,18 +1,19 @@
 """One repository's working set: its config, its cache and, when needed, its remote.
 
-Built once per command or filter process; the store and the remote open lazily so that a
-command which needs neither (and the filter-process start-up) stays cheap.
+Built once per command or filter process (by gitext/cli, or by the repo layer for another
+work tree) and passed down. The store, the stat cache, remotes and the transfer code are
+imported and opened on first use, so that a command which needs none of them stays cheap:
+a checkout's hook with nothing to do (docs/architecture.md, "Start-up").
 """
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Iterable
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from gitext.log import trace, warn
 from gitext.repo.config import Config, RemoteSpec
 
 if TYPE_CHECKING:
@@ -20,16 +21,6 @@ if TYPE_CHECKING:
     from gitext.storage.statcache import StatCache
     from gitext.storage.store import Manifest, Store
     from gitext.storage.transfer import TransferResult
-
-
-def trace(message: str) -> None:
-    """GIT_MLX_TRACE=1 logs to stderr (never stdout: it belongs to git in filter mode)."""
-    if os.environ.get("GIT_MLX_TRACE") == "1":
-        print(f"trace git-mlx: {message}", file=sys.stderr, flush=True)
-
-
-def warn(message: str) -> None:
-    print(f"git-mlx: {message}", file=sys.stderr, flush=True)
 
 
 def _report(result: TransferResult, verb: str, where: str) -> None:
@@ -51,9 +42,12 @@ class Context:
 
     @cached_property
     def store(self) -> Store:
-        store: Store = self.config.open_store()
+        from gitext.storage.store import Store
+
+        store = Store(self.config.cache_dir(), self.config.store_settings())
         if self.config.get("cache.dir"):  # shared: let gc in other clones know about this one
             from gitext.storage.sharedcache import register
+
 
             register(store.root, self.config.repo.common_dir)
         return store
@@ -61,6 +55,7 @@ class Context:
     @cached_property
     def statcache(self) -> StatCache:
         from gitext.storage.statcache import StatCache
+
 
         return StatCache(self.config.repo.common_dir / "mlx" / "statcache.db")
 
@@ -72,7 +67,8 @@ class Context:
                git_url: str | None = None) -> Remote:
         key = (requested, git_remote, git_url)
         if key not in self._remotes:
-            from gitext.storage.remotes.base import open_remote
+            from gitext.storage.remotes.factory import open_remote
+
 
             spec = self.remote_spec(requested, git_remote=git_remote, git_url=git_url)
             trace(f"remote {spec.name} -> {spec.url} ({spec.reason})")
@@ -84,6 +80,7 @@ class Context:
                  unchecked: dict[str, Manifest] | None = None) -> TransferResult:
         from gitext.storage.transfer import download
 
+
         remote = remote or self.remote()
         result = download(self.store, remote, oids, jobs=self.config.jobs(),
                           progress=progress, unchecked=unchecked)
@@ -92,6 +89,7 @@ class Context:
 
     def upload(self, oids: Iterable[str], remote: Remote, progress: bool | None = None) -> TransferResult:
         from gitext.storage.transfer import upload
+
 
         result = upload(self.store, remote, oids, jobs=self.config.jobs(), progress=progress,
                         sync=self.config.transfer_sync())

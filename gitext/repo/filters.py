@@ -11,6 +11,7 @@ smudge: pointer -> content from the cache. Content that is not a pointer passes 
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import io
 import os
@@ -21,9 +22,21 @@ from typing import TYPE_CHECKING, cast
 
 from gitext.errors import CorruptObject, MlxError, ObjectMissing
 from gitext.formats.pointer import MAX_POINTER_SIZE, Pointer, try_parse
-from gitext.git.install import hooks_dir, is_mlx_hook
-from gitext.git.run import quote_path
-from gitext.repo.context import Context, trace, warn
+from gitext.git.filter_protocol import serve
+from gitext.git.install import ensure_hooks, hooks_dir, is_mlx_hook
+from gitext.git.run import quote_path, sequencer_dir
+from gitext.log import skip_smudge, trace, warn
+from gitext.repo.context import Context
+from gitext.repo.hydrate import (
+    Target,
+    blob_ids,
+    clear_pending,
+    hydrate_targets,
+    mark_pending,
+    report_failures,
+)
+from gitext.storage.chunker import MAX_CHUNK_LIMIT
+from gitext.storage.packs import fetch_chunk
 from gitext.storage.statcache import stat_key
 
 if TYPE_CHECKING:
@@ -35,9 +48,6 @@ ReadInto = Callable[[memoryview], "int | None"]
 Write = Callable[[bytes], object]
 COPY_BLOCK = 1 << 20
 STATCACHE_MIN_SIZE = 1 << 20  # one sqlite write per small file cost more than its re-clean
-# Where git's sequencer keeps its state while a rebase, an am or a cherry-pick / revert of
-# several commits is under way (per worktree: in this worktree's git dir).
-SEQUENCER_DIRS = ("rebase-merge", "rebase-apply", "sequencer")
 # Todo commands that run no program and open no editor (`edit` and `break` stop the sequencer,
 # so git exits first). exec, reword, squash, `fixup -c` and merge (which may run
 # `git merge -s STRATEGY`) do not qualify.
@@ -90,18 +100,6 @@ def prefixed_into(head: bytes, readinto: ReadInto) -> ReadInto:
     return reader
 
 
-def skip_smudge() -> bool:
-    return os.environ.get("GIT_MLX_SKIP_SMUDGE", "") not in ("", "0")
-
-
-def sequencer_dir(git_dir: Path) -> Path | None:
-    """The state directory of a rebase, am, or cherry-pick / revert of several commits in
-    progress in this worktree (running, or stopped for the user), or None."""
-    for name in SEQUENCER_DIRS:
-        path = git_dir / name
-        if path.is_dir():
-            return path
-    return None
 
 
 def quiet_todo(state: Path) -> bool:
@@ -243,7 +241,6 @@ class MlxFilter:
             # the pointer and write the content ourselves at the end (docs/hydration.md).
             data = pointer.encode()
             if not self.deferred:
-                from gitext.repo.hydrate import mark_pending
 
                 mark_pending(self.ctx)  # before git runs post-checkout: see hooks/post-checkout
             self.deferred[pathname] = (pointer, data)
@@ -341,7 +338,6 @@ class MlxFilter:
         """
         if not self.deferred:
             return
-        from gitext.repo.hydrate import Target, blob_ids, clear_pending, hydrate_targets, report_failures
 
         work_tree = self.ctx.config.repo.work_tree
         targets = []
@@ -387,7 +383,6 @@ class MlxFilter:
 
     def _give_up(self, path: str, pointer: Pointer, reason: str) -> None:
         if not self.failed:
-            from gitext.repo.hydrate import mark_pending
 
             mark_pending(self.ctx)  # the hooks retry it (and fail the command if it fails again)
         self.failed[path] = reason
@@ -405,11 +400,9 @@ class MlxFilter:
                                     "remote is reachable to fetch it again", oid=chunk_id)
             warn(f"{quote_path(pathname)}: chunk {chunk_id[:12]} is damaged or missing in the cache; "
                  f"fetching it again from {remote.name}")
-            from gitext.storage.packs import fetch_chunk
 
             fetch_chunk(self.ctx.store, remote, chunk_id)
 
-        from gitext.storage.chunker import MAX_CHUNK_LIMIT
 
         store = self.ctx.store
         if pointer.size <= MAX_CHUNK_LIMIT:
@@ -439,7 +432,6 @@ class MlxFilter:
 def _grow_pipes(size: int = 1 << 20) -> None:
     """Ask for 1 MiB pipe buffers to and from git (Linux; 64 KiB by default): git and the
     filter then wake each other per 1 MiB instead of per 64 KiB. Best effort."""
-    import fcntl
 
     setpipe = getattr(fcntl, "F_SETPIPE_SZ", 1031)
     for fd in (0, 1):
@@ -452,12 +444,10 @@ def _grow_pipes(size: int = 1 << 20) -> None:
 
 def serve_filter_process(ctx: Context) -> None:
     """git's `filter.mlx.process`: serve requests until git closes the pipe."""
-    from gitext.git.filter_protocol import serve
 
     trace(f"filter-process started (pid {os.getpid()})")
 
     try:
-        from gitext.git.install import ensure_hooks
 
         ensure_hooks(ctx.config.repo.git_dir, ctx.config.repo.work_tree)
     except MlxError as exc:

@@ -35,7 +35,9 @@ from gitext.errors import CorruptObject, MlxError
 from gitext.formats.pointer import EMPTY_OID, MAX_POINTER_SIZE, Pointer, try_parse
 from gitext.git import index as gitindex
 from gitext.git.run import git, quote_path, staged_entries
-from gitext.repo.context import Context, trace, warn
+from gitext.log import trace, warn
+from gitext.repo.context import Context
+from gitext.storage.packs import fetch_chunk
 
 if TYPE_CHECKING:
     from gitext.storage.store import Manifest
@@ -352,7 +354,6 @@ def hydrate_targets(ctx: Context, targets: Sequence[Target], *, requested: str |
         """Fetch one damaged or missing chunk again from the remote."""
         if remote_error is not None:
             raise remote_error
-        from gitext.storage.packs import fetch_chunk
 
         remote = ctx.remote(requested)
         warn(f"chunk {chunk_id[:12]} is damaged or missing in the cache; fetching it again "

@@ -31,15 +31,21 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from gitext.errors import CorruptObject, MlxError, ObjectMissing, UsageError
 from gitext.formats.pointer import Pointer
-from gitext.repo.context import Context, trace, warn
+from gitext.git.keep import kept_pointers
+from gitext.git.scan import open_repo, pointers_in_tree
+from gitext.log import trace, warn
+from gitext.repo.context import Context
+from gitext.repo.sync import referenced
+from gitext.storage.sharedcache import registered
 from gitext.storage.store import CHUNKS, FILES, Store
+from gitext.storage.transfer import remote_lacks
 
 if TYPE_CHECKING:
-    import pygit2
+    pass
 
 DEFAULT_KEEP_DAYS = 90       # like git's gc.reflogExpire
 DEFAULT_GRACE_MINUTES = 60   # objects this young are never freed
@@ -107,7 +113,6 @@ def fsck(ctx: Context, *, all_refs: bool = False, remote: str | None = None,
 def _fsck_remote(ctx: Context, name: str, wanted: dict[str, tuple[Pointer, str]],
                  report: FsckReport) -> None:
     """Which of `wanted` the remote lacks (a remote that cannot be asked is an error)."""
-    from gitext.repo.hooks import remote_lacks
 
     remote = ctx.remote(name)
     lacking = remote_lacks(ctx.store, remote, list(wanted)) if wanted else []
@@ -119,8 +124,6 @@ def _fsck_remote(ctx: Context, name: str, wanted: dict[str, tuple[Pointer, str]]
 
 def _referenced_with_paths(ctx: Context, all_refs: bool) -> dict[str, tuple[Pointer, str]]:
     """oid -> (pointer, "path in HEAD" or "a commit") for what HEAD or every ref needs."""
-    from gitext.git.scan import open_repo, pointers_in_tree
-    from gitext.repo.hooks import referenced
 
     repo = open_repo(ctx.config.repo.git_dir)
     if repo.head_is_unborn:
@@ -153,7 +156,7 @@ def gc(ctx: Context, *, dry_run: bool = False, keep_recent_days: float = DEFAULT
     runs on it (a lock file in the cache)."""
     store = ctx.store  # (registers this clone with a shared cache)
     if not ctx.config.get("cache.dir"):
-        return _gc(ctx, _kept(ctx.config.repo.common_dir, keep_recent_days, narrow=only_pushed),
+        return _gc(ctx, kept_pointers(ctx.config.repo.common_dir, keep_recent_days, narrow=only_pushed),
                    dry_run, grace_minutes, remote)
     from filelock import FileLock, Timeout
 
@@ -173,10 +176,9 @@ def gc(ctx: Context, *, dry_run: bool = False, keep_recent_days: float = DEFAULT
 def _kept_by_clones(ctx: Context, keep_days: float, narrow: bool, dry_run: bool) -> set[str]:
     """What every clone registered with the shared cache needs. A registration whose git dir
     is gone (the clone was deleted) is dropped; one that cannot be read stops the gc."""
-    from gitext.storage.sharedcache import registered
 
     own = Path(os.path.abspath(ctx.config.repo.common_dir))
-    kept = _kept(own, keep_days, narrow=narrow)
+    kept = kept_pointers(own, keep_days, narrow=narrow)
     for entry, git_dir in registered(ctx.store.root):
         if git_dir == own:
             continue
@@ -186,7 +188,7 @@ def _kept_by_clones(ctx: Context, keep_days: float, narrow: bool, dry_run: bool)
                 entry.unlink(missing_ok=True)
             continue
         try:
-            kept |= _kept(git_dir, keep_days, narrow=narrow)
+            kept |= kept_pointers(git_dir, keep_days, narrow=narrow)
         except Exception as exc:  # noqa: BLE001 - any unreadable clone must stop the gc
             raise UsageError(f"cannot read the clone {git_dir} that shares this cache ({exc}); "
                              "gc would not know what it needs",
@@ -323,7 +325,6 @@ def _pushed(ctx: Context, name: str | None, oids: list[str]) -> set[str]:
     (then nothing is freed: an object that may exist nowhere else is never deleted)."""
     if not oids:
         return set()
-    from gitext.repo.hooks import remote_lacks
 
     try:
         remote = ctx.remote(name)
@@ -333,79 +334,3 @@ def _pushed(ctx: Context, name: str | None, oids: list[str]) -> set[str]:
              "exist only here are kept")
         return set()
     return {oid for oid in oids if oid not in lacking}
-
-
-def _kept(git_dir: Path, keep_days: float, *, narrow: bool) -> set[str]:
-    """Pointer oids the repository at `git_dir` needs kept (see the module docstring)."""
-    import pygit2
-
-    from gitext.git.scan import open_repo, pointers_in_index, pointers_in_range, pointers_in_tree
-    from gitext.repo.hooks import _ref_tips
-
-    repo = open_repo(git_dir)
-    since = time.time() - keep_days * 86400
-    kept: set[str] = set()
-    tips: list[str] = []      # whose whole history is kept (default) or only their tree (narrow)
-    for wt_repo in _worktree_repos(repo):
-        kept.update(e.pointer.oid for e in pointers_in_index(wt_repo))
-        if not wt_repo.head_is_unborn:
-            tips.append(str(wt_repo.head.target))
-        tips.extend(_reflog_commits(wt_repo, "HEAD", since))
-    stash_commits = _reflog_commits(repo, "refs/stash", 0.0)
-    for name in repo.references:
-        if name != "refs/stash":
-            tips.extend(_reflog_commits(repo, name, since))
-    if narrow:
-        for commit_id in dict.fromkeys(tips):
-            kept.update(e.pointer.oid for e in pointers_in_tree(repo, commit_id))
-    else:
-        tips.extend(_ref_tips(repo))
-    for stash in stash_commits:  # a stash's work tree, its index and untracked files: its parents
-        commit = repo[stash]
-        assert isinstance(commit, pygit2.Commit)
-        for one in [commit, *commit.parents[1:]]:
-            kept.update(e.pointer.oid for e in pointers_in_tree(repo, str(one.id)))
-    if not narrow:
-        valid = [t for t in dict.fromkeys(tips) if _is_commit(repo, t)]
-        kept.update(pointers_in_range(repo, valid, []))
-    return kept
-
-
-def _worktree_repos(repo: pygit2.Repository) -> Iterable[pygit2.Repository]:
-    import pygit2
-
-    yield repo
-    for name in repo.list_worktrees():
-        try:
-            path = repo.lookup_worktree(name).path
-            yield pygit2.Repository(path)
-        except (pygit2.GitError, KeyError, OSError):
-            trace(f"gc: worktree {name} not readable; its HEAD and index are not looked at")
-
-
-def _reflog_commits(repo: pygit2.Repository, name: str, since: float) -> list[str]:
-    """Commits a ref pointed to in its reflog entries newer than `since` (epoch seconds)."""
-    try:
-        ref = repo.references.get(name) if name != "HEAD" else repo.lookup_reference("HEAD")
-        if ref is None:
-            return []
-        entries: Any = ref.log()
-        found = []
-        for entry in entries:
-            if entry.committer.time >= since:
-                for oid in (entry.oid_new, entry.oid_old):
-                    text = str(oid)
-                    if text.strip("0") and _is_commit(repo, text):
-                        found.append(text)
-        return found
-    except Exception:  # noqa: BLE001 - a ref without a reflog, or one pygit2 cannot read
-        return []
-
-
-def _is_commit(repo: pygit2.Repository, oid: str) -> bool:
-    import pygit2
-
-    try:
-        return isinstance(repo[oid], pygit2.Commit)
-    except (KeyError, ValueError):
-        return False

@@ -32,8 +32,12 @@ from pygit2.enums import ObjectType, SortMode
 from gitext.errors import MlxError, ObjectError, ObjectMissing, UsageError
 from gitext.formats.pointer import MAX_POINTER_SIZE, Pointer, try_parse
 from gitext.git.attributes import path_matcher, with_tracked, without_tracked
-from gitext.git.lfs import object_path, objects_dir, parse_pointer
-from gitext.repo.context import Context, warn
+from gitext.git.install import hooks_dir, install_repo_hooks
+from gitext.git.lfs import object_path, objects_dir, parse_pointer, remove_lfs_setup
+from gitext.git.scan import open_repo
+from gitext.log import warn
+from gitext.repo.context import Context
+from gitext.repo.worktree import hydrate
 
 BACKUP_PREFIX = "refs/mlx-migrate-backup"
 TREE_MODE = b"40000"
@@ -470,7 +474,6 @@ def check_clean(work_tree: Path, git_dir: Path) -> None:
 
 def migrate(ctx: Context, kind: str, options: Options) -> Result:
     """Rewrite the chosen refs; afterwards the work tree holds the new HEAD, hydrated."""
-    from gitext.git.scan import open_repo
 
     paths = ctx.config.repo
     repo = open_repo(paths.git_dir)
@@ -558,7 +561,6 @@ def _git_dir_cmd(git_dir: Path, args: list[str], stdin: str | None = None) -> No
 def _refresh_work_tree(work_tree: Path) -> None:
     """Check the new HEAD out (the work tree was clean), then write the large files git-mlx
     writes itself (what the post-checkout hook would do)."""
-    from gitext.repo.hooks import hydrate
 
     proc = subprocess.run(["git", "reset", "--hard", "-q", "HEAD"], cwd=work_tree,
                           capture_output=True, text=True)
@@ -572,8 +574,6 @@ def _refresh_work_tree(work_tree: Path) -> None:
 
 def _drop_lfs(ctx: Context) -> list[str]:
     """git-lfs's hooks and filter config, now unused; git-mlx's hooks in their place."""
-    from gitext.git.install import hooks_dir, install_repo_hooks
-    from gitext.git.lfs import remove_lfs_setup
 
     paths = ctx.config.repo
     hooks = hooks_dir(paths.git_dir, paths.work_tree)

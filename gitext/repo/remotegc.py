@@ -21,7 +21,7 @@ Locks and leases older than STALE_SECONDS (a killed process) are ignored; ages a
 on the remote's clock (the lease's or lock's own mtime), never against the local clock.
 
 A gc that deletes anything first replaces `gc-epoch` (a random token): pushes remember which
-commits they found complete on the remote only for the epoch they saw (gitext/repo/hooks.py).
+commits they found complete on the remote only for the epoch they saw (gitext/repo/sync.py).
 
 Order of deletions keeps every intermediate state readable: manifests first (a manifest
 present still means "file complete"), then new packs of the live chunks of mostly-dead
@@ -38,13 +38,27 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from gitext.errors import CorruptObject, MlxError, ObjectMissing, RemoteError, RemoteUnsupported, UsageError
-from gitext.repo.context import Context, warn
+from gitext.git.keep import kept_pointers
+from gitext.git.run import git_remotes
+from gitext.git.scan import open_repo
+from gitext.log import warn
+from gitext.repo.context import Context
+from gitext.storage.packs import (
+    PACK_DIR,
+    TARGET_PACK_BYTES,
+    Entry,
+    RemoteIndex,
+    encode_index,
+    index_key,
+    pack_key,
+    ranges,
+)
 from gitext.storage.remotes.base import KeyStat, Remote
 from gitext.storage.store import CHUNKS, FILES, Manifest, Store, object_key
 
@@ -119,7 +133,7 @@ def push_lease(remote: Remote) -> Iterator[None]:
 def read_epoch(remote: Remote) -> str | None:
     """The remote's gc epoch, or None if it has none (new, recreated or emptied, or never
     pushed to by a git-mlx that writes one). A push's record of the commits whose files it
-    saw on the remote (gitext/repo/hooks.py) holds only while the epoch is the one it recorded."""
+    saw on the remote (gitext/repo/sync.py) holds only while the epoch is the one it recorded."""
     try:
         token = remote.read(EPOCH).decode("ascii", "replace").strip()
     except ObjectMissing:
@@ -169,8 +183,6 @@ def check_fetched(ctx: Context) -> None:
     """UsageError unless this clone has every commit its git remotes' refs point to."""
     import pygit2
 
-    from gitext.git.run import git_remotes
-    from gitext.git.scan import open_repo
 
     repo = open_repo(ctx.config.repo.git_dir)
     # git resolves a relative remote URL (`../origin.git`) from the work tree's top (from the
@@ -247,39 +259,26 @@ def _oid(key: str) -> str:
 
 def gc_remote(ctx: Context, name: str, *, dry_run: bool = False, keep_recent_days: float = 90,
               grace_days: float = DEFAULT_GRACE_DAYS, break_lock: bool = False,
-              check_refs: bool = True) -> RemoteGcReport:
-    """Delete from remote `name` what nothing needs (module docstring); dry_run only reports."""
-    from gitext.repo.maintenance import _kept
+              check_refs: bool = True,
+              also_kept: Callable[[Remote], set[str]] | None = None) -> RemoteGcReport:
+    """Delete from remote `name` what nothing needs (module docstring); dry_run only reports.
+    `also_kept(remote)`: more files to keep, that no commit names (the run cache's outputs,
+    gitext/ml/runcache.py; composed by gitext/cli)."""
 
     remote = ctx.remote(name)
     if check_refs:
         check_fetched(ctx)
-    kept = _kept(ctx.config.repo.common_dir, keep_recent_days, narrow=False)
-    kept |= _run_cache_oids(remote)
+    kept = kept_pointers(ctx.config.repo.common_dir, keep_recent_days, narrow=False)
+    if also_kept is not None:
+        kept |= also_kept(remote)
     if dry_run:
         return _collect(ctx, remote, kept, time.time(), grace_days, apply=False)
     with _gc_lock(remote, break_lock) as now:
         return _collect(ctx, remote, kept, now, grace_days, apply=True)
 
 
-def _run_cache_oids(remote: Remote) -> set[str]:
-    """Objects the run cache's entries on the remote name (kept: a restore needs them)."""
-    from gitext.ml.runcache import RUNS, entry_oids
-
-    names: set[str] = set()
-    for key in list(remote.list_keys(RUNS + "/")):
-        try:
-            names |= entry_oids(remote.read(key))
-        except (MlxError, ValueError) as exc:
-            raise RemoteError(f"cannot read run-cache entry {key} on remote {remote.name} "
-                              f"({exc}); gc cannot tell which outputs it needs, so nothing "
-                              "was deleted") from None
-    return names
-
-
 def _collect(ctx: Context, remote: Remote, kept: set[str], now: float, grace_days: float,
              *, apply: bool) -> RemoteGcReport:
-    from gitext.storage.packs import PACK_DIR, RemoteIndex, index_key, pack_key
 
     store = ctx.store
     report = RemoteGcReport()
@@ -363,7 +362,6 @@ def _repack(store: Store, remote: Remote, index: RemoteIndex,
             rewrite: list[tuple[str, Entries]]) -> None:
     """Copy the live chunks of `rewrite`'s packs into new packs (each chunk verified), about
     TARGET_PACK_BYTES each, holding one new pack in memory at a time."""
-    from gitext.storage.packs import TARGET_PACK_BYTES, Entry, encode_index, pack_key, ranges
 
     parts: list[bytes] = []
     entries: list[tuple[str, int, int]] = []

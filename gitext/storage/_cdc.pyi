@@ -1,4 +1,4 @@
-"""Types of the C extension gitext.storage._cdc (gitext/storage/_cdc.c); gitext.storage.chunker documents the algorithm."""
+"""Types of the C extension gitext.storage._cdc (_cdc.c); gitext.storage.chunker documents the algorithm."""
 
 from typing_extensions import Buffer
 

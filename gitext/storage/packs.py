@@ -25,8 +25,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from gitext.errors import CorruptObject
+from gitext.log import warn
 from gitext.storage.remotes.base import Remote
-from gitext.storage.store import Store
+from gitext.storage.store import CHUNKS, Store, object_key
 
 PACK_DIR = "packs"
 TARGET_PACK_BYTES = 16 << 20  # per pack: few requests, while 8 packs in flight stay in memory
@@ -91,7 +92,6 @@ def build(store: Store, chunk_ids: Iterable[str]) -> tuple[str, bytearray, bytes
 
     The chunks are read straight into one buffer of the pack's size: joining a list of them
     held each pack twice, and with 8 packs in flight a push peaked at 321 MiB RSS."""
-    from gitext.storage.store import CHUNKS
 
     paths = [(cid, store.path(CHUNKS, cid)) for cid in chunk_ids]
     sizes = [os.stat(path).st_size for _, path in paths]  # cached objects are read-only
@@ -209,7 +209,6 @@ class RemoteIndex:
         try:
             return data, decode_index(data, pack_id)
         except CorruptObject as exc:
-            from gitext.repo.context import warn
 
             warn(f"{exc.message} on remote {self.remote.name}; ignoring that pack")
             return None
@@ -238,7 +237,6 @@ class RemoteIndex:
 def fetch_chunk(store: Store, remote: Remote, chunk_id: str) -> None:
     """Download one chunk into `store` (verified): from a pack if the remote's index has it,
     else as a loose object."""
-    from gitext.storage.store import CHUNKS, object_key
 
     if remote.packed:
         entry = RemoteIndex.current(store, remote).where.get(chunk_id)

@@ -18,7 +18,7 @@ import queue
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -600,3 +600,16 @@ def _retry_or_fail(runner: _Runner, ledger: _Ledger, oids: Iterable[str],
             ledger.fail(oid, _reason(exc, runner.remote))
         return False
     return True
+
+
+def remote_lacks(store: Store, remote: Remote, oids: Sequence[str]) -> list[str]:
+    """The files `oids` the remote does not have complete (no manifest, and no one-chunk
+    file stored as its chunk, loose or in a pack), in one batched existence check."""
+    keys = [object_key(kind, oid) for oid in oids for kind in (FILES, CHUNKS)]
+    have = remote.exists(keys) if keys else set()
+    lacking = [oid for oid in oids
+               if object_key(FILES, oid) not in have and object_key(CHUNKS, oid) not in have]
+    if lacking and remote.packed:
+        packed = RemoteIndex.current(store, remote).where
+        lacking = [oid for oid in lacking if oid not in packed]
+    return lacking

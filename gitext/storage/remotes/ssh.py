@@ -36,7 +36,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from gitext.errors import ObjectMissing, RemoteError, RemoteRefused, UsageError
-from gitext.storage.remotes.base import KeyStat, Remote, SshTarget, check_key, raise_short, ssh_target
+from gitext.formats.urls import SshTarget, ssh_target
+from gitext.log import trace, warn
+from gitext.storage.remotes.base import KeyStat, Remote, check_key, raise_short
 
 T = TypeVar("T")
 
@@ -270,7 +272,6 @@ class SshRemote(Remote):
                 f.write(f"{name} {key.get_name()} {key.get_base64()}\n")
         except OSError as exc:
             raise RemoteError(f"cannot add the host key of {name} to {path}: {exc.strerror}") from None
-        from gitext.repo.context import warn
 
         warn(f"added the {key.get_name()} host key {key.fingerprint} of {name} to {path}")
 
@@ -310,11 +311,9 @@ class SshRemote(Remote):
             try:
                 yield path, paramiko.PKey.from_path(path)
             except paramiko.PasswordRequiredException:
-                from gitext.repo.context import warn
 
                 warn(f"skipping {path}: it needs a passphrase (add it to the agent: ssh-add {path})")
             except (paramiko.SSHException, OSError, ValueError) as exc:
-                from gitext.repo.context import trace
 
                 trace(f"cannot use {path} as an SSH key: {exc}")
 
@@ -639,7 +638,6 @@ class SshRemote(Remote):
                 channel.close()
             if status != 0 and not self._warned_no_sync:
                 self._warned_no_sync = True
-                from gitext.repo.context import trace
 
                 trace(f"{self.describe()}: no remote `sync` (status {status}); objects are as "
                       "durable as the server's file system makes them")
