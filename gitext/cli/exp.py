@@ -25,7 +25,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from gitext.ml.paramset import parse_set
 
     sets = [parse_set(spec) for spec in args.set_param]
-    result = run(find_repo(), sets, name=args.name, stages=args.stages, force=args.force)
+    result = run(find_repo(), sets, name=args.name, stages=args.stages, force=args.force,
+                 say=lambda message: print(message, flush=True))
     print(f"Experiment {result.name}: branch exp/{result.name} at {result.commit[:7]} "
           f"(base {result.base[:7]})", flush=True)
     print("Compare with `git mlx exp show`; `git mlx exp apply "

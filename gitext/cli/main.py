@@ -7,11 +7,12 @@ Imports stay lazy so that `git mlx --version` and a hook with nothing to do star
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from gitext import __version__
 from gitext.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, MlxError, UsageError
@@ -443,7 +444,8 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 def cmd_filter_process(args: argparse.Namespace) -> int:
     from gitext.repo.filters import serve_filter_process
 
-    serve_filter_process(_ctx(lenient=True))
+    serve_filter_process(_ctx(lenient=True), cast(io.BufferedReader, sys.stdin.buffer),
+                         sys.stdout.buffer)
     return EXIT_OK
 
 

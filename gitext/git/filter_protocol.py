@@ -262,7 +262,6 @@ class FilterHandler(Protocol):
 def report(where: str, exc: BaseException) -> None:
     """One line on stderr; the traceback too when GIT_MLX_TRACE=1."""
     if tracing():
-
         traceback.print_exception(exc, file=sys.stderr)
     text = str(exc)
     if not isinstance(exc, MlxError):

@@ -40,7 +40,6 @@ def kept_pointers(git_dir: Path, keep_days: float, *, narrow: bool) -> set[str]:
     only the trees of HEADs, stashes and recent reflog tips (gitext/repo/maintenance.py)."""
     import pygit2
 
-
     repo = open_repo(git_dir)
     since = time.time() - keep_days * 86400
     kept: set[str] = set()

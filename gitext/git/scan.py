@@ -116,7 +116,6 @@ def pointers_in_index(repo: pygit2.Repository) -> list[PointerEntry]:
 
 
 def _pointers_in_index_by_git(repo: pygit2.Repository) -> list[PointerEntry]:
-
     import pygit2
 
     work_tree = Path(repo.workdir) if repo.workdir else Path(repo.path)

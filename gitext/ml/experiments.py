@@ -118,7 +118,7 @@ def temp_worktree(repo: RepoPaths, commit: str) -> Iterator[Path]:
 
 
 def run(repo: RepoPaths, sets: Sequence[ParamSet], *, name: str | None = None,
-        stages: Sequence[str] = (), force: bool = False, say: Say = print) -> RunResult:
+        stages: Sequence[str] = (), force: bool = False, say: Say) -> RunResult:
     """Run the pipeline with `sets` applied in a temporary worktree and commit the result on
     exp/NAME; raise (creating no branch) when anything fails."""
     root = work_tree(repo)
@@ -140,7 +140,6 @@ def run(repo: RepoPaths, sets: Sequence[ParamSet], *, name: str | None = None,
         say(f"Running experiment {name} on {base[:7]}"
             + (" with the uncommitted changes" if stash else "")
             + "".join(f"\n    {s}" for s in sets))
-        sys.stdout.flush()
         cmd = [sys.executable, "-m", "gitext", "repro", *stages]
         code = subprocess.run(cmd, cwd=tree, env=_env()).returncode
         if code != 0:
@@ -225,7 +224,6 @@ def trailers(message: str) -> list[tuple[str, str]]:
 def experiments(root: Path) -> list[Experiment]:
     """Every exp/* branch, oldest first."""
     import pygit2
-
 
     repo = open_repo(root)
     found = []

@@ -74,7 +74,6 @@ class Hasher:
         self._seen: dict[str, tuple[tuple[int, int, int, int], str]] = {}
 
     def file(self, rel: str, path: Path, st: os.stat_result) -> str:
-
         seen = self._seen.get(rel)  # one stage's out is the next one's dep: hash it once
         if seen is not None and seen[0] == stat_key(st):
             return seen[1]

@@ -191,7 +191,6 @@ def revisions(root: Path, revs: Sequence[str], all_branches: bool,
     if all_branches or all_tags:
         import pygit2
 
-
         repo = open_repo(root)
         names = sorted(repo.references)
         for prefix, wanted in (("refs/heads/", all_branches), ("refs/tags/", all_tags)):

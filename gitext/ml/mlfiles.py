@@ -116,7 +116,6 @@ class Source:
         if rev is not None:
             import pygit2
 
-
             repo = open_repo(repo_root)
             try:
                 commit = repo.revparse_single(rev).peel(pygit2.Commit)

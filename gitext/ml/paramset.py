@@ -92,7 +92,6 @@ def assign(data: dict[str, Any], key: str, value: Any, file: str) -> bool:
     does not exist is an error (a typo would otherwise run a useless experiment)."""
     found = _find_key(data, key.split("."))
     if found is None:
-
         close = difflib.get_close_matches(key, list(flatten(data)), n=3)
         raise UsageError(f"{file} has no param {key!r}",
                          hint=f"did you mean {', '.join(close)}?" if close

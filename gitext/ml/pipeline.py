@@ -17,7 +17,6 @@ from __future__ import annotations
 import fcntl
 import os
 import subprocess
-import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -73,7 +72,6 @@ class Inputs:
 
 
 def read_inputs(stage: Stage, root: Path, hasher: Hasher) -> Inputs:
-
     deps = {}
     for path in stage.deps:
         digest = hasher.digest(path)
@@ -154,7 +152,6 @@ def run_commands(stage: Stage, root: Path) -> None:
     """Each command through `sh -c` in wdir, output passing straight through; the first
     failure stops the stage."""
     for cmd in stage.cmd:
-        sys.stdout.flush()
         code = subprocess.run(["sh", "-c", cmd], cwd=root / stage.wdir).returncode
         if code != 0:
             how = f"was killed by signal {-code}" if code < 0 else f"exited with {code}"
@@ -164,7 +161,6 @@ def run_commands(stage: Stage, root: Path) -> None:
 
 
 def _is_pointer_to(path: Path, oid: str) -> bool:
-
     try:
         if path.is_file() and path.stat().st_size < MAX_POINTER_SIZE:
             pointer = try_parse(path.read_bytes())

@@ -143,7 +143,6 @@ class RunEntry:
     metrics: dict[str, bytes] = field(default_factory=dict)
 
     def encode(self) -> bytes:
-
         def metric(path: str, data: bytes) -> dict[str, str]:
             try:
                 return {"path": path, "text": data.decode("utf-8")}
@@ -381,7 +380,6 @@ def push_entries(ctx: Context, *, requested: str | None = None, git_remote: str 
 
 
 def _push(ctx: Context, remote: Remote, local: Mapping[str, Path]) -> int:
-
     have = remote.exists([f"{RUNS}/{key}" for key in local])
     todo: dict[str, tuple[bytes, set[str]]] = {}
     for key, path in sorted(local.items()):

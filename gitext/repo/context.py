@@ -48,14 +48,12 @@ class Context:
         if self.config.get("cache.dir"):  # shared: let gc in other clones know about this one
             from gitext.storage.sharedcache import register
 
-
             register(store.root, self.config.repo.common_dir)
         return store
 
     @cached_property
     def statcache(self) -> StatCache:
         from gitext.storage.statcache import StatCache
-
 
         return StatCache(self.config.repo.common_dir / "mlx" / "statcache.db")
 
@@ -69,7 +67,6 @@ class Context:
         if key not in self._remotes:
             from gitext.storage.remotes.factory import open_remote
 
-
             spec = self.remote_spec(requested, git_remote=git_remote, git_url=git_url)
             trace(f"remote {spec.name} -> {spec.url} ({spec.reason})")
             self._remotes[key] = open_remote(spec.name, spec.url, spec.options)
@@ -80,7 +77,6 @@ class Context:
                  unchecked: dict[str, Manifest] | None = None) -> TransferResult:
         from gitext.storage.transfer import download
 
-
         remote = remote or self.remote()
         result = download(self.store, remote, oids, jobs=self.config.jobs(),
                           progress=progress, unchecked=unchecked)
@@ -89,7 +85,6 @@ class Context:
 
     def upload(self, oids: Iterable[str], remote: Remote, progress: bool | None = None) -> TransferResult:
         from gitext.storage.transfer import upload
-
 
         result = upload(self.store, remote, oids, jobs=self.config.jobs(), progress=progress,
                         sync=self.config.transfer_sync())

@@ -15,10 +15,9 @@ import fcntl
 import hashlib
 import io
 import os
-import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, BinaryIO
 
 from gitext.errors import CorruptObject, MlxError, ObjectMissing
 from gitext.formats.pointer import MAX_POINTER_SIZE, Pointer, try_parse
@@ -241,7 +240,6 @@ class MlxFilter:
             # the pointer and write the content ourselves at the end (docs/hydration.md).
             data = pointer.encode()
             if not self.deferred:
-
                 mark_pending(self.ctx)  # before git runs post-checkout: see hooks/post-checkout
             self.deferred[pathname] = (pointer, data)
             write(data)
@@ -383,7 +381,6 @@ class MlxFilter:
 
     def _give_up(self, path: str, pointer: Pointer, reason: str) -> None:
         if not self.failed:
-
             mark_pending(self.ctx)  # the hooks retry it (and fail the command if it fails again)
         self.failed[path] = reason
         warn(f"{quote_path(path)}: content not available ({reason}); left as a pointer "
@@ -402,7 +399,6 @@ class MlxFilter:
                  f"fetching it again from {remote.name}")
 
             fetch_chunk(self.ctx.store, remote, chunk_id)
-
 
         store = self.ctx.store
         if pointer.size <= MAX_CHUNK_LIMIT:
@@ -442,19 +438,17 @@ def _grow_pipes(size: int = 1 << 20) -> None:
             continue
 
 
-def serve_filter_process(ctx: Context) -> None:
-    """git's `filter.mlx.process`: serve requests until git closes the pipe."""
+def serve_filter_process(ctx: Context, stdin: io.BufferedReader, stdout: BinaryIO) -> None:
+    """git's `filter.mlx.process`: serve requests on `stdin`/`stdout` (the pipes git opened,
+    passed by gitext/cli) until git closes them."""
 
     trace(f"filter-process started (pid {os.getpid()})")
 
     try:
-
         ensure_hooks(ctx.config.repo.git_dir, ctx.config.repo.work_tree)
     except MlxError as exc:
         warn(f"could not install hooks: {exc}")
     handler = MlxFilter(ctx)
-    stdin = cast(io.BufferedReader, sys.stdin.buffer)
-    stdout = sys.stdout.buffer
     _grow_pipes()
     serve(stdin.read, stdout.write, stdout.flush, handler, readinto=stdin.readinto)
     handler.finish()

@@ -183,7 +183,6 @@ def check_fetched(ctx: Context) -> None:
     """UsageError unless this clone has every commit its git remotes' refs point to."""
     import pygit2
 
-
     repo = open_repo(ctx.config.repo.git_dir)
     # git resolves a relative remote URL (`../origin.git`) from the work tree's top (from the
     # git dir in a bare repository): run it there, not in .git/ where git finds no work tree

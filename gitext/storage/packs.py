@@ -209,7 +209,6 @@ class RemoteIndex:
         try:
             return data, decode_index(data, pack_id)
         except CorruptObject as exc:
-
             warn(f"{exc.message} on remote {self.remote.name}; ignoring that pack")
             return None
 

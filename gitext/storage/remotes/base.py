@@ -134,7 +134,6 @@ class Remote(ABC):
 
 
 def raise_short(remote: Remote, key: str, offset: int, length: int, got: int) -> None:
-
     raise RemoteError(f"{key} on remote {remote.name} is shorter than its index says "
                       f"({got} of {length} bytes at offset {offset})",
                       hint="the pack is damaged: push the files again from a clone that has them")

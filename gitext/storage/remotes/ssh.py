@@ -311,10 +311,8 @@ class SshRemote(Remote):
             try:
                 yield path, paramiko.PKey.from_path(path)
             except paramiko.PasswordRequiredException:
-
                 warn(f"skipping {path}: it needs a passphrase (add it to the agent: ssh-add {path})")
             except (paramiko.SSHException, OSError, ValueError) as exc:
-
                 trace(f"cannot use {path} as an SSH key: {exc}")
 
     def _session(self) -> Any:
