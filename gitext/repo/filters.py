@@ -35,7 +35,7 @@ from gitext.repo.hydrate import (
     report_failures,
 )
 from gitext.storage.chunker import MAX_CHUNK_LIMIT
-from gitext.storage.packs import fetch_chunk
+from gitext.storage.repair import ChunkRepair
 from gitext.storage.statcache import stat_key
 
 if TYPE_CHECKING:
@@ -389,18 +389,8 @@ class MlxFilter:
 
     def write_content(self, pathname: str, pointer: Pointer, write: Write) -> None:
         """Stream verified chunks; a damaged or missing chunk is refetched from the remote."""
-
-        def repair(chunk_id: str) -> None:
-            remote = self._remote()
-            if remote is None:
-                raise ObjectMissing(f"{quote_path(pathname)}: chunk {chunk_id} is damaged or missing and no "
-                                    "remote is reachable to fetch it again", oid=chunk_id)
-            warn(f"{quote_path(pathname)}: chunk {chunk_id[:12]} is damaged or missing in the cache; "
-                 f"fetching it again from {remote.name}")
-
-            fetch_chunk(self.ctx.store, remote, chunk_id)
-
         store = self.ctx.store
+        repair = ChunkRepair(store, self._remote, of=quote_path(pathname))
         if pointer.size <= MAX_CHUNK_LIMIT:
             # Most small files are one chunk, stored under the file's own oid: one read, one
             # sha256 (which is the whole file's), no manifest, no threads.

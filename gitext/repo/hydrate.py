@@ -37,9 +37,10 @@ from gitext.git import index as gitindex
 from gitext.git.run import git, quote_path, staged_entries
 from gitext.log import trace, warn
 from gitext.repo.context import Context
-from gitext.storage.packs import fetch_chunk
+from gitext.storage.repair import ChunkRepair
 
 if TYPE_CHECKING:
+    from gitext.storage.remotes.base import Remote
     from gitext.storage.store import Manifest
 
 EXECUTABLE = 0o100755
@@ -350,15 +351,13 @@ def hydrate_targets(ctx: Context, targets: Sequence[Target], *, requested: str |
             if t.pointer.oid in reasons:
                 failed[t.path] = reasons[t.pointer.oid]
 
-    def repair(chunk_id: str) -> None:
-        """Fetch one damaged or missing chunk again from the remote."""
+    def repair_remote() -> Remote:
+        """The remote to fetch damaged chunks from (not resolved unless one is damaged)."""
         if remote_error is not None:
             raise remote_error
+        return ctx.remote(requested)
 
-        remote = ctx.remote(requested)
-        warn(f"chunk {chunk_id[:12]} is damaged or missing in the cache; fetching it again "
-             f"from {remote.name}")
-        fetch_chunk(store, remote, chunk_id)
+    repair = ChunkRepair(store, repair_remote)
 
     real_dirs: dict[str, bool] = {"": True}
     targets = [t for t in targets if _real_directory(work_tree, t.path.rpartition("/")[0], real_dirs)]
