@@ -92,6 +92,64 @@ def test_object_key_rejects_bad_kinds_and_ids(kind: str, hexid: str, store: Stor
         store.path(kind, hexid)
 
 
+# -- records -------------------------------------------------------------------------------------
+
+def test_records_round_trip_in_their_own_area(store: Store) -> None:
+    """Named records beside the objects (the run cache's layout of 0.2: runs/ab/<name>)."""
+    name = HEX + ".yaml"
+    assert store.get_record("runs", name) is None and not store.has_record("runs", name)
+    assert list(store.records("runs")) == []
+    store.put_record("runs", name, b"one")
+    assert store.record_path("runs", name) == store.root / "runs" / "ab" / name
+    assert (store.root / "runs" / "ab" / name).read_bytes() == b"one"
+    store.put_record("runs", name, b"two")  # replaced
+    store.put_record("runs", "cd-other", b"")
+    store.put_record("notes", "zz", b"elsewhere")
+    assert store.get_record("runs", name) == b"two" and store.has_record("runs", name)
+    assert store.get_record("runs", "cd-other") == b""
+    assert list(store.records("runs")) == [name, "cd-other"]
+    assert list(store.records("notes")) == ["zz"]
+    assert list((store.root / "tmp").iterdir()) == []  # written through tmp/, nothing left
+    assert not (store.root / CHUNKS).exists() and not (store.root / FILES).exists()
+
+
+def test_records_list_only_what_the_store_put_there(store: Store) -> None:
+    """Stray files in an area (a temp file, a name in the wrong fan-out directory, a
+    directory) are not records."""
+    store.put_record("runs", "abc", b"x")
+    area = store.root / "runs"
+    (area / "ab" / ".abd.tmp").write_bytes(b"")
+    (area / "ab" / "cdx").write_bytes(b"")
+    (area / "ab" / "abdir").mkdir()
+    (area / "abc").mkdir()
+    (area / "README").write_bytes(b"")
+    assert list(store.records("runs")) == ["abc"]
+
+
+def test_a_record_is_written_after_tmp_was_removed(store: Store) -> None:
+    store.put_record("runs", "ab", b"1")
+    (store.root / "tmp").rmdir()
+    store.put_record("runs", "ab", b"2")
+    assert store.get_record("runs", "ab") == b"2"
+
+
+@pytest.mark.parametrize("area,name", [
+    (CHUNKS, "abc"), (FILES, "abc"), ("tmp", "abc"), ("bad", "abc"), ("", "abc"), ("Runs", "abc"),
+    ("../runs", "abc"), ("runs/x", "abc"), ("runs", ""), ("runs", "a"), ("runs", ".abc"),
+    ("runs", "../abc"), ("runs", "ab/c"), ("runs", "ab\0c"), ("runs", "ab\nc"), ("runs", "-abc"),
+    ("runs", "a" * 256),
+])
+def test_record_names_and_areas_are_checked(area: str, name: str, store: Store) -> None:
+    for call in (lambda: store.record_path(area, name), lambda: store.get_record(area, name),
+                 lambda: store.put_record(area, name, b"")):
+        with pytest.raises(ValueError):
+            call()
+    if name == "abc":
+        with pytest.raises(ValueError):
+            list(store.records(area))
+    assert not store.root.exists()
+
+
 def test_settings_validated() -> None:
     with pytest.raises(ValueError):
         StoreSettings(min_chunk=1024, avg_chunk=3000, max_chunk=16384)

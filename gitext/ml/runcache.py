@@ -7,7 +7,8 @@ hash of its inputs, which files it produced. The files themselves are in the mlx
 tracked file, so going back to inputs seen before brings the outputs back instead of running
 the command again, here or, through the remote, in another clone.
 
-    <store root>/runs/<key[:2]>/<key>.yaml    an entry in the local cache (shared caches too)
+    <store root>/runs/<key[:2]>/<key>.yaml    an entry in the local cache (shared caches too),
+                                               a record of the store (Store.put_record)
     runs/<key>                                 the same bytes on the remote (sent at push)
 
 key = sha256 of the canonical JSON of (cmd, wdir, deps' hashes, params' values).
@@ -218,6 +219,17 @@ def _size(value: Any) -> int:
     return value
 
 
+def _record(key: str) -> str:
+    """The name of `key`'s entry among the store's records in RUNS."""
+    return f"{key}.yaml"
+
+
+def _key(record: str) -> str | None:
+    """The key a record in RUNS is the entry of, None for a name no entry has."""
+    key = record.removesuffix(".yaml")
+    return key if key != record and _HEX.fullmatch(key) else None
+
+
 def _write_atomic(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.mlx-{os.getpid()}.tmp")
     try:
@@ -236,11 +248,8 @@ class RunCache:
         self._remote: Remote | None = None
         self._remote_tried = False
 
-    def path(self, key: str) -> Path:
-        return self.ctx.store.root / RUNS / key[:2] / f"{key}.yaml"
-
     def has_local(self, key: str) -> bool:
-        return self.lookup and self.path(key).is_file()
+        return self.lookup and self.ctx.store.has_record(RUNS, _record(key))
 
     def remote(self) -> Remote | None:
         """The default remote, or None (said once) when there is none or it is unusable."""
@@ -260,11 +269,9 @@ class RunCache:
 
     def find(self, key: str) -> RunEntry | None:
         """The entry for `key`: from the local cache, else from the remote (then kept here)."""
-        path = self.path(key)
-        data: bytes | None = None
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
+        data = self.ctx.store.get_record(RUNS, _record(key))
+        local = data is not None
+        if data is None:
             remote = self.remote()
             if remote is not None:
                 try:
@@ -281,19 +288,17 @@ class RunCache:
         except ValueError as exc:
             warn(f"run cache: ignoring damaged entry {key[:12]} ({exc})")
             return None
-        if not path.is_file():
+        if not local:
             self._save(key, data)
         return entry
 
     def _save(self, key: str, data: bytes) -> None:
         store = self.ctx.store
         try:
-            store.make_dir(self.path(key).parent)
-            tmp = store.new_tmp_path()
-            tmp.write_bytes(data)
-            os.replace(tmp, self.path(key))
+            store.put_record(RUNS, _record(key), data)
         except OSError as exc:
-            warn(f"run cache: cannot write {self.path(key)}: {exc.strerror or exc}")
+            warn(f"run cache: cannot write {store.record_path(RUNS, _record(key))}: "
+                 f"{exc.strerror or exc}")
 
     def record(self, key: str, stage: Stage, outs: Mapping[str, Digest],
                files: Sequence[FileRecord], root: Path) -> None:
@@ -361,9 +366,7 @@ def push_entries(ctx: Context, *, requested: str | None = None, git_remote: str 
     push has sent what the pushed commits need), so other clones can restore those runs. An
     entry whose outputs were never pushed stays local until they are. Never fails a push:
     the run cache is a cache. Returns the number of entries sent."""
-    top = ctx.store.root / RUNS
-    local = {p.stem: p for p in top.glob("??/*.yaml") if _HEX.fullmatch(p.stem)} \
-        if top.is_dir() else {}
+    local = {key: name for name in ctx.store.records(RUNS) if (key := _key(name))}
     if not local:
         return 0
     try:
@@ -379,13 +382,15 @@ def push_entries(ctx: Context, *, requested: str | None = None, git_remote: str 
         return 0
 
 
-def _push(ctx: Context, remote: Remote, local: Mapping[str, Path]) -> int:
+def _push(ctx: Context, remote: Remote, local: Mapping[str, str]) -> int:
     have = remote.exists([f"{RUNS}/{key}" for key in local])
     todo: dict[str, tuple[bytes, set[str]]] = {}
-    for key, path in sorted(local.items()):
+    for key, name in sorted(local.items()):
         if f"{RUNS}/{key}" in have:
             continue
-        data = path.read_bytes()
+        data = ctx.store.get_record(RUNS, name)
+        if data is None:  # removed meanwhile
+            continue
         try:
             entry = RunEntry.decode(data)
         except ValueError:

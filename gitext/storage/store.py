@@ -6,6 +6,7 @@ The local cache and every remote share one layout (spec: docs/store.md):
     <root>/files/ab/<sha256 of the file>     the manifest: the file's chunks in order
     <root>/tmp/                               temp files, renamed into place
     <root>/bad/                               objects that failed verification (never deleted)
+    <root>/<area>/ab/<name>                   records the store's users keep, one area each
 
 Writes go to tmp/ then os.replace into place, chunks before the manifest, so a visible
 manifest means a complete file and a crash leaves no half-written object visible. Reads check
@@ -49,6 +50,8 @@ TMP = "tmp"
 BAD = "bad"
 
 _HEX = re.compile(r"[0-9a-f]{64}")
+_AREA = re.compile(r"[a-z][a-z0-9_-]{0,63}")
+_RECORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{1,254}")
 _FETCH_HINT = "run `git mlx fetch` to download it again, or re-add the file if you still have it"
 
 
@@ -57,6 +60,19 @@ def _check_id(kind: str, hexid: str) -> None:
         raise ValueError(f"unknown object kind {kind!r} (expected one of {KINDS})")
     if not isinstance(hexid, str) or not _HEX.fullmatch(hexid):
         raise ValueError(f"invalid object id {hexid!r}: expected 64 lowercase hex digits")
+
+
+def _check_area(area: str) -> None:
+    if not isinstance(area, str) or not _AREA.fullmatch(area) or area in (*KINDS, TMP, BAD):
+        raise ValueError(f"invalid record area {area!r}: expected a lowercase name other than "
+                         f"{', '.join((*KINDS, TMP, BAD))}")
+
+
+def _check_record(area: str, name: str) -> None:
+    _check_area(area)
+    if not isinstance(name, str) or not _RECORD.fullmatch(name):
+        raise ValueError(f"invalid record name {name!r}: expected 2 to 255 letters, digits, "
+                         "'.', '_' or '-', not starting with '.', '_' or '-'")
 
 
 def object_key(kind: str, hexid: str) -> str:
@@ -722,6 +738,59 @@ class Store:
         if not ok:
             self._quarantine(kind, hexid)
         return ok
+
+    # -- records ------------------------------------------------------------------------------
+    # Small files the store's users keep beside the objects, each user in an area of its own.
+    # The store places them, writes them atomically and reads them back; it does not look
+    # inside them, and nothing done to objects (verification, gc) looks into an area.
+
+    def record_path(self, area: str, name: str) -> Path:
+        """<root>/<area>/<the name's first two characters>/<name>. ValueError for an area of
+        the store's own (chunks, files, tmp, bad) or a name that is not a plain file name."""
+        _check_record(area, name)
+        return self.root / area / name[:2] / name
+
+    def has_record(self, area: str, name: str) -> bool:
+        return self.record_path(area, name).is_file()
+
+    def get_record(self, area: str, name: str) -> bytes | None:
+        """The record's bytes, or None when there is no such record."""
+        try:
+            return _read_file(self.record_path(area, name))
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
+    def put_record(self, area: str, name: str, data: bytes) -> None:
+        """Write or replace a record: through tmp/, so a reader sees the old bytes or the new,
+        never part of them. OSError when it cannot be written."""
+        dest = self.record_path(area, name)
+        tmp = self.new_tmp_path()
+        try:
+            try:
+                tmp.write_bytes(data)
+            except FileNotFoundError:
+                self._tmp_gone()
+                tmp = self.new_tmp_path()
+                tmp.write_bytes(data)
+            self.make_dir(dest.parent)
+            os.replace(tmp, dest)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def records(self, area: str) -> Iterator[str]:
+        """The names of the area's records, sorted (none when the area does not exist)."""
+        _check_area(area)
+        top = self.root / area
+        try:
+            subs = sorted(e.name for e in os.scandir(top) if e.is_dir() and len(e.name) == 2)
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        for sub in subs:
+            try:
+                names = sorted(e.name for e in os.scandir(top / sub) if e.is_file())
+            except (FileNotFoundError, NotADirectoryError):
+                continue  # removed meanwhile
+            yield from (n for n in names if n.startswith(sub) and _RECORD.fullmatch(n))
 
 
 def _read_file(path: Path) -> bytes:
