@@ -70,7 +70,7 @@ if __name__ == "__main__":
 with _INSTRUMENT:
     import yaml  # noqa: F401  (imported here so that it is instrumented)
 
-    from gitext.errors import CorruptObject, InvalidPointer, MlxError, ProtocolError
+    from gitext.errors import CorruptObject, InvalidPointer, MlxError, ObjectMissing, ProtocolError
     from gitext.formats import pktline, pointer
     from gitext.git import index as gitindex
     from gitext.git.filter_protocol import (
@@ -329,16 +329,21 @@ def fuzz_mlvalues(data: bytes) -> None:
 _PROJECT_FILES = (".mlx.yaml", "pipeline.yaml", "params.yaml", "metrics.json")
 
 
+def _empty_cache(oid: str) -> bytes:
+    raise ObjectMissing(f"{oid} is not in the cache", oid=oid)
+
+
 def fuzz_mlproject(data: bytes) -> None:
     """Input: `.mlx.yaml` SEP `pipeline.yaml` SEP `params.yaml` SEP `metrics.json` in a work
     tree (a missing part: no such file). The project is loaded, every stage's params resolved
-    and every declared metrics and params file read."""
+    and every declared metrics and params file read (a pointer among them: the cache is
+    empty)."""
     parts: list[bytes | None] = list(data.split(SEP, len(_PROJECT_FILES) - 1))
     parts += [None] * (len(_PROJECT_FILES) - len(parts))
     root = scratch() / "project"
     for name, part in zip(_PROJECT_FILES, parts, strict=True):
         _write(root / name, part)
-    source = Source(root)
+    source = Source(root, content=_empty_cache)
     try:
         project = load_project(source)
         for stage in project.stages.values():

@@ -428,3 +428,35 @@ def test_a_metrics_file_tracked_by_mlx_is_read_through_the_cache(repo: Path) -> 
     proc = mlx(repo, "metrics", "show", "HEAD~1", check=False)
     assert proc.returncode == 2 and b"is stored by git-mlx" in proc.stderr
     assert b"git mlx fetch" in proc.stderr
+
+
+def test_the_cache_is_opened_at_the_first_pointer_met(repo: Path) -> None:
+    """The ML layer reads a tracked file through the reader its caller hands down; the cli's
+    opens the repository's cache only when a pointer is met, and once."""
+    from gitext.ml.metrics import snapshots
+    from gitext.ml.mlfiles import cache_reader
+    from gitext.repo.context import Context
+    from gitext.storage.store import Store
+
+    opened: list[Store] = []
+
+    def open_store() -> Store:
+        opened.append(Context.discover(repo).store)
+        return opened[-1]
+
+    both = [("HEAD~1", "HEAD~1"), ("HEAD", "HEAD")]
+    write(repo, ".mlx.yaml", "metrics: [plain.json, m.json]\n")
+    for acc in (1, 2):
+        write(repo, "plain.json", json.dumps({"acc": acc}))
+        commit(repo, f"plain {acc}")
+    snaps = snapshots(repo, both, "metrics", content=cache_reader(open_store))
+    assert [s.values for s in snaps] == [{"plain.json": {"acc": 1}}, {"plain.json": {"acc": 2}}]
+    assert opened == []
+    mlx(repo, "track", "m.json")
+    for acc in (3, 4):
+        write(repo, "m.json", json.dumps({"acc": acc}))
+        commit(repo, f"tracked {acc}")
+    assert git(repo, "show", "HEAD:m.json").stdout.startswith(b"version git-mlx/1")
+    snaps = snapshots(repo, both, "metrics", content=cache_reader(open_store))
+    assert [s.values["m.json"] for s in snaps] == [{"acc": 3}, {"acc": 4}]
+    assert len(opened) == 1

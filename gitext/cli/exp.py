@@ -35,13 +35,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    from gitext.cli.metrics import cache_content
     from gitext.ml.experiments import rows, table, to_json
 
     if args.precision < 1:
         from gitext.errors import UsageError
 
         raise UsageError("--precision must be at least 1")
-    found = rows(_root(), all_bases=args.all)
+    root = _root()
+    found = rows(root, all_bases=args.all, content=cache_content(root))
     if args.json:
         print(to_json(found))
     else:

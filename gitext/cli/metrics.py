@@ -8,9 +8,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gitext.errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from gitext.ml.mlfiles import Content
 
 
 def _positive(text: str) -> int:
@@ -25,6 +30,16 @@ def _positive(text: str) -> int:
 
 def _fmt(args: argparse.Namespace) -> Any:
     return "json" if args.json else "md" if getattr(args, "md", False) else "table"
+
+
+def cache_content(root: Path | None) -> Content:
+    """How the ML commands read a metrics, params or stages file that git-mlx tracks: from
+    the cache of the repository at `root` (the current one if None), opened only when such a
+    file is met, so that the others cost no more than reading git objects."""
+    from gitext.ml.mlfiles import cache_reader
+    from gitext.repo.context import Context
+
+    return cache_reader(lambda: Context.discover(root).store)
 
 
 def _nothing_declared(kind: str, label: str, args: argparse.Namespace) -> int:
@@ -42,7 +57,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     named = bool(args.revs or args.all_branches or args.all_tags)
     root = repo_root(workspace=not named)
     chosen = revisions(root, args.revs, args.all_branches, args.all_tags)
-    snaps = snapshots(root, chosen, args.kind)
+    snaps = snapshots(root, chosen, args.kind, content=cache_content(root))
     if not any(s.files for s in snaps):
         where = ", ".join(s.label for s in snaps) or "any branch or tag"
         return _nothing_declared(args.kind, where, args)
@@ -55,7 +70,8 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
     root = repo_root(workspace=args.b is None)
     a = args.a or "HEAD"
-    old, new = snapshots(root, [(a, a), (args.b or "workspace", args.b)], args.kind, union=True)
+    old, new = snapshots(root, [(a, a), (args.b or "workspace", args.b)], args.kind, union=True,
+                         content=cache_content(root))
     if not old.files:
         return _nothing_declared(args.kind, f"{old.label} or {new.label}", args)
     changes = diff(old, new, args.all)
@@ -70,7 +86,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from gitext.ml.metrics import check_sources, render_checks, repo_root, run_checks
 
     root = None if args.file and args.rev is None else repo_root(workspace=args.rev is None)
-    values, absent = check_sources(root, args.rev, args.file)
+    values, absent = check_sources(root, args.rev, args.file, content=cache_content(root))
     results = run_checks(args.exprs, values, absent)
     print(render_checks(results, _fmt(args)))
     return EXIT_OK if all(r.passed for r in results) else EXIT_FAILURE

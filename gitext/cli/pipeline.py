@@ -37,9 +37,11 @@ def cmd_repro(args: argparse.Namespace) -> int:
 
 
 def cmd_stages(args: argparse.Namespace) -> int:
+    from gitext.cli.metrics import cache_content
     from gitext.ml.stages import load_stages, upstream
 
-    stages = load_stages(_work_tree())
+    root = _work_tree()
+    stages = load_stages(root, content=cache_content(root))
     ups = upstream(stages)
     if args.json:
         import json

@@ -32,7 +32,7 @@ from gitext.errors import MlxError, TransferFailed, UsageError
 from gitext.git.run import RepoPaths, git_remotes
 from gitext.git.scan import open_repo, pointers_in_tree
 from gitext.ml.metrics import format_value, render_table
-from gitext.ml.mlfiles import Source, load_project, read_values
+from gitext.ml.mlfiles import Content, Source, load_project, read_values
 from gitext.ml.paramset import ParamSet, apply_params
 from gitext.repo.worktree import hydrate
 
@@ -266,23 +266,25 @@ class Row:
                 "params": self.params, "metrics": self.metrics}
 
 
-def _values(root: Path, commit: str, label: str) -> tuple[dict[str, Any], dict[str, Any]]:
+def _values(root: Path, commit: str, label: str,
+            content: Content) -> tuple[dict[str, Any], dict[str, Any]]:
     try:
-        source = Source(root, commit)
+        source = Source(root, commit, content=content)
         project = load_project(source)
         return read_values(source, project.param_files), read_values(source, project.metric_files)
     except MlxError as exc:
         raise UsageError(f"{label} ({commit[:7]}): {exc.message}", hint=exc.hint) from exc
 
 
-def rows(root: Path, all_bases: bool = False) -> list[Row]:
-    """The base (HEAD) and every experiment based on it (or every experiment), with values."""
+def rows(root: Path, all_bases: bool = False, *, content: Content) -> list[Row]:
+    """The base (HEAD) and every experiment based on it (or every experiment), with values
+    (`content` reads the metrics and params files git-mlx tracks)."""
     commit, branch = head(root)
     table = [Row(branch, "base", commit, None)]
     table += [Row(e.name, "experiment", e.commit, e.base)
               for e in experiments(root) if all_bases or e.base == commit]
     for row in table:
-        row.params, row.metrics = _values(root, row.commit, row.name)
+        row.params, row.metrics = _values(root, row.commit, row.name, content)
     return table
 
 

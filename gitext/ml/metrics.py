@@ -23,7 +23,7 @@ from typing import Any, Literal
 from gitext.errors import UsageError
 from gitext.git.run import find_repo
 from gitext.git.scan import open_repo
-from gitext.ml.mlfiles import SETTINGS_FILE, Source, Value, load_project, parse_values
+from gitext.ml.mlfiles import SETTINGS_FILE, Content, Source, Value, load_project, parse_values
 
 Kind = Literal["metrics", "params"]
 Format = Literal["table", "md", "json"]
@@ -159,11 +159,12 @@ def read_file(source: Source, path: str, label: str | None = None) -> dict[str, 
 
 
 def snapshots(root: Path, chosen: Sequence[tuple[str, str | None]], kind: Kind,
-              union: bool = False) -> list[Snapshot]:
+              union: bool = False, *, content: Content) -> list[Snapshot]:
     """Each (label, rev)'s files and values. A revision reads the files it declares; with
     `union` (a diff), or when it declares none (a commit older than the declaration), it
-    reads every file any of them declares, so a file is compared however each side lists it."""
-    sources = [(label, Source(root, rev)) for label, rev in chosen]
+    reads every file any of them declares, so a file is compared however each side lists it.
+    `content` reads the files git-mlx tracks."""
+    sources = [(label, Source(root, rev, content=content)) for label, rev in chosen]
     declared = []
     for _, source in sources:
         project = load_project(source)
@@ -409,11 +410,12 @@ def render_checks(results: Sequence[Result], fmt: Format) -> str:
     return render_table(["result", "check", "value", "file"], rows, fmt == "md") + "\n" + summary
 
 
-def check_sources(root: Path | None, rev: str | None,
-                  files: Sequence[str]) -> tuple[Values, list[str]]:
+def check_sources(root: Path | None, rev: str | None, files: Sequence[str], *,
+                  content: Content) -> tuple[Values, list[str]]:
     """The values `metrics check` judges, and the declared files that are absent. `files`
     (paths relative to the current directory) replace the declared ones; in the workspace
-    they are read straight from disk, so a smoke test's output needs no repository."""
+    they are read straight from disk, so a smoke test's output needs no repository.
+    `content` reads the files git-mlx tracks."""
     values: Values = {}
     if files and rev is None:
         for name in files:
@@ -424,7 +426,7 @@ def check_sources(root: Path | None, rev: str | None,
             values[name] = parse_values(name, data)
         return values, []
     assert root is not None
-    source = Source(root, rev)
+    source = Source(root, rev, content=content)
     if files:
         for name in files:
             rel = _relative(Path(name), root)

@@ -22,15 +22,17 @@ value. A stage's `params` entry naming a subtree (`train`) stands for every leaf
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gitext.errors import ObjectError, UsageError
 from gitext.formats.pointer import try_parse
 from gitext.git.scan import open_repo
-from gitext.repo.context import Context
+
+if TYPE_CHECKING:
+    from gitext.storage.store import Store
 
 SETTINGS_FILE = ".mlx.yaml"
 PIPELINE_FILE = "pipeline.yaml"
@@ -106,12 +108,34 @@ def select(values: Mapping[str, Value], keys: Iterable[str]) -> dict[str, Value]
 
 
 # -- reading a revision --------------------------------------------------------------------------
-class Source:
-    """Files of the work tree (rev None) or of one commit, read by repository-relative path."""
+Content = Callable[[str], bytes]
+"""A stored file's content by its oid (ObjectError when the cache lacks it): how a Source
+reads a metrics or params file that git-mlx tracks, whose git blob is only a pointer."""
 
-    def __init__(self, repo_root: Path, rev: str | None = None) -> None:
+
+def cache_reader(open_store: Callable[[], Store]) -> Content:
+    """A Content reading whole files (metrics and params files are small) from the store
+    `open_store()` returns, called when the first pointer is met: most projects' metrics and
+    params files are plain git files, and a command that meets none opens no cache (nor reads
+    the settings that say where it is)."""
+    opened: list[Store] = []
+
+    def content(oid: str) -> bytes:
+        if not opened:
+            opened.append(open_store())
+        return b"".join(opened[0].iter_content(oid))
+
+    return content
+
+
+class Source:
+    """Files of the work tree (rev None) or of one commit, read by repository-relative path;
+    a git-mlx pointer is read through `content`."""
+
+    def __init__(self, repo_root: Path, rev: str | None = None, *, content: Content) -> None:
         self.root = repo_root
         self.rev = rev
+        self._read_content = content
         self._tree: Any = None
         if rev is not None:
             import pygit2
@@ -156,14 +180,12 @@ class Source:
 
     def _content(self, path: str, data: bytes) -> bytes:
         """A committed file's content: a git-mlx pointer (someone tracked a metrics or params
-        file) is resolved through the cache; files that small are whole in memory anyway."""
-
+        file) is resolved through the cache."""
         pointer = try_parse(data)
         if pointer is None:
             return data
-
         try:
-            return b"".join(Context.discover(self.root).store.iter_content(pointer.oid))
+            return self._read_content(pointer.oid)
         except ObjectError as exc:
             raise UsageError(f"{path} ({self.label}) is stored by git-mlx and its content is not "
                              f"in the cache ({exc.message})",

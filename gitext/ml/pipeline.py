@@ -26,7 +26,7 @@ from typing import Any
 from gitext.errors import MlxError, UsageError
 from gitext.formats.pointer import MAX_POINTER_SIZE, try_parse
 from gitext.ml.lockfile import LOCK_FILE, Hasher, LockEntry, Params, canonical, read_lock, write_lock
-from gitext.ml.mlfiles import PIPELINE_FILE, SETTINGS_FILE, parse_values, select
+from gitext.ml.mlfiles import PIPELINE_FILE, SETTINGS_FILE, cache_reader, parse_values, select
 from gitext.ml.runcache import (
     RunCache,
     metric_hashes,
@@ -226,7 +226,7 @@ def run_repro(ctx: Context, stages: list[str] | None = None, *, say: Say, force:
     if repo.work_tree is None:
         raise UsageError("repro needs a work tree (this repository is bare)")
     work = repo.work_tree
-    ordered = load_stages(work)
+    ordered = load_stages(work, content=cache_reader(lambda: ctx.store))
     if not ordered:
         if stages:
             select_stages(ordered, stages)  # raises: no such stage

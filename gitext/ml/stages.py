@@ -18,7 +18,7 @@ from typing import Any
 
 from gitext.errors import UsageError
 from gitext.ml.lockfile import LOCK_FILE
-from gitext.ml.mlfiles import PIPELINE_FILE, SETTINGS_FILE, Source, load_project, stage_params
+from gitext.ml.mlfiles import PIPELINE_FILE, SETTINGS_FILE, Content, Source, load_project, stage_params
 
 STAGE_KEYS = ("cmd", "deps", "params", "outs", "metrics", "wdir")
 
@@ -221,8 +221,8 @@ def select(stages: Sequence[Stage], names: Sequence[str], downstream: bool = Fal
     return chosen
 
 
-def load_stages(root: Path) -> list[Stage]:
-    """The work tree's stages in run order."""
-
-    project = load_project(Source(root))
+def load_stages(root: Path, *, content: Content) -> list[Stage]:
+    """The work tree's stages in run order (`content` reads .mlx.yaml or pipeline.yaml if
+    git-mlx tracks it)."""
+    project = load_project(Source(root, content=content))
     return order(parse_stages(project.stages, project.stages_file))
