@@ -9,6 +9,7 @@ import argparse
 import sys
 from typing import Any
 
+from gitext.cli.common import Command
 from gitext.errors import EXIT_OK, EXIT_USAGE
 
 
@@ -122,7 +123,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def register(command: Any) -> None:
+def register(command: Command) -> None:
     """Add `git mlx exp` and its actions."""
 
     def show_help(args: argparse.Namespace) -> int:

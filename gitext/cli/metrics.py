@@ -10,6 +10,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, Any
 
+from gitext.cli.common import Command
 from gitext.errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 
 if TYPE_CHECKING:
@@ -101,7 +102,7 @@ def _output_args(p: argparse.ArgumentParser, precision: bool = True) -> None:
                        help="significant digits of floats in tables (default 5)")
 
 
-def _group(command: Any, kind: str, help: str) -> Any:
+def _group(command: Command, kind: str, help: str) -> Any:
     """`git mlx KIND` alone prints its actions (exit 2), like `git mlx migrate`."""
     parser: argparse.ArgumentParser | None = None
 
@@ -114,7 +115,7 @@ def _group(command: Any, kind: str, help: str) -> Any:
     return parser.add_subparsers(dest=f"{kind}_command", metavar="ACTION")
 
 
-def _show_and_diff(command: Any, sub: Any, kind: str) -> None:
+def _show_and_diff(command: Command, sub: Any, kind: str) -> None:
     p = command("show", cmd_show, f"a table of the {kind} of the workspace, or of revisions "
                 "(read from git objects, nothing is checked out)", sub)
     p.set_defaults(kind=kind)
@@ -131,9 +132,8 @@ def _show_and_diff(command: Any, sub: Any, kind: str) -> None:
     _output_args(p)
 
 
-def register(command: Any) -> None:
-    """Add `metrics` and `params`. `command(name, handler, help, parent=<top level>)` returns
-    the new subparser; handlers take the argparse namespace and return an exit code."""
+def register(command: Command) -> None:
+    """Add `metrics` and `params`."""
     sub = _group(command, "metrics", "show, compare and check the metrics files declared in "
                  ".mlx.yaml (docs/metrics.md)")
     _show_and_diff(command, sub, "metrics")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from gitext.cli.common import Command
 from gitext.errors import EXIT_OK
 
 
@@ -66,9 +67,8 @@ def cmd_stages(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def register(command: Any) -> None:
-    """Add `repro` and `stages`. `command(name, handler, help, parent=<top level>)` returns the
-    new subparser; handlers take the argparse namespace and return an exit code."""
+def register(command: Command) -> None:
+    """Add `repro` and `stages`."""
     p = command("repro", cmd_repro, "run the pipeline's stages whose cmd, deps, params or outputs "
                 "changed since mlx.lock, in dependency order (see docs/pipelines.md)")
     p.add_argument("stages", nargs="*", metavar="STAGE",

@@ -1,0 +1,221 @@
+"""`git mlx install|uninstall|track|untrack|remote`: setting a repository up for git-mlx (the
+filter, the hooks, .gitattributes) and naming its storage remotes (.mlx.yaml,
+.git/mlx/config.yaml).
+
+Keep this module light: argparse wiring here, real work imported inside the handlers, since
+every hook invocation builds the parser.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from gitext.cli.common import Command, say
+from gitext.errors import EXIT_FAILURE, EXIT_OK, MlxError, UsageError
+
+
+def _current_repo(required: bool) -> Path | None:
+    """The repository we are in (work tree, or git dir if bare); None outside one unless required."""
+    from gitext.git.run import find_repo
+
+    try:
+        paths = find_repo()
+    except MlxError:
+        if required:
+            raise
+        return None
+    return paths.work_tree or paths.git_dir
+
+
+def cmd_install(args: argparse.Namespace) -> int:
+    from gitext.git.install import install
+
+    scope = "local" if args.local else "global"
+    for line in install(scope, _current_repo(args.local), skip_hooks=args.skip_hooks,
+                        force=args.force):
+        say(line)
+    return EXIT_OK
+
+
+def cmd_uninstall(args: argparse.Namespace) -> int:
+    from gitext.git.install import uninstall
+
+    for line in uninstall("local" if args.local else "global", _current_repo(args.local)):
+        say(line)
+    return EXIT_OK
+
+
+def cmd_track(args: argparse.Namespace) -> int:
+    from gitext.git.attributes import track, tracked_patterns
+    from gitext.git.run import find_repo
+
+    work_tree = find_repo().work_tree
+    if work_tree is None:
+        raise UsageError("track needs a work tree (this repository is bare)")
+    attrs = work_tree / ".gitattributes"
+    if not args.patterns:
+        text = attrs.read_text(encoding="utf-8") if attrs.exists() else ""
+        patterns = tracked_patterns(text)
+        say("Tracked patterns:" if patterns else "No patterns tracked. Use `git mlx track PATTERN`.")
+        for pattern in patterns:
+            say(f"    {pattern}")
+        return EXIT_OK
+    added = track(attrs, args.patterns)
+    for pattern in args.patterns:
+        say(f'Tracking "{pattern}"' if pattern in added else f'"{pattern}" already tracked')
+    if added:
+        say("Remember to commit .gitattributes.")
+    return EXIT_OK
+
+
+def cmd_untrack(args: argparse.Namespace) -> int:
+    from gitext.git.attributes import untrack
+    from gitext.git.run import find_repo
+
+    work_tree = find_repo().work_tree
+    if work_tree is None:
+        raise UsageError("untrack needs a work tree (this repository is bare)")
+    removed = untrack(work_tree / ".gitattributes", args.patterns)
+    for pattern in args.patterns:
+        say(f'Untracking "{pattern}"' if pattern in removed else f'"{pattern}" was not tracked')
+    return EXIT_OK if len(removed) == len(set(args.patterns)) else EXIT_FAILURE
+
+
+# -- remotes -------------------------------------------------------------------------------------
+def _settings_file(args: argparse.Namespace) -> tuple[Any, Path]:
+    from gitext.repo.config import Config
+
+    config = Config.discover()
+    if args.local:
+        return config, config.local_path
+    if config.committed_path is None:
+        raise UsageError("this repository is bare: use --local")
+    return config, config.committed_path
+
+
+def cmd_remote_add(args: argparse.Namespace) -> int:
+    from gitext.formats.urls import parse_url
+    from gitext.repo.config import load_yaml, save_yaml
+
+    parse_url(args.url)  # a clear error now beats one at push time
+    config, path = _settings_file(args)
+    data = load_yaml(path)
+    remotes = data.setdefault("remotes", {})
+    if args.name in remotes and not args.force:
+        raise UsageError(f"remote {args.name!r} already exists in {path.name}",
+                       hint=f"git mlx remote modify {args.name} url URL, or add --force")
+    remotes[args.name] = {"url": args.url}
+    if args.default:
+        data["remote"] = args.name
+    save_yaml(path, data)
+    say(f"Added remote {args.name} -> {args.url}" + (" (default)" if args.default else "")
+        + f" in {path.name}")
+    return EXIT_OK
+
+
+def cmd_remote_modify(args: argparse.Namespace) -> int:
+    from gitext.repo.config import load_yaml, save_yaml
+
+    config, path = _settings_file(args)
+    data = load_yaml(path)
+    remotes = data.setdefault("remotes", {})
+    if args.name not in remotes and args.name not in config.mlx_remotes():
+        raise UsageError(f"no remote named {args.name!r}", hint="see `git mlx remote list`")
+    if args.key in ("secret_access_key", "access_key_id", "password") and not args.local:
+        raise UsageError(f"{args.key} must not go into the committed .mlx.yaml", hint="use --local")
+    if args.key == "accept_new_host_key" and not args.local:
+        raise UsageError("whether to trust a server's unknown host key is each user's decision, "
+                         "not the repository's", hint="use --local (this clone only)")
+    remotes.setdefault(args.name, {})[args.key] = args.value
+    save_yaml(path, data)
+    say(f"Set {args.name}.{args.key} = {args.value} in {path.name}")
+    return EXIT_OK
+
+
+def cmd_remote_remove(args: argparse.Namespace) -> int:
+    from gitext.repo.config import load_yaml, save_yaml
+
+    _, path = _settings_file(args)
+    data = load_yaml(path)
+    remotes = data.get("remotes") or {}
+    if args.name not in remotes:
+        raise UsageError(f"no remote named {args.name!r} in {path.name}")
+    del remotes[args.name]
+    if data.get("remote") == args.name:
+        del data["remote"]
+    save_yaml(path, data)
+    say(f"Removed remote {args.name}")
+    return EXIT_OK
+
+
+def cmd_remote_default(args: argparse.Namespace) -> int:
+    from gitext.repo.config import load_yaml, save_yaml
+
+    config, path = _settings_file(args)
+    if args.name not in config.mlx_remotes():
+        raise UsageError(f"no remote named {args.name!r}", hint="git mlx remote add NAME URL")
+    data = load_yaml(path)
+    data["remote"] = args.name
+    save_yaml(path, data)
+    say(f"Default remote is now {args.name}")
+    return EXIT_OK
+
+
+def cmd_remote_list(args: argparse.Namespace) -> int:
+    from gitext.formats.urls import parse_url
+    from gitext.repo.config import Config
+
+    config = Config.discover()
+    default = config.default_remote_name()
+    remotes = config.mlx_remotes()
+    for name, spec in remotes.items():
+        kind, where = parse_url(spec.url)
+        mark = "*" if name == default else " "
+        extra = "".join(f" {k}={v}" for k, v in sorted(spec.options.items()))
+        say(f"{mark} {name}\t{kind}\t{where}{extra}")
+    if not remotes:
+        try:
+            spec = config.resolve_remote()
+            kind, where = parse_url(spec.url)
+            say(f"  {spec.name}\t{kind}\t{where}\t(zero-config: {spec.reason})")
+        except MlxError:
+            say("No remotes. Add one with `git mlx remote add -d NAME URL`.")
+    return EXIT_OK
+
+
+def register(command: Command) -> None:
+    """Add `install`, `uninstall`, `track`, `untrack` and `remote` with its actions."""
+    p = command("install", cmd_install, "configure the git filter (for this user) and this repo's hooks")
+    p.add_argument("--local", action="store_true", help="configure only the current repository")
+    p.add_argument("--force", action="store_true", help="overwrite a different existing filter config")
+    p.add_argument("--skip-hooks", action="store_true", help="do not install hooks")
+    p = command("uninstall", cmd_uninstall, "remove the git filter config and git-mlx's hooks")
+    p.add_argument("--local", action="store_true", help="only the current repository's config")
+    p = command("track", cmd_track, "store files matching PATTERN through git-mlx (.gitattributes)")
+    p.add_argument("patterns", nargs="*", metavar="PATTERN", help="e.g. '*.pt' or 'data/**'")
+    p = command("untrack", cmd_untrack, "stop storing files matching PATTERN through git-mlx")
+    p.add_argument("patterns", nargs="+", metavar="PATTERN")
+
+    remote = command("remote", cmd_remote_list, "manage storage remotes")
+    rsub = remote.add_subparsers(dest="remote_command", metavar="ACTION")
+    p = command("add", cmd_remote_add, "add a remote (a path, file://, s3://, ssh://)", rsub)
+    p.add_argument("-d", "--default", action="store_true", help="make it the default remote")
+    p.add_argument("--local", action="store_true", help="write to .git/mlx/config.yaml, not .mlx.yaml")
+    p.add_argument("--force", action="store_true", help="replace a remote of the same name")
+    p.add_argument("name")
+    p.add_argument("url")
+    p = command("modify", cmd_remote_modify,
+                "set an option of a remote (url, endpoint_url, region, profile, ...)", rsub)
+    p.add_argument("--local", action="store_true", help="write to .git/mlx/config.yaml, not .mlx.yaml")
+    p.add_argument("name")
+    p.add_argument("key")
+    p.add_argument("value")
+    p = command("remove", cmd_remote_remove, "remove a remote", rsub)
+    p.add_argument("--local", action="store_true", help="remove from .git/mlx/config.yaml")
+    p.add_argument("name")
+    p = command("default", cmd_remote_default, "make NAME the default remote", rsub)
+    p.add_argument("--local", action="store_true", help="only for this clone")
+    p.add_argument("name")
+    command("list", cmd_remote_list, "list remotes (the default is marked *)", rsub)

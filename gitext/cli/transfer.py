@@ -1,0 +1,54 @@
+"""`git mlx push|fetch|pull`: moving objects between the cache, a remote and the work tree
+(gitext/repo/sync.py).
+
+Keep this module light: argparse wiring here, real work imported inside the handlers, since
+every hook invocation builds the parser.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from gitext.cli.common import Command, context, say
+from gitext.errors import EXIT_FAILURE, EXIT_OK
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    from gitext.ml.runcache import push_entries
+    from gitext.repo.sync import push
+
+    n = push(context(), args.remote, args.all, args.include, args.exclude, after_push=push_entries)
+    say(f"Uploaded {n} object(s).")
+    return EXIT_OK
+
+
+def cmd_fetch(args: argparse.Namespace) -> int:
+    from gitext.repo.sync import fetch
+
+    n = fetch(context(), args.remote, args.all, args.include, args.exclude)
+    say(f"Downloaded {n} object(s).")
+    return EXIT_OK
+
+
+def cmd_pull(args: argparse.Namespace) -> int:
+    from gitext.repo.sync import pull
+
+    failed = pull(context(), args.remote, args.include, args.exclude)
+    return EXIT_FAILURE if failed else EXIT_OK
+
+
+def register(command: Command) -> None:
+    """Add `push`, `fetch` and `pull`."""
+    for name, handler, help in (
+        ("push", cmd_push, "upload the objects HEAD's history references (--all: every ref)"),
+        ("fetch", cmd_fetch, "download the objects HEAD references into the cache (--all: every ref)"),
+        ("pull", cmd_pull, "download and hydrate every pointer in the work tree"),
+    ):
+        p = command(name, handler, help)
+        p.add_argument("remote", nargs="?", help="remote name (default: see `git mlx env`)")
+        if name != "pull":
+            p.add_argument("--all", action="store_true", help="every ref, not just HEAD")
+        p.add_argument("-I", "--include", action="append", default=[], metavar="PATTERN",
+                       help="only paths matching PATTERN (repeatable)")
+        p.add_argument("-X", "--exclude", action="append", default=[], metavar="PATTERN",
+                       help="skip paths matching PATTERN (repeatable)")
