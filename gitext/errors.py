@@ -20,6 +20,8 @@ This module imports nothing from the package, so any module may raise these.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -89,10 +91,11 @@ class ProtocolError(MlxError):
 
 
 class TransferFailed(MlxError):
-    """Some objects did not move; `failures` maps object id -> reason."""
+    """Some objects did not move; `failures` maps object id -> why (`str()` of it is the
+    reason; a transfer's carries its kind too)."""
 
     exit_code = EXIT_REMOTE
 
-    def __init__(self, message: str, failures: dict[str, str], hint: str | None = None) -> None:
+    def __init__(self, message: str, failures: Mapping[str, object], hint: str | None = None) -> None:
         super().__init__(message, hint)
         self.failures = failures

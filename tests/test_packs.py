@@ -198,7 +198,8 @@ def test_corrupt_chunk_in_a_pack_fails_only_its_file(stores: tuple[Store, Store,
     data[entry.offset + entry.length // 2] ^= 0xFF
     pack.write_bytes(bytes(data))
     result = transfer.download(other, remote, [a, b], progress=False)
-    assert list(result.failed) == [a] and "corrupt on remote origin" in result.failed[a]
+    assert list(result.failed) == [a] and "corrupt on remote origin" in str(result.failed[a])
+    assert result.failed[a].kind is transfer.FailureKind.CORRUPT
     assert result.done == [b] and content(other, b) == content(local, b)
     assert not other.has_file(a) and not other.has(CHUNKS, victim)
 
@@ -210,7 +211,8 @@ def test_missing_pack_is_reported(stores: tuple[Store, Store, PackedLocal], tmp_
     for pack in remote.root.glob("packs/*.pack"):
         pack.unlink()
     result = transfer.download(other, remote, [a], progress=False)
-    assert list(result.failed) == [a] and "missing on remote origin" in result.failed[a]
+    assert list(result.failed) == [a] and "missing on remote origin" in str(result.failed[a])
+    assert result.failed[a].kind is transfer.FailureKind.MISSING
 
 
 def test_loose_chunks_still_download(stores: tuple[Store, Store, PackedLocal], tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ import pytest
 import zstandard
 from mlxtest import write_random
 
-from gitext.errors import CorruptObject, RemoteError
+from gitext.errors import CorruptObject, ObjectMissing, RemoteError, TransferFailed
 from gitext.progress import (
     REDRAW_INTERVAL,
     NullProgress,
@@ -24,6 +24,7 @@ from gitext.storage import transfer
 from gitext.storage.remotes.base import Remote
 from gitext.storage.remotes.local import LocalRemote
 from gitext.storage.store import CHUNKS, FILES, Manifest, Store, StoreSettings, object_key
+from gitext.storage.transfer import Failure, FailureKind
 
 # Small chunks, so a file of a few hundred KiB has dozens of them.
 SMALL = StoreSettings(min_chunk=4 << 10, avg_chunk=16 << 10, max_chunk=64 << 10)
@@ -218,8 +219,8 @@ def test_interrupted_push_leaves_only_complete_files(local: Store, remote: Local
     first = transfer.upload(local, crashing, three, jobs=3, progress=False)
     assert first.failed, "the push should have been cut short"
     assert set(first.done) | set(first.failed) == set(three)
-    for reason in first.failed.values():
-        assert "connection to origin lost" in reason
+    for why in first.failed.values():
+        assert why.kind is FailureKind.REMOTE and "connection to origin lost" in why.message
     assert_manifests_complete(remote)
     for oid in first.done:
         assert remote.exists([object_key(FILES, oid)])
@@ -261,8 +262,8 @@ def test_unreachable_remote_fails_every_file(local: Store, tmp_path: Path,
     result = transfer.upload(local, remote, three, jobs=2, progress=False)
     assert result.done == []
     assert set(result.failed) == set(three)
-    for reason in result.failed.values():
-        assert str(blocker / "mlx") in reason
+    for why in result.failed.values():
+        assert why.kind is FailureKind.REMOTE and str(blocker / "mlx") in why.message
 
 
 class Unreachable(Recording):
@@ -282,8 +283,8 @@ def test_download_from_an_unreachable_remote(local: Store, other: Store, remote:
     result = transfer.download(other, dead, three, jobs=1, progress=False)
     assert result.done == []
     assert set(result.failed) == set(three)
-    assert all("cannot reach origin" in r and "check your network" in r
-               for r in result.failed.values())
+    assert all(why.kind is FailureKind.REMOTE and "cannot reach origin" in why.message
+               and "check your network" in why.message for why in result.failed.values())
     assert max(dead.attempts.values()) == transfer.ATTEMPTS
     assert list((other.root / "tmp").iterdir()) == []  # partial downloads cleaned up
     assert not list(other.root.glob("files/*/*"))
@@ -297,7 +298,8 @@ def test_breaker_stops_retrying_a_dead_remote(local: Store, other: Store, remote
     result = transfer.download(other, dead, oids, jobs=1, progress=False)
     assert set(result.failed) == set(oids)
     assert sum(dead.attempts.values()) < len(oids) * transfer.ATTEMPTS
-    assert any(r.startswith("not tried") for r in result.failed.values())
+    assert all(why.kind is FailureKind.REMOTE for why in result.failed.values())
+    assert any(why.message.startswith("not tried") for why in result.failed.values())
 
 
 def test_upload_of_a_file_not_in_the_cache(local: Store, remote: LocalRemote,
@@ -306,7 +308,8 @@ def test_upload_of_a_file_not_in_the_cache(local: Store, remote: LocalRemote,
     result = transfer.upload(local, remote, [absent, *three], progress=False)
     assert result.done == three
     assert list(result.failed) == [absent]
-    assert "not in the local cache" in result.failed[absent]
+    assert result.failed[absent].kind is FailureKind.LOCAL
+    assert "not in the local cache" in result.failed[absent].message
 
 
 def test_damaged_local_chunk_is_not_uploaded(local: Store, remote: LocalRemote,
@@ -318,7 +321,8 @@ def test_damaged_local_chunk_is_not_uploaded(local: Store, remote: LocalRemote,
     path.write_bytes(zstandard.ZstdCompressor().compress(b"not the chunk's content"))
     result = transfer.upload(local, remote, three, progress=False)
     assert result.done == [a, b]
-    assert "in the local cache is damaged" in result.failed[c]
+    assert result.failed[c].kind is FailureKind.LOCAL
+    assert "in the local cache is damaged" in result.failed[c].message
     assert not remote.exists([object_key(CHUNKS, only_c), object_key(FILES, c)])
 
 
@@ -332,7 +336,9 @@ def test_corrupt_chunk_on_the_remote_is_reported_not_stored(
     result = transfer.download(other, remote, three, jobs=3, progress=False)
     assert result.done == [a, b]
     assert list(result.failed) == [c]
-    assert result.failed[c].startswith("corrupt on remote origin (sha256 mismatch")
+    assert result.failed[c].kind is FailureKind.CORRUPT
+    assert result.failed[c].message.startswith("corrupt on remote origin (sha256 mismatch")
+    assert isinstance(result.failed[c].error, CorruptObject)
     assert not other.has(CHUNKS, bad)
     assert not other.has_file(c)
     assert list((other.root / "tmp").iterdir()) == []
@@ -346,7 +352,8 @@ def test_corrupt_manifest_on_the_remote(local: Store, other: Store, remote: Loca
     path.write_bytes(path.read_bytes().replace(b"size", b"SIZE", 1))
     result = transfer.download(other, remote, three, progress=False)
     assert result.done == [b, c]
-    assert result.failed[a].startswith("corrupt on remote origin")
+    assert result.failed[a].kind is FailureKind.CORRUPT
+    assert result.failed[a].message.startswith("corrupt on remote origin")
     assert not other.has_file(a)
 
 
@@ -358,7 +365,8 @@ def test_missing_chunk_fails_only_that_file(local: Store, other: Store, remote: 
     (remote.root / object_key(CHUNKS, only_b)).unlink()
     result = transfer.download(other, remote, three, jobs=2, progress=False)
     assert result.done == [a, c]
-    assert result.failed[b].startswith("missing on remote origin")
+    assert result.failed[b].kind is FailureKind.MISSING
+    assert result.failed[b].message.startswith("missing on remote origin (chunk ")
     assert not other.has_file(b)
     assert content(other, a) == content(local, a)
     # the manifest invariant holds in the cache too: no manifest without its chunks
@@ -372,7 +380,52 @@ def test_missing_file_on_the_remote(local: Store, other: Store, remote: LocalRem
     transfer.upload(local, remote, [a, b], progress=False)
     result = transfer.download(other, remote, three, progress=False)
     assert result.done == [a, b]
-    assert result.failed == {c: "missing on remote origin"}
+    assert result.failed == {c: Failure(FailureKind.MISSING, "missing on remote origin")}
+
+
+def test_failure_reads_as_its_message(local: Store, other: Store, remote: LocalRemote,
+                                      three: list[str]) -> None:
+    """Messages built from a failure (push, fetch, the filter's warning) read as its text."""
+    a, b, c = three
+    transfer.upload(local, remote, [a, b], progress=False)
+    why = transfer.download(other, remote, [c], progress=False).failed[c]
+    assert str(why) == f"{why}" == why.message == "missing on remote origin"
+    assert isinstance(why.error, ObjectMissing)
+    error = TransferFailed(f"could not download 1 object(s) from origin: {why}", {c: why})
+    assert error.message == "could not download 1 object(s) from origin: missing on remote origin"
+
+
+def test_failed_manifest_upload_is_a_remote_failure(local: Store, remote: LocalRemote,
+                                                    three: list[str]) -> None:
+    """Every chunk lands, the manifests do not: the files fail as the remote's doing."""
+    chunks = len({k for k in objects_of(local, three) if k.startswith("chunks/")})
+    result = transfer.upload(local, Recording(remote, fail_after=chunks), three, progress=False)
+    assert set(result.failed) == set(three)
+    for why in result.failed.values():
+        assert why.kind is FailureKind.REMOTE
+        assert why.message == "manifest: connection to origin lost"
+        assert isinstance(why.error, RemoteError)
+    assert_manifests_complete(remote)
+
+
+def test_chunk_gone_from_the_cache_is_a_local_failure(local: Store, remote: LocalRemote,
+                                                      three: list[str]) -> None:
+    a, b, c = three
+    gone = chunk_ids(local, c)[0]
+    path = local.path(CHUNKS, gone)
+    path.chmod(0o644)
+    path.unlink()
+    result = transfer.upload(local, remote, three, progress=False)
+    assert result.done == [a, b]
+    assert result.failed == {c: Failure(FailureKind.LOCAL, f"chunk {gone} is missing from the "
+                                        "local cache, so the file cannot be uploaded (add the file again)")}
+
+
+def test_download_of_an_invalid_id(other: Store, remote: LocalRemote) -> None:
+    result = transfer.download(other, remote, ["not-an-oid"], progress=False)
+    assert list(result.failed) == ["not-an-oid"]
+    assert result.failed["not-an-oid"].kind is FailureKind.INVALID
+    assert result.failed["not-an-oid"].message.startswith("invalid object id: ")
 
 
 def test_interrupted_fetch_resumes(local: Store, other: Store, remote: LocalRemote,
@@ -524,7 +577,7 @@ def test_one_chunk_files_travel_without_manifests(local: Store, other: Store, re
     assert down.done == [small] and content(other, small) == content(local, small)
     lost = add(local, tmp_path, "lost.bin", 800, seed=41)
     result = transfer.download(other, remote, [lost], progress=False)
-    assert result.failed == {lost: "missing on remote origin"}
+    assert result.failed == {lost: Failure(FailureKind.MISSING, "missing on remote origin")}
 
 
 def test_manifest_that_lies_about_its_content_is_refused(local: Store, other: Store,
@@ -538,7 +591,8 @@ def test_manifest_that_lies_about_its_content_is_refused(local: Store, other: St
     path.chmod(0o644)
     path.write_bytes(forged.encode())
     result = transfer.download(other, remote, [a], progress=False)
-    assert a in result.failed and "corrupt on remote" in result.failed[a]
+    assert a in result.failed and result.failed[a].kind is FailureKind.CORRUPT
+    assert "corrupt on remote" in result.failed[a].message
     assert not other.has_file(a)
     pending: dict[str, Manifest] = {}
     result = transfer.download(other, remote, [a], progress=False, unchecked=pending)

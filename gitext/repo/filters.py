@@ -377,7 +377,7 @@ class MlxFilter:
         result = self.ctx.download({p.oid for p in wanted.values()}, remote)
         for path, pointer in wanted.items():
             if pointer.oid in result.failed:
-                self._give_up(path, pointer, result.failed[pointer.oid])
+                self._give_up(path, pointer, str(result.failed[pointer.oid]))
 
     def _give_up(self, path: str, pointer: Pointer, reason: str) -> None:
         if not self.failed:

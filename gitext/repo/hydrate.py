@@ -343,7 +343,7 @@ def hydrate_targets(ctx: Context, targets: Sequence[Target], *, requested: str |
         try:
             result = ctx.download(absent, ctx.remote(requested), progress=progress,
                                   unchecked=fresh)
-            reasons = result.failed
+            reasons = {oid: str(why) for oid, why in result.failed.items()}
         except MlxError as exc:
             remote_error = exc
             reasons = {oid: str(exc) for oid in absent}

@@ -8,19 +8,25 @@ The work is: dedupe oids, ask the destination in one batch which manifests it ha
 batch which chunks the missing files need, move the missing chunks with `jobs` worker threads
 (largest first, each retried on RemoteError with capped exponential backoff), and write each
 file's manifest as soon as its last chunk lands. One file's failure never stops the others;
-each failed oid gets a reason a user can act on.
+each failed oid gets a Failure: a kind its caller can act on, and a reason a user can.
+
+`upload` and `download` each run one `_Upload` / `_Download`, whose methods are the steps in
+the order they run; only the calling thread touches their state (workers hand their results
+back through `_Runner`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import enum
 import queue
 import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 
 from gitext.errors import (
@@ -31,7 +37,7 @@ from gitext.errors import (
     RemoteRefused,
     RemoteUnsupported,
 )
-from gitext.progress import Progress, format_summary
+from gitext.progress import NullProgress, Progress, format_summary
 from gitext.storage import packs
 from gitext.storage.packs import RemoteIndex
 from gitext.storage.remotes.base import Remote
@@ -43,12 +49,36 @@ BACKOFF_CAP = 8.0     # never wait longer than this between tries
 FLUSH_EVERY = 64 << 20  # bytes uploaded between background flushes of the remote (_EarlyFlush)
 
 
+class FailureKind(enum.Enum):
+    """Why a file did not move, for a caller that decides something on it."""
+
+    MISSING = "missing"        # the remote does not have the file, or one of its chunks
+    CORRUPT = "corrupt"        # the remote's copy failed verification (it was not stored)
+    REMOTE = "remote"          # the remote could not be reached or written, or refused
+    LOCAL = "local"            # this side: not in, or damaged in, the local cache; a disk error
+    INVALID = "invalid"        # not an object id
+    UNEXPECTED = "unexpected"  # an error of no kind above (a bug): the message names it
+
+
+@dataclass(frozen=True)
+class Failure:
+    """One file's failure: its kind, the one-line reason a user can act on (what `str()`
+    gives, so messages built from it read as before), and the error behind it, if one."""
+
+    kind: FailureKind
+    message: str
+    error: BaseException | None = field(default=None, compare=False, repr=False)
+
+    def __str__(self) -> str:
+        return self.message
+
+
 @dataclass
 class TransferResult:
-    """What a transfer achieved: complete files, failed files with reasons, and what moved."""
+    """What a transfer achieved: complete files, failed files with why, and what moved."""
 
     done: list[str] = field(default_factory=list)
-    failed: dict[str, str] = field(default_factory=dict)
+    failed: dict[str, Failure] = field(default_factory=dict)
     objects: int = 0
     nbytes: int = 0
     seconds: float = 0.0
@@ -179,26 +209,30 @@ def _backoff(attempt: int) -> float:
     return delay * random.uniform(0.5, 1.0)  # jitter: parallel workers do not retry in step
 
 
-def _reason(exc: BaseException, remote: Remote, chunk: str | None = None) -> str:
-    """A one-line, actionable reason for a failed object (`chunk`: which chunk, if one).
+def _failure(exc: BaseException, remote: Remote, chunk: str | None = None) -> Failure:
+    """A failed object's kind and one-line, actionable reason (`chunk`: which chunk, if one).
 
     ObjectMissing and CorruptObject raised by a remote or by `Store.import_object` are about
     the remote's copy; `_LocalDamage` is about ours.
     """
     which = f"chunk {chunk[:12]}" if chunk else ""
     if isinstance(exc, _LocalDamage):
-        return exc.message + (f" ({exc.hint})" if exc.hint else "")
+        return Failure(FailureKind.LOCAL, exc.message + (f" ({exc.hint})" if exc.hint else ""), exc)
     if isinstance(exc, ObjectMissing):
-        return f"missing on remote {remote.name}" + (f" ({which})" if chunk else "")
+        return Failure(FailureKind.MISSING,
+                       f"missing on remote {remote.name}" + (f" ({which})" if chunk else ""), exc)
     if isinstance(exc, CorruptObject):
-        return f"corrupt on remote {remote.name} (sha256 mismatch{' in ' + which if chunk else ''})"
+        return Failure(FailureKind.CORRUPT, f"corrupt on remote {remote.name} "
+                       f"(sha256 mismatch{' in ' + which if chunk else ''})", exc)
     prefix = f"{which}: " if chunk else ""
     if isinstance(exc, MlxError):
-        return prefix + exc.message + (f" ({exc.hint})" if exc.hint else "")
+        kind = FailureKind.REMOTE if isinstance(exc, RemoteError) else FailureKind.UNEXPECTED
+        return Failure(kind, prefix + exc.message + (f" ({exc.hint})" if exc.hint else ""), exc)
     if isinstance(exc, OSError):
         where = f" {exc.filename}" if exc.filename else ""
-        return f"{prefix}local error{where}: {exc.strerror or exc}"
-    return f"{prefix}unexpected error: {type(exc).__name__}: {exc}"
+        return Failure(FailureKind.LOCAL, f"{prefix}local error{where}: {exc.strerror or exc}", exc)
+    return Failure(FailureKind.UNEXPECTED,
+                   f"{prefix}unexpected error: {type(exc).__name__}: {exc}", exc)
 
 
 class _LocalDamage(CorruptObject):
@@ -212,24 +246,97 @@ class _LocalDamage(CorruptObject):
 
 
 class _Ledger:
-    """Which files are done, which failed (first reason wins) and what moved."""
+    """Which files are done, which failed (first failure wins) and what moved."""
 
     def __init__(self, oids: Iterable[str]) -> None:
         self.order = list(dict.fromkeys(oids))
         self.done: set[str] = set()
-        self.failed: dict[str, str] = {}
+        self.failed: dict[str, Failure] = {}
         self.objects = 0
         self.nbytes = 0
         self.start = time.monotonic()
 
-    def fail(self, oid: str, reason: str) -> None:
-        self.failed.setdefault(oid, reason)
+    def fail(self, oid: str, failure: Failure) -> None:
+        self.failed.setdefault(oid, failure)
 
     def result(self) -> TransferResult:
         return TransferResult(
             done=[oid for oid in self.order if oid in self.done and oid not in self.failed],
             failed={oid: self.failed[oid] for oid in self.order if oid in self.failed},
             objects=self.objects, nbytes=self.nbytes, seconds=time.monotonic() - self.start)
+
+
+class _Transfer:
+    """What both directions share: the ledger, the workers, the progress bar, which files
+    wait for which chunks, and the whole-transfer steps that fail every file they concern."""
+
+    def __init__(self, store: Store, remote: Remote, oids: Iterable[str], jobs: int) -> None:
+        self.store = store
+        self.remote = remote
+        self.ledger = _Ledger(oids)
+        self.runner = _Runner(remote, jobs)
+        self.bar: Progress = NullProgress()
+        self.needed_by: dict[str, list[str]] = {}  # chunk id -> files waiting for it
+        self.waiting: dict[str, int] = {}          # file -> how many of its chunks are still to come
+        self.members: dict[str, list[str]] = {}    # pack task -> the chunks it carries
+
+    def close(self) -> None:
+        self.runner.close()
+        self.bar.close()
+
+    def moved(self, objects: int, nbytes: int) -> None:
+        self.ledger.objects += objects
+        self.ledger.nbytes += nbytes
+        self.bar.advance(objects, nbytes)
+
+    def chunk_done(self, cid: str, error: BaseException | None) -> list[str]:
+        """Count chunk `cid` in for the files waiting for it, or fail them with `error`;
+        returns the files it completed (all their chunks are in)."""
+        complete = []
+        for oid in self.needed_by[cid]:
+            if oid in self.ledger.failed:
+                continue
+            if error is not None:
+                self.ledger.fail(oid, _failure(error, self.remote, self.which_chunk(cid, oid)))
+                continue
+            self.waiting[oid] -= 1
+            if self.waiting[oid] == 0:
+                complete.append(oid)
+        return complete
+
+    def which_chunk(self, cid: str, oid: str) -> str | None:
+        """The chunk a failure names."""
+        return cid
+
+    def exists(self, keys: list[str], oids: Iterable[str]) -> set[str] | None:
+        """One batched exists() (retried); if it fails, every oid in `oids` fails and None is
+        returned."""
+        if not keys:
+            return set()
+        found: set[str] = set()
+        asked = self.retry_or_fail(oids, lambda: found.update(self.remote.exists(keys)))
+        return found if asked else None
+
+    def load_index(self, oids: Iterable[str]) -> RemoteIndex | None:
+        """The remote's pack index (retried); if it cannot be read, every oid fails and None."""
+        loaded = RemoteIndex.loaded(self.store, self.remote)
+        if loaded is not None:
+            return loaded
+        index = RemoteIndex(self.store, self.remote)
+        return index if self.retry_or_fail(oids, index.load) else None
+
+    def retry_or_fail(self, oids: Iterable[str], step: Callable[[], object]) -> bool:
+        """Run one whole-transfer step (retried); if it fails, every oid fails with its reason."""
+        def task() -> int:
+            step()
+            return 0
+        try:
+            self.runner.retrying(task)
+        except RemoteError as exc:
+            for oid in oids:
+                self.ledger.fail(oid, _failure(exc, self.remote))
+            return False
+        return True
 
 
 def upload(store: Store, remote: Remote, oids: Iterable[str], *, jobs: int = 8,
@@ -239,158 +346,188 @@ def upload(store: Store, remote: Remote, oids: Iterable[str], *, jobs: int = 8,
     With `sync` (setting transfer.sync, default on), `remote.barrier()` makes the chunks
     durable before any manifest naming them is written, and everything durable before this
     returns (docs/store.md, "Uploads")."""
-    ledger = _Ledger(oids)
-    manifests: dict[str, Manifest] = {}
-    for oid in ledger.order:
-        try:
-            manifests[oid] = store.read_manifest(oid)
-        except ObjectMissing:
-            ledger.fail(oid, "not in the local cache, so this clone cannot upload it "
-                             "(fetch it from a remote that has it, or add the file again)")
-        except CorruptObject as exc:
-            ledger.fail(oid, f"its manifest in the local cache is corrupt ({exc.message}); "
-                             "add the file again to rebuild it")
-        except (MlxError, ValueError, OSError) as exc:
-            ledger.fail(oid, f"cannot read its local manifest: {exc}")
-
-    runner = _Runner(remote, jobs)
-    bar: Progress | None = None
+    up = _Upload(store, remote, oids, jobs, progress, sync)
     try:
-        file_keys = {file_key(manifests[oid]): oid for oid in manifests}
-        on_remote = _exists(runner, list(file_keys), ledger, manifests)
+        up.read_manifests()
+        missing = up.find_chunks() if up.find_files() else None
+        if missing is not None:
+            ready = up.measure(missing)
+            up.send_chunks()
+            up.send_manifests(up.collect_chunks(ready))
+        return up.ledger.result()
+    finally:
+        up.close()
+
+
+class _Upload(_Transfer):
+    """One upload's state; `upload` calls the steps in the order they are defined."""
+
+    def __init__(self, store: Store, remote: Remote, oids: Iterable[str], jobs: int,
+                 progress: bool | None, sync: bool) -> None:
+        super().__init__(store, remote, oids, jobs)
+        self.progress = progress
+        self.sync = sync
+        self.flusher = _EarlyFlush(remote) if sync else None
+        self.manifests: dict[str, Manifest] = {}  # the files' local manifests
+        self.todo: list[str] = []                 # the files the remote lacks
+        self.index: RemoteIndex | None = None     # a packed remote's pack index
+        self.sizes: dict[str, int] = {}           # chunk to send -> its size in the cache
+        self.chunk_size: dict[str, int] = {}      # chunk -> its content size, per manifest
+
+    def read_manifests(self) -> None:
+        """The local manifest of each file (a file without a readable one fails)."""
+        for oid in self.ledger.order:
+            try:
+                self.manifests[oid] = self.store.read_manifest(oid)
+            except ObjectMissing:
+                self.local_failure(oid, "not in the local cache, so this clone cannot upload it "
+                                        "(fetch it from a remote that has it, or add the file again)")
+            except CorruptObject as exc:
+                self.local_failure(oid, f"its manifest in the local cache is corrupt "
+                                        f"({exc.message}); add the file again to rebuild it")
+            except (MlxError, ValueError, OSError) as exc:
+                self.local_failure(oid, f"cannot read its local manifest: {exc}")
+
+    def local_failure(self, oid: str, message: str) -> None:
+        self.ledger.fail(oid, Failure(FailureKind.LOCAL, message))
+
+    def find_files(self) -> bool:
+        """Ask the remote, in one batch, which files it has: those are done, the rest are to
+        do. False if it could not be asked (every file has failed)."""
+        file_keys = {file_key(manifest): oid for oid, manifest in self.manifests.items()}
+        on_remote = self.exists(list(file_keys), self.manifests)
         if on_remote is None:
-            return ledger.result()
-        todo = [oid for key, oid in file_keys.items() if key not in on_remote]
-        ledger.done.update(oid for key, oid in file_keys.items() if key in on_remote)
+            return False
+        self.todo = [oid for key, oid in file_keys.items() if key not in on_remote]
+        self.ledger.done.update(oid for key, oid in file_keys.items() if key in on_remote)
+        for oid in self.todo:
+            for cid in dict.fromkeys(c.id for c in self.manifests[oid].chunks):
+                self.needed_by.setdefault(cid, []).append(oid)
+        return True
 
-        needed_by: dict[str, list[str]] = {}  # chunk id -> files waiting for it
-        for oid in todo:
-            for cid in dict.fromkeys(c.id for c in manifests[oid].chunks):
-                needed_by.setdefault(cid, []).append(oid)
-        index: RemoteIndex | None = None
-        if remote.packed and needed_by:
-            index = _load_index(runner, store, ledger, todo)
-            if index is None:
-                return ledger.result()
-        # Loose chunks count too on a packed remote (an older push, or another tool's).
-        chunk_keys = {object_key(CHUNKS, cid): cid for cid in needed_by
+    def find_chunks(self) -> list[str] | None:
+        """The chunks the files to do need that the remote lacks (in its packs, or loose: an
+        older push, or another tool's), asked in one batch; None if it could not be asked."""
+        if self.remote.packed and self.needed_by:
+            self.index = self.load_index(self.todo)
+            if self.index is None:
+                return None
+        index = self.index
+        chunk_keys = {object_key(CHUNKS, cid): cid for cid in self.needed_by
                       if index is None or cid not in index.where}
-        have = _exists(runner, list(chunk_keys), ledger, todo)
+        have = self.exists(list(chunk_keys), self.todo)
         if have is None:
-            return ledger.result()
-        missing = [cid for key, cid in chunk_keys.items() if key not in have]
+            return None
+        return [cid for key, cid in chunk_keys.items() if key not in have]
 
-        sizes: dict[str, int] = {}
+    def measure(self, missing: list[str]) -> list[str]:
+        """Size the chunks to send (one gone from the cache fails its files), count what each
+        file waits for, and start the progress bar; returns the files still to send."""
         for cid in missing:
             try:
-                sizes[cid] = store.path(CHUNKS, cid).stat().st_size
+                self.sizes[cid] = self.store.path(CHUNKS, cid).stat().st_size
             except OSError:
-                for oid in needed_by[cid]:
-                    ledger.fail(oid, f"chunk {cid} is missing from the local cache, so the "
-                                     "file cannot be uploaded (add the file again)")
-        waiting = {oid: 0 for oid in todo}
-        for cid in sizes:
-            for oid in needed_by[cid]:
-                waiting[oid] += 1
-        ready = [oid for oid in todo if oid not in ledger.failed]
+                for oid in self.needed_by[cid]:
+                    self.local_failure(oid, f"chunk {cid} is missing from the local cache, so "
+                                            "the file cannot be uploaded (add the file again)")
+        self.waiting = {oid: 0 for oid in self.todo}
+        for cid in self.sizes:
+            for oid in self.needed_by[cid]:
+                self.waiting[oid] += 1
+        ready = [oid for oid in self.todo if oid not in self.ledger.failed]
+        self.bar = Progress(f"Uploading to {self.remote.name}", len(self.sizes) + len(ready),
+                            sum(self.sizes.values()), enabled=self.progress)
+        self.chunk_size = {c.id: c.size for oid in self.todo for c in self.manifests[oid].chunks}
+        return ready
 
-        bar = Progress(f"Uploading to {remote.name}", len(sizes) + len(ready), sum(sizes.values()),
-                       enabled=progress)
+    def send_chunks(self) -> None:
+        """The chunks files still going need: in packs of the files' chunks in order, or one
+        by one, largest first."""
+        wanted = [cid for cid in self.sizes
+                  if any(oid not in self.ledger.failed for oid in self.needed_by[cid])]
+        if self.index is None:
+            for cid in sorted(wanted, key=lambda c: self.sizes[c], reverse=True):
+                self.send(CHUNKS, cid)
+            return
+        good = []  # in file order: needed_by was filled file by file, chunk by chunk
+        for cid in wanted:  # the check _send_one does per chunk, before any pack is built
+            if self.store.frame_ok(cid, self.chunk_size[cid]):
+                good.append(cid)
+            else:
+                damage = _failure(_LocalDamage.chunk(self.store, cid), self.remote)
+                for oid in self.needed_by[cid]:
+                    self.ledger.fail(oid, damage)
+        for n, cids in enumerate(packs.group(good, self.sizes)):
+            self.members[f"{n}"] = cids
+            self.runner.submit((PACKS, f"{n}"), _pack_task(self.store, self.index, cids))
 
-        chunk_size = {c.id: c.size for oid in todo for c in manifests[oid].chunks}
+    def send(self, kind: str, hexid: str) -> None:
+        self.runner.submit((kind, hexid),
+                           partial(self._send_one, kind, hexid, self.store.path(kind, hexid)))
 
-        def send(kind: str, hexid: str) -> None:
-            src = store.path(kind, hexid)
+    def _send_one(self, kind: str, hexid: str, src: Path) -> int:
+        """On a worker thread (reads only what no longer changes): one loose object."""
+        # A cheap check before sending (the frame header names the chunk's size): a truncated
+        # or overwritten chunk must not spread to a shared remote. Full verification happens
+        # on every download (docs/store.md, "Uploads").
+        if kind == CHUNKS and not self.store.frame_ok(hexid, self.chunk_size[hexid]):
+            raise _LocalDamage.chunk(self.store, hexid)
+        self.remote.upload(object_key(kind, hexid), src)
+        return self.sizes[hexid] if kind == CHUNKS else src.stat().st_size
 
-            def task() -> int:
-                # A cheap check before sending (the frame header names the chunk's size): a
-                # truncated or overwritten chunk must not spread to a shared remote. Full
-                # verification happens on every download (docs/store.md, "Uploads").
-                if kind == CHUNKS and not store.frame_ok(hexid, chunk_size[hexid]):
-                    raise _LocalDamage.chunk(store, hexid)
-                remote.upload(object_key(kind, hexid), src)
-                return sizes[hexid] if kind == CHUNKS else src.stat().st_size
-            runner.submit((kind, hexid), task)
+    def collect_chunks(self, ready: list[str]) -> list[str]:
+        """Count the chunks in as they land; returns the files all of whose chunks did."""
+        complete = [oid for oid in ready if self.waiting[oid] == 0]
+        for kind, tag, error in self.finished():
+            for cid in self.members[tag] if kind == PACKS else [tag]:
+                complete += self.chunk_done(cid, error)
+        return [oid for oid in complete if oid not in self.ledger.failed]
 
-        flusher = _EarlyFlush(remote) if sync else None
+    def send_manifests(self, complete: list[str]) -> None:
+        """After a barrier, the manifests of the files whose every chunk landed: now, and
+        only now, the files become visible on the remote. A one-chunk file has no manifest:
+        the chunk is the file, complete as it lands."""
+        singles = [oid for oid in complete if self.manifests[oid].single]
+        self.ledger.done.update(singles)
+        complete = [oid for oid in complete if not self.manifests[oid].single]
+        if not complete:
+            if singles:
+                self.barrier()
+            return
+        if not self.barrier():
+            return
+        for oid in complete:
+            self.send(FILES, oid)
+        for _, oid, error in self.finished():
+            if error is None:
+                self.ledger.done.add(oid)
+            else:
+                why = _failure(error, self.remote)
+                self.ledger.fail(oid, replace(why, message=f"manifest: {why}"))
+        self.barrier()
 
-        members: dict[str, list[str]] = {}  # pack task -> the chunks it carries
+    def finished(self) -> Iterator[tuple[str, str, BaseException | None]]:
+        """The workers' completions, with what landed counted (and flushed early)."""
+        for (kind, tag), nbytes, error in self.runner.completions():
+            if error is None:
+                self.moved(len(self.members[tag]) if kind == PACKS else 1, nbytes)
+                if self.flusher is not None:
+                    self.flusher.wrote(nbytes)
+            yield kind, tag, error
 
-        def finished() -> Iterator[tuple[str, str, BaseException | None]]:
-            for (kind, hexid), nbytes, error in runner.completions():
-                if error is None:
-                    count = len(members[hexid]) if kind == PACKS else 1
-                    ledger.objects += count
-                    ledger.nbytes += nbytes
-                    bar.advance(count, nbytes)
-                    if flusher is not None:
-                        flusher.wrote(nbytes)
-                yield kind, hexid, error
-
-        def barrier() -> bool:
-            """Chunks durable before manifests name them; False (files failed) if it fails."""
-            try:
-                if flusher is not None:
-                    flusher.join()
-                if sync:
-                    remote.barrier()
-                return True
-            except MlxError as exc:
-                for oid in todo:
-                    if oid not in ledger.failed:
-                        ledger.fail(oid, _reason(exc, remote))
-                return False
-
-        # 1. Chunks: in packs of files' chunks in order, or one by one, largest first.
-        wanted = [cid for cid in sizes if any(oid not in ledger.failed for oid in needed_by[cid])]
-        if index is not None:
-            good = []  # in file order: needed_by was filled file by file, chunk by chunk
-            for cid in wanted:  # the check send() does per chunk, before any pack is built
-                if store.frame_ok(cid, chunk_size[cid]):
-                    good.append(cid)
-                else:
-                    for oid in needed_by[cid]:
-                        ledger.fail(oid, _reason(_LocalDamage.chunk(store, cid), remote))
-            for n, cids in enumerate(packs.group(good, sizes)):
-                members[f"{n}"] = cids
-                runner.submit((PACKS, f"{n}"), _pack_task(store, index, cids))
-        else:
-            for cid in sorted(wanted, key=lambda c: sizes[c], reverse=True):
-                send(CHUNKS, cid)
-        complete = [oid for oid in ready if waiting[oid] == 0]
-        for kind, tag, error in finished():
-            for cid in members[tag] if kind == PACKS else [tag]:
-                for oid in needed_by[cid]:
-                    if oid in ledger.failed:
-                        continue
-                    if error is not None:
-                        ledger.fail(oid, _reason(error, remote, cid))
-                        continue
-                    waiting[oid] -= 1
-                    if waiting[oid] == 0:
-                        complete.append(oid)
-        # 2. Manifests of files whose every chunk is confirmed, after a barrier: now, and only
-        #    now, the files become visible on the remote.
-        complete = [oid for oid in complete if oid not in ledger.failed]
-        singles = [oid for oid in complete if manifests[oid].single]
-        ledger.done.update(singles)  # the chunk is the file: complete as it lands
-        complete = [oid for oid in complete if not manifests[oid].single]
-        if not complete and singles:
-            barrier()
-        if complete and barrier():
-            for oid in complete:
-                send(FILES, oid)
-            for _, oid, error in finished():
-                if error is None:
-                    ledger.done.add(oid)
-                else:
-                    ledger.fail(oid, f"manifest: {_reason(error, remote)}")
-            barrier()
-        return ledger.result()
-    finally:
-        runner.close()
-        if bar is not None:
-            bar.close()
+    def barrier(self) -> bool:
+        """Chunks durable before manifests name them; False (files failed) if it fails."""
+        try:
+            if self.flusher is not None:
+                self.flusher.join()
+            if self.sync:
+                self.remote.barrier()
+            return True
+        except MlxError as exc:
+            why = _failure(exc, self.remote)
+            for oid in self.todo:
+                self.ledger.fail(oid, why)
+            return False
 
 
 def _pack_task(store: Store, index: RemoteIndex, cids: list[str]) -> Callable[[], int]:
@@ -417,16 +554,6 @@ def _range_task(store: Store, remote: Remote, pack_id: str, offset: int, length:
     return task
 
 
-def _load_index(runner: _Runner, store: Store, ledger: _Ledger,
-                oids: Iterable[str]) -> RemoteIndex | None:
-    """The remote's pack index (retried); if it cannot be read, every oid fails and None."""
-    loaded = RemoteIndex.loaded(store, runner.remote)
-    if loaded is not None:
-        return loaded
-    index = RemoteIndex(store, runner.remote)
-    return index if _retry_or_fail(runner, ledger, oids, index.load) else None
-
-
 def download(store: Store, remote: Remote, oids: Iterable[str], *, jobs: int = 8,
              progress: bool | None = None,
              unchecked: dict[str, Manifest] | None = None) -> TransferResult:
@@ -437,169 +564,168 @@ def download(store: Store, remote: Remote, oids: Iterable[str], *, jobs: int = 8
     manifests whose chunks all arrived are put there instead (and their files count as done),
     for a caller that is about to read the whole file anyway, checks it while writing it out,
     and then stores the manifest itself (hydrate.py). One-chunk files need no such check."""
-    ledger = _Ledger(oids)
-    need: list[str] = []
-    for oid in ledger.order:
-        try:
-            if store.has_file(oid):
-                ledger.done.add(oid)
-            else:
-                need.append(oid)
-        except (MlxError, ValueError) as exc:
-            ledger.fail(oid, f"invalid object id: {exc}")
-
-    runner = _Runner(remote, jobs)
-    bar = Progress(f"Downloading from {remote.name}", len(need), 0, enabled=progress)
-    manifest_tmp: dict[str, Path] = {}
+    down = _Download(store, remote, oids, jobs, unchecked)
+    down.bar = Progress(f"Downloading from {remote.name}", len(down.need), 0, enabled=progress)
     try:
-        def fetch(kind: str, hexid: str, dst: Path | None,
-                  then: Callable[[bytes], None] | None = None) -> None:
-            def task() -> int:
-                data = remote.read(object_key(kind, hexid))
-                if dst is not None:
-                    dst.write_bytes(data)
-                if then is not None:
-                    then(data)  # verifies, then writes into the store
-                return len(data)
-            runner.submit((kind, hexid), task)
-
-        # 1. Manifests, to temp files: not imported until their chunks are in. A file with no
-        #    manifest on the remote may be a one-chunk file, stored as its chunk alone.
-        listed = _exists(runner, [object_key(FILES, oid) for oid in need], ledger, need)
-        if listed is None:
-            return ledger.result()
-        singles = [oid for oid in need if object_key(FILES, oid) not in listed]
-        for oid in need:
-            if oid not in singles:
-                manifest_tmp[oid] = store.new_tmp_path()
-                fetch(FILES, oid, manifest_tmp[oid])
-        manifests: dict[str, Manifest] = {}
-        for (_, oid), nbytes, error in runner.completions():
-            if isinstance(error, ObjectMissing):
-                singles.append(oid)  # gone since the listing: try it as a one-chunk file
-                continue
-            if error is not None:
-                ledger.fail(oid, _reason(error, remote))
-                continue
-            ledger.objects += 1
-            ledger.nbytes += nbytes
-            bar.advance(1, nbytes)
-            try:
-                manifests[oid] = Manifest.decode(manifest_tmp[oid].read_bytes(), oid)
-            except CorruptObject as exc:
-                ledger.fail(oid, f"corrupt on remote {remote.name} ({exc.message})")
-            except (MlxError, ValueError, OSError) as exc:
-                ledger.fail(oid, _reason(exc, remote))
-
-        # 2. The chunks the store lacks, largest first, shared between files.
-        needed_by: dict[str, list[str]] = {}
-        sizes: dict[str, int] = {}
-        waiting: dict[str, int] = {}
-        for oid in singles:
-            manifests[oid] = Manifest(oid, 0, (ChunkRef(oid, 0),))  # size unknown until fetched
-        for oid, manifest in manifests.items():
-            lacking = {c.id: c.size for c in store.missing_chunks(manifest)}
-            waiting[oid] = len(lacking)
-            for cid, size in lacking.items():
-                needed_by.setdefault(cid, []).append(oid)
-                sizes[cid] = size
-        bar.grow(len(sizes))
-
-        def finish(oid: str) -> None:
-            if oid in manifest_tmp:
-                fetched_manifest(oid)
-            elif store.has_file(oid):
-                ledger.done.add(oid)
-            else:
-                ledger.fail(oid, f"not on remote {remote.name} ({remote.describe()})")
-
-        def fetched_manifest(oid: str) -> None:
-            try:
-                if unchecked is not None:
-                    unchecked[oid] = manifests[oid]
-                    ledger.done.add(oid)
-                    return
-                store.check_binding(manifests[oid])
-                store.import_object(FILES, oid, manifest_tmp[oid])
-            except CorruptObject as exc:
-                ledger.fail(oid, f"corrupt on remote {remote.name} ({exc.message})")
-            except (MlxError, OSError) as exc:
-                ledger.fail(oid, _reason(exc, remote))
-            else:
-                ledger.done.add(oid)
-
-        def import_chunk(cid: str) -> Callable[[bytes], None]:
-            return lambda data: store.import_bytes(CHUNKS, cid, data)
-
-        for oid, count in waiting.items():
-            if count == 0:
-                finish(oid)
-        in_packs: dict[str, packs.Entry] = {}
-        if remote.packed and sizes:
-            index = _load_index(runner, store, ledger, [o for o in waiting if waiting[o]])
-            if index is None:
-                return ledger.result()
-            in_packs = {cid: index.where[cid] for cid in sizes if cid in index.where}
-        for cid in sorted(sizes, key=lambda c: sizes[c], reverse=True):
-            if cid not in in_packs:
-                fetch(CHUNKS, cid, None, import_chunk(cid))
-        members: dict[str, list[str]] = {}  # ranged read -> the chunks it carries
-        damaged: dict[str, BaseException] = {}  # chunk -> why it was refused (set by workers)
-        for n, (pack_id, offset, length, cids) in enumerate(packs.ranges(in_packs)):
-            members[f"{n}"] = cids
-            runner.submit((PACKS, f"{n}"),
-                          _range_task(store, remote, pack_id, offset, length,
-                                      {c: in_packs[c] for c in cids}, damaged))
-        for (kind, tag), nbytes, error in runner.completions():
-            cids = members[tag] if kind == PACKS else [tag]
-            if error is None:
-                ledger.objects += len(cids)
-                ledger.nbytes += nbytes
-                bar.advance(len(cids), nbytes)
-            for cid in cids:
-                why = error or damaged.get(cid)
-                for oid in needed_by[cid]:
-                    if oid in ledger.failed:
-                        continue
-                    if why is not None:  # (a one-chunk file's chunk is the file itself)
-                        ledger.fail(oid, _reason(why, remote, cid if cid != oid else None))
-                        continue
-                    waiting[oid] -= 1
-                    if waiting[oid] == 0:  # all chunks verified and stored: now the manifest
-                        finish(oid)
-        return ledger.result()
+        if down.fetch_manifests():
+            down.plan_chunks()
+            in_packs = down.find_packed()
+            if in_packs is not None:
+                down.fetch_chunks(in_packs)
+                down.collect_chunks()
+        return down.ledger.result()
     finally:
-        runner.close()
-        bar.close()
-        for tmp in manifest_tmp.values():
+        down.close()
+
+
+class _Download(_Transfer):
+    """One download's state; `download` calls the steps in the order they are defined."""
+
+    def __init__(self, store: Store, remote: Remote, oids: Iterable[str], jobs: int,
+                 unchecked: dict[str, Manifest] | None) -> None:
+        super().__init__(store, remote, oids, jobs)
+        self.unchecked = unchecked
+        self.need: list[str] = []                   # the files the store lacks
+        self.singles: list[str] = []                # of those, the ones without a manifest
+        self.manifest_tmp: dict[str, Path] = {}     # file -> its fetched manifest, not yet imported
+        self.manifests: dict[str, Manifest] = {}    # file -> its manifest, as fetched (or made)
+        self.sizes: dict[str, int] = {}             # chunk the store lacks -> its content size
+        self.damaged: dict[str, BaseException] = {}  # chunk -> why it was refused (set by workers)
+        for oid in self.ledger.order:
+            try:
+                if store.has_file(oid):
+                    self.ledger.done.add(oid)
+                else:
+                    self.need.append(oid)
+            except (MlxError, ValueError) as exc:
+                self.ledger.fail(oid, Failure(FailureKind.INVALID, f"invalid object id: {exc}", exc))
+
+    def close(self) -> None:
+        super().close()
+        for tmp in self.manifest_tmp.values():
             with contextlib.suppress(OSError):
                 tmp.unlink(missing_ok=True)
 
+    def fetch_manifests(self) -> bool:
+        """Manifests, to temp files: not imported until their chunks are in. A file with no
+        manifest on the remote may be a one-chunk file, stored as its chunk alone. False if
+        the remote could not be asked which it has (every file has failed)."""
+        listed = self.exists([object_key(FILES, oid) for oid in self.need], self.need)
+        if listed is None:
+            return False
+        for oid in self.need:
+            if object_key(FILES, oid) in listed:
+                self.manifest_tmp[oid] = self.store.new_tmp_path()
+                self.fetch(FILES, oid, self.manifest_tmp[oid])
+            else:
+                self.singles.append(oid)
+        for (_, oid), nbytes, error in self.runner.completions():
+            self.read_manifest(oid, nbytes, error)
+        return True
 
-def _exists(runner: _Runner, keys: list[str], ledger: _Ledger, oids: Iterable[str]) -> (
-        set[str] | None):
-    """One batched exists() (retried); if it fails, every oid in `oids` fails and None is
-    returned."""
-    if not keys:
-        return set()
-    found: set[str] = set()
-    return found if _retry_or_fail(runner, ledger, oids,
-                                   lambda: found.update(runner.remote.exists(keys))) else None
+    def read_manifest(self, oid: str, nbytes: int, error: BaseException | None) -> None:
+        if isinstance(error, ObjectMissing):
+            self.singles.append(oid)  # gone since the listing: try it as a one-chunk file
+            return
+        if error is not None:
+            self.ledger.fail(oid, _failure(error, self.remote))
+            return
+        self.moved(1, nbytes)
+        try:
+            self.manifests[oid] = Manifest.decode(self.manifest_tmp[oid].read_bytes(), oid)
+        except CorruptObject as exc:
+            self.ledger.fail(oid, self.corrupt(exc))
+        except (MlxError, ValueError, OSError) as exc:
+            self.ledger.fail(oid, _failure(exc, self.remote))
 
+    def corrupt(self, exc: CorruptObject) -> Failure:
+        return Failure(FailureKind.CORRUPT, f"corrupt on remote {self.remote.name} ({exc.message})", exc)
 
-def _retry_or_fail(runner: _Runner, ledger: _Ledger, oids: Iterable[str],
-                   step: Callable[[], object]) -> bool:
-    """Run one whole-transfer step (retried); if it fails, every oid fails with its reason."""
-    def task() -> int:
-        step()
-        return 0
-    try:
-        runner.retrying(task)
-    except RemoteError as exc:
-        for oid in oids:
-            ledger.fail(oid, _reason(exc, runner.remote))
-        return False
-    return True
+    def plan_chunks(self) -> None:
+        """The chunks the store lacks, each once however many files share it; a file that
+        lacks none is finished at once."""
+        for oid in self.singles:
+            self.manifests[oid] = Manifest(oid, 0, (ChunkRef(oid, 0),))  # size unknown until fetched
+        for oid, manifest in self.manifests.items():
+            lacking = {c.id: c.size for c in self.store.missing_chunks(manifest)}
+            self.waiting[oid] = len(lacking)
+            for cid, size in lacking.items():
+                self.needed_by.setdefault(cid, []).append(oid)
+                self.sizes[cid] = size
+        self.bar.grow(len(self.sizes))
+        for oid, count in self.waiting.items():
+            if count == 0:
+                self.finish(oid)
+
+    def find_packed(self) -> dict[str, packs.Entry] | None:
+        """Where a packed remote keeps the lacking chunks it has in packs (the rest are
+        loose); None if its index cannot be read (the files still waiting have failed)."""
+        if not (self.remote.packed and self.sizes):
+            return {}
+        index = self.load_index([oid for oid in self.waiting if self.waiting[oid]])
+        if index is None:
+            return None
+        return {cid: index.where[cid] for cid in self.sizes if cid in index.where}
+
+    def fetch_chunks(self, in_packs: dict[str, packs.Entry]) -> None:
+        """Loose chunks one by one, largest first; packed ones by ranged reads of their packs."""
+        for cid in sorted(self.sizes, key=lambda c: self.sizes[c], reverse=True):
+            if cid not in in_packs:
+                self.fetch(CHUNKS, cid, None)
+        for n, (pack_id, offset, length, cids) in enumerate(packs.ranges(in_packs)):
+            self.members[f"{n}"] = cids
+            self.runner.submit((PACKS, f"{n}"),
+                               _range_task(self.store, self.remote, pack_id, offset, length,
+                                           {c: in_packs[c] for c in cids}, self.damaged))
+
+    def fetch(self, kind: str, hexid: str, dst: Path | None) -> None:
+        self.runner.submit((kind, hexid), partial(self._fetch_one, kind, hexid, dst))
+
+    def _fetch_one(self, kind: str, hexid: str, dst: Path | None) -> int:
+        """On a worker thread: one loose object, a manifest to `dst`, or a chunk verified
+        and written into the store."""
+        data = self.remote.read(object_key(kind, hexid))
+        if dst is not None:
+            dst.write_bytes(data)
+        if kind == CHUNKS:
+            self.store.import_bytes(CHUNKS, hexid, data)
+        return len(data)
+
+    def collect_chunks(self) -> None:
+        """Count the chunks in as they land, verified and stored; a file whose last chunk
+        landed gets its manifest."""
+        for (kind, tag), nbytes, error in self.runner.completions():
+            cids = self.members[tag] if kind == PACKS else [tag]
+            if error is None:
+                self.moved(len(cids), nbytes)
+            for cid in cids:
+                for oid in self.chunk_done(cid, error or self.damaged.get(cid)):
+                    self.finish(oid)
+
+    def which_chunk(self, cid: str, oid: str) -> str | None:
+        return cid if cid != oid else None  # a one-chunk file's chunk is the file itself
+
+    def finish(self, oid: str) -> None:
+        """All of the file's chunks are verified and stored: now its manifest."""
+        if oid not in self.manifest_tmp:
+            if self.store.has_file(oid):
+                self.ledger.done.add(oid)
+            else:
+                self.ledger.fail(oid, Failure(FailureKind.MISSING, f"not on remote "
+                                              f"{self.remote.name} ({self.remote.describe()})"))
+            return
+        try:
+            if self.unchecked is not None:
+                self.unchecked[oid] = self.manifests[oid]
+            else:
+                self.store.check_binding(self.manifests[oid])
+                self.store.import_object(FILES, oid, self.manifest_tmp[oid])
+        except CorruptObject as exc:
+            self.ledger.fail(oid, self.corrupt(exc))
+        except (MlxError, OSError) as exc:
+            self.ledger.fail(oid, _failure(exc, self.remote))
+        else:
+            self.ledger.done.add(oid)
 
 
 def remote_lacks(store: Store, remote: Remote, oids: Sequence[str]) -> list[str]:
