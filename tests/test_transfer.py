@@ -580,6 +580,29 @@ def test_one_chunk_files_travel_without_manifests(local: Store, other: Store, re
     assert result.failed == {lost: Failure(FailureKind.MISSING, "missing on remote origin")}
 
 
+class ListsEveryManifest(Recording):
+    """Says every manifest asked about is there, as a remote would whose manifest was deleted
+    (gc, another clone) between the listing and the read."""
+
+    def exists(self, keys: Sequence[str]) -> set[str]:
+        return self.inner.exists(keys) | {k for k in keys if k.startswith("files/")}
+
+
+def test_manifest_gone_since_the_listing_is_tried_as_a_one_chunk_file(
+        local: Store, other: Store, remote: LocalRemote, tmp_path: Path) -> None:
+    small = add(local, tmp_path, "small.bin", 900, seed=40)
+    assert transfer.upload(local, remote, [small], progress=False).done == [small]
+    down = transfer.download(other, ListsEveryManifest(remote), [small], progress=False)
+    assert (down.done, down.failed) == ([small], {})
+    assert content(other, small) == content(local, small)
+    assert list((other.root / "tmp").iterdir()) == []
+    pending: dict[str, Manifest] = {}
+    third = Store(tmp_path / "cache-c", SMALL)
+    down = transfer.download(third, ListsEveryManifest(remote), [small], progress=False,
+                             unchecked=pending)
+    assert (down.done, down.failed, pending) == ([small], {}, {})  # no made-up manifest
+
+
 def test_manifest_that_lies_about_its_content_is_refused(local: Store, other: Store,
                                                         remote: LocalRemote, three: list[str]) -> None:
     """A remote manifest with a valid checksum line that lists another file's chunks never

@@ -625,7 +625,11 @@ class _Download(_Transfer):
 
     def read_manifest(self, oid: str, nbytes: int, error: BaseException | None) -> None:
         if isinstance(error, ObjectMissing):
-            self.singles.append(oid)  # gone since the listing: try it as a one-chunk file
+            # Gone since the listing: try it as a one-chunk file, which has no manifest.
+            tmp = self.manifest_tmp.pop(oid)
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            self.singles.append(oid)
             return
         if error is not None:
             self.ledger.fail(oid, _failure(error, self.remote))
