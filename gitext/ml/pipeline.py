@@ -42,26 +42,6 @@ from gitext.repo.context import Context
 Say = Callable[[str], None]
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 # -- checking a stage ----------------------------------------------------------------------------
 @dataclass
 class Inputs:
@@ -213,8 +193,6 @@ def _exclusive(git_dir: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
-
-
 
 
 def run_repro(ctx: Context, stages: list[str] | None = None, *, say: Say, force: bool = False,

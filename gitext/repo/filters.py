@@ -99,8 +99,6 @@ def prefixed_into(head: bytes, readinto: ReadInto) -> ReadInto:
     return reader
 
 
-
-
 def quiet_todo(state: Path) -> bool:
     """True if what is left of the sequencer's todo list runs no program and opens no editor.
 

@@ -547,4 +547,3 @@ def report_failures(failed: dict[str, str]) -> None:
     for path, reason in sorted(failed.items()):
         warn(f"{quote_path(path)}: content not available ({reason}); left as a pointer. "
              "Fix the remote and run `git mlx pull`.")
-

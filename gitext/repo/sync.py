@@ -52,9 +52,6 @@ class AfterPush(Protocol):
                  git_url: str | None = None) -> object: ...
 
 
-
-
-
 def upload(ctx: Context, oids: Iterable[str], *, requested: str | None = None,
            git_remote: str | None = None, git_url: str | None = None,
            progress: bool | None = None) -> int:
@@ -62,13 +59,14 @@ def upload(ctx: Context, oids: Iterable[str], *, requested: str | None = None,
     wanted = sorted(set(oids))
     if not wanted:
         return 0
-
     remote = ctx.remote(requested, git_remote=git_remote, git_url=git_url)
     with push_lease(remote):  # a remote's gc waits for pushes, and pushes for it
         return upload_to(ctx, wanted, remote, progress)
 
 
 def upload_to(ctx: Context, wanted: list[str], remote: Remote, progress: bool | None) -> int:
+    """Upload `wanted` to `remote` (the caller holds a push lease); return how many objects
+    moved. Files not in the cache pass if the remote has them, else TransferFailed."""
     store = ctx.store
     absent = [oid for oid in wanted if not store.has_file(oid)]
     if absent:
@@ -97,118 +95,7 @@ def upload_to(ctx: Context, wanted: list[str], remote: Remote, progress: bool | 
     return result.objects
 
 
-# The newest commits a clone's pushes found complete on a remote (their files, and their whole
-# history's): enough to cover the branches pushed lately, few enough to hide cheaply.
-PUSHED_RECORD_COMMITS = 64
-
-
-def pushed_record(ctx: Context, spec: RemoteSpec) -> Path:
-    """Where this clone records what it found complete on the remote `spec`."""
-    digest = hashlib.sha256(f"{spec.name}\0{spec.url}".encode("utf-8", "surrogateescape"))
-    return ctx.config.repo.common_dir / "mlx" / "pushed" / digest.hexdigest()[:32]
-
-
-def read_pushed(record: Path | None) -> tuple[str | None, list[str]]:
-    """(the remote's gc epoch then, commit ids), or (None, []) without a usable record."""
-    if record is None:
-        return None, []
-    try:
-        epoch, *commits = record.read_text("ascii").split()
-    except (OSError, UnicodeDecodeError, ValueError):
-        return None, []  # none yet, or unreadable: check the whole pushed history
-    if not all(len(c) in (40, 64) and all(x in "0123456789abcdef" for x in c) for c in commits):
-        return None, []
-    return epoch, commits
-
-
-def write_pushed(record: Path | None, epoch: str, commits: Sequence[str]) -> None:
-    """Replace the record atomically; failing to write it costs only a longer next push."""
-    if record is None:
-        return
-    kept = list(dict.fromkeys(commits))[:PUSHED_RECORD_COMMITS]
-    tmp = record.with_name(f".{record.name}.{os.getpid()}.tmp")
-    try:
-        record.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text("\n".join([epoch, *kept]) + "\n", "ascii")
-        os.replace(tmp, record)
-    except OSError as exc:
-        trace(f"pre-push: cannot record the pushed commits in {record} ({exc})")
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-
-
-
-
-
-
-
-
-# -- explicit push / fetch / pull ----------------------------------------------------------------
-def referenced(ctx: Context, all_refs: bool, include: Sequence[str], exclude: Sequence[str],
-               ) -> dict[str, Pointer]:
-    """oid -> pointer for what HEAD (or every ref) references, filtered by path patterns."""
-    repo = open_repo(ctx.config.repo.git_dir)
-    if repo.head_is_unborn:
-        return {}
-    if include or exclude:
-        tips = ref_tips(repo) if all_refs else ["HEAD"]
-        found: dict[str, Pointer] = {}
-        for tip in tips:
-            for entry in pointers_in_tree(repo, tip):
-                if matches(entry.path, include, exclude):
-                    found[entry.pointer.oid] = entry.pointer
-        return found
-    tips = ref_tips(repo) if all_refs else [str(repo.head.target)]
-    return {p.oid: p for p in pointers_in_range(repo, tips, []).values()}
-
-
-def to_check(ctx: Context) -> dict[str, Pointer]:
-    """What `git mlx status` compares with the remote: HEAD's files, and the files of commits
-    no remote-tracking ref has (not yet pushed). Walking all of HEAD's history, as it did,
-    cost seconds on long histories for an answer that only unpushed commits can change."""
-    repo = open_repo(ctx.config.repo.git_dir)
-    if repo.head_is_unborn:
-        return {}
-    found = {e.pointer.oid: e.pointer for e in pointers_in_tree(repo, "HEAD")}
-    pushed = remote_tracking_oids(repo, None)
-    found.update({p.oid: p for p in pointers_in_range(repo, [str(repo.head.target)],
-                                                       pushed).values()})
-    return found
-
-
-def push(ctx: Context, remote: str | None, all_refs: bool, include: Sequence[str],
-         exclude: Sequence[str], *, after_push: AfterPush | None = None) -> int:
-    found = referenced(ctx, all_refs, include, exclude)
-    local = [oid for oid in found if ctx.store.has_file(oid)]
-    sent = upload(ctx, local, requested=remote)
-    if after_push is not None:
-        after_push(ctx, requested=remote)  # the run cache, as pre-push sends it
-    return sent
-
-
-def fetch(ctx: Context, remote: str | None, all_refs: bool, include: Sequence[str],
-          exclude: Sequence[str]) -> int:
-    found = referenced(ctx, all_refs, include, exclude)
-    result = ctx.download(found, ctx.remote(remote))
-    if result.failed:
-        raise TransferFailed(
-            f"could not download {len(result.failed)} object(s) from {remote or 'the remote'}: "
-            f"{next(iter(result.failed.values()))}",
-            result.failed, hint="check the remote (`git mlx env`) and fetch again",
-        )
-    return result.objects
-
-
-def pull(ctx: Context, remote: str | None, include: Sequence[str], exclude: Sequence[str]) -> list[str]:
-    if include or exclude:
-        fetch(ctx, remote, False, include, exclude)
-    return hydrate(ctx, include, exclude, requested=remote)
-
-
-def missing_on_remote(ctx: Context, oids: Iterable[str], remote_name: str | None) -> list[str]:
-    return remote_lacks(ctx.store, ctx.remote(remote_name), list(oids))
-
-
+# -- the pre-push hook ---------------------------------------------------------------------
 ZERO_SHA = "0" * 40
 
 
@@ -282,3 +169,109 @@ def pre_push(ctx: Context, remote_name: str, remote_url: str, stdin_text: str, *
                 write_pushed(record, current, tips + verified)
     if after_push is not None:  # the run cache's entries whose outputs the remote now holds
         after_push(ctx, git_remote=remote_name, git_url=remote_url)
+
+
+# The newest commits a clone's pushes found complete on a remote (their files, and their whole
+# history's): enough to cover the branches pushed lately, few enough to hide cheaply.
+PUSHED_RECORD_COMMITS = 64
+
+
+def pushed_record(ctx: Context, spec: RemoteSpec) -> Path:
+    """Where this clone records what it found complete on the remote `spec`."""
+    digest = hashlib.sha256(f"{spec.name}\0{spec.url}".encode("utf-8", "surrogateescape"))
+    return ctx.config.repo.common_dir / "mlx" / "pushed" / digest.hexdigest()[:32]
+
+
+def read_pushed(record: Path | None) -> tuple[str | None, list[str]]:
+    """(the remote's gc epoch then, commit ids), or (None, []) without a usable record."""
+    if record is None:
+        return None, []
+    try:
+        epoch, *commits = record.read_text("ascii").split()
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None, []  # none yet, or unreadable: check the whole pushed history
+    if not all(len(c) in (40, 64) and all(x in "0123456789abcdef" for x in c) for c in commits):
+        return None, []
+    return epoch, commits
+
+
+def write_pushed(record: Path | None, epoch: str, commits: Sequence[str]) -> None:
+    """Replace the record atomically; failing to write it costs only a longer next push."""
+    if record is None:
+        return
+    kept = list(dict.fromkeys(commits))[:PUSHED_RECORD_COMMITS]
+    tmp = record.with_name(f".{record.name}.{os.getpid()}.tmp")
+    try:
+        record.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text("\n".join([epoch, *kept]) + "\n", "ascii")
+        os.replace(tmp, record)
+    except OSError as exc:
+        trace(f"pre-push: cannot record the pushed commits in {record} ({exc})")
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+
+
+# -- explicit push / fetch / pull ----------------------------------------------------------------
+def referenced(ctx: Context, all_refs: bool, include: Sequence[str], exclude: Sequence[str],
+               ) -> dict[str, Pointer]:
+    """oid -> pointer for what HEAD (or every ref) references, filtered by path patterns."""
+    repo = open_repo(ctx.config.repo.git_dir)
+    if repo.head_is_unborn:
+        return {}
+    if include or exclude:
+        tips = ref_tips(repo) if all_refs else ["HEAD"]
+        found: dict[str, Pointer] = {}
+        for tip in tips:
+            for entry in pointers_in_tree(repo, tip):
+                if matches(entry.path, include, exclude):
+                    found[entry.pointer.oid] = entry.pointer
+        return found
+    tips = ref_tips(repo) if all_refs else [str(repo.head.target)]
+    return {p.oid: p for p in pointers_in_range(repo, tips, []).values()}
+
+
+def to_check(ctx: Context) -> dict[str, Pointer]:
+    """What `git mlx status` compares with the remote: HEAD's files, and the files of commits
+    no remote-tracking ref has (not yet pushed). Walking all of HEAD's history, as it did,
+    cost seconds on long histories for an answer that only unpushed commits can change."""
+    repo = open_repo(ctx.config.repo.git_dir)
+    if repo.head_is_unborn:
+        return {}
+    found = {e.pointer.oid: e.pointer for e in pointers_in_tree(repo, "HEAD")}
+    pushed = remote_tracking_oids(repo, None)
+    found.update({p.oid: p for p in pointers_in_range(repo, [str(repo.head.target)],
+                                                       pushed).values()})
+    return found
+
+
+def push(ctx: Context, remote: str | None, all_refs: bool, include: Sequence[str],
+         exclude: Sequence[str], *, after_push: AfterPush | None = None) -> int:
+    found = referenced(ctx, all_refs, include, exclude)
+    local = [oid for oid in found if ctx.store.has_file(oid)]
+    sent = upload(ctx, local, requested=remote)
+    if after_push is not None:
+        after_push(ctx, requested=remote)  # the run cache, as pre-push sends it
+    return sent
+
+
+def fetch(ctx: Context, remote: str | None, all_refs: bool, include: Sequence[str],
+          exclude: Sequence[str]) -> int:
+    found = referenced(ctx, all_refs, include, exclude)
+    result = ctx.download(found, ctx.remote(remote))
+    if result.failed:
+        raise TransferFailed(
+            f"could not download {len(result.failed)} object(s) from {remote or 'the remote'}: "
+            f"{next(iter(result.failed.values()))}",
+            result.failed, hint="check the remote (`git mlx env`) and fetch again",
+        )
+    return result.objects
+
+
+def pull(ctx: Context, remote: str | None, include: Sequence[str], exclude: Sequence[str]) -> list[str]:
+    if include or exclude:
+        fetch(ctx, remote, False, include, exclude)
+    return hydrate(ctx, include, exclude, requested=remote)
+
+
+def missing_on_remote(ctx: Context, oids: Iterable[str], remote_name: str | None) -> list[str]:
+    return remote_lacks(ctx.store, ctx.remote(remote_name), list(oids))

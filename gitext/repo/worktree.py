@@ -30,7 +30,6 @@ from gitext.repo.hydrate import (
 from gitext.repo.paths import matches
 
 
-# -- hydration ---------------------------------------------------------------------------------
 def unhydrated(ctx: Context, include: Sequence[str] = (), exclude: Sequence[str] = (), *,
                remember: bool = False) -> dict[str, Pointer]:
     """Index entries whose work-tree file still holds the pointer instead of the content."""
