@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from gitext.repo.context import Context
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -37,7 +40,7 @@ def human(n: int) -> str:
     return f"{n} B"
 
 
-def context(*, lenient: bool = False) -> Any:
+def context(*, lenient: bool = False) -> Context:
     """`lenient` for what git runs in the middle of its own work (the filter, post-checkout,
     post-merge): broken settings become defaults and "no remote", never a failure that makes
     git stop half-way (gitext/repo/config.py)."""

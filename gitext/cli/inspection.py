@@ -11,20 +11,24 @@ import argparse
 import os
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from gitext import __version__
 from gitext.cli.common import Command, context, human, say
 from gitext.errors import EXIT_OK, MlxError
 
+if TYPE_CHECKING:
+    from gitext.git.scan import PointerEntry
+    from gitext.repo.context import Context
 
-def _entries(ctx: Any) -> list[Any]:
+
+def _entries(ctx: Context) -> list[PointerEntry]:
     from gitext.git.scan import open_repo, pointers_in_index
 
     return sorted(pointers_in_index(open_repo(ctx.config.repo.git_dir)), key=lambda e: e.path)
 
 
-def _path_printer(ctx: Any) -> Callable[[str], str]:
+def _path_printer(ctx: Context) -> Callable[[str], str]:
     """How this repository's paths are printed: quoted as git quotes them (core.quotePath),
     since a path is bytes that may not be text at all."""
     from gitext.git.run import quote_path, quote_path_setting
@@ -38,20 +42,18 @@ def cmd_ls_files(args: argparse.Namespace) -> int:
 
     ctx = context()
     pointers = unhydrated(ctx)
-    rows = []
-    for entry in _entries(ctx):
-        hydrated = entry.path not in pointers
-        rows.append({"path": entry.path, "oid": entry.pointer.oid, "size": entry.pointer.size,
-                     "hydrated": hydrated})
+    entries = _entries(ctx)
     if args.json:
         import json
 
+        rows = [{"path": e.path, "oid": e.pointer.oid, "size": e.pointer.size,
+                 "hydrated": e.path not in pointers} for e in entries]
         say(json.dumps(rows, indent=2))
         return EXIT_OK
     show = _path_printer(ctx)
-    for row in rows:
-        mark = "*" if row["hydrated"] else "-"
-        say(f"{row['oid'][:12]} {mark} {show(row['path'])} ({human(row['size'])})")
+    for e in entries:
+        mark = "-" if e.path in pointers else "*"
+        say(f"{e.pointer.oid[:12]} {mark} {show(e.path)} ({human(e.pointer.size)})")
     return EXIT_OK
 
 

@@ -34,6 +34,7 @@ from gitext.git.scan import open_repo, pointers_in_tree
 from gitext.ml.metrics import format_value, render_table
 from gitext.ml.mlfiles import Content, Source, load_project, read_values
 from gitext.ml.paramset import ParamSet, apply_params
+from gitext.repo.context import Context
 from gitext.repo.worktree import hydrate
 
 PREFIX = "refs/heads/exp/"
@@ -351,7 +352,7 @@ def push(root: Path, remote: str, names: Sequence[str], force: bool) -> list[str
     return chosen
 
 
-def pull(ctx: Any, remote: str, names: Sequence[str], force: bool) -> tuple[list[str], int]:
+def pull(ctx: Context, remote: str, names: Sequence[str], force: bool) -> tuple[list[str], int]:
     """Fetch the remote's exp/* branches into local ones, then the mlx objects their trees
     reference into the cache. Returns (names, objects downloaded)."""
 
@@ -393,7 +394,7 @@ def remove(root: Path, names: Sequence[str]) -> list[str]:
     return chosen
 
 
-def apply(ctx: Any, name: str, force: bool) -> list[str]:
+def apply(ctx: Context, name: str, force: bool) -> list[str]:
     """Check out an experiment's files into the index and work tree; HEAD does not move.
     Returns the paths that changed."""
 
