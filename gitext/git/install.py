@@ -33,6 +33,7 @@ from pathlib import Path
 
 import gitext
 from gitext.errors import MlxError, NotARepository, UsageError
+from gitext.fsutil import write_atomic
 
 FILTER_CONFIG = {
     "filter.mlx.process": "git-mlx filter-process",
@@ -482,15 +483,7 @@ def _read_head(path: Path, size: int) -> bytes | None:
 
 def _write_hook(target: Path, data: bytes) -> None:
     """Atomically put an executable `data` at `target`."""
-    tmp = target.with_name(f".{target.name}.mlx-tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-        tmp.chmod(0o755)
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_atomic(target, data, mode=0o755)
 
 
 # ---------------------------------------------------------------- running git

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gitext.errors import UsageError
+from gitext.fsutil import write_atomic
 from gitext.storage.statcache import stat_key
 
 if TYPE_CHECKING:
@@ -229,10 +230,4 @@ def read_lock(root: Path) -> dict[str, LockEntry]:
 
 def write_lock(root: Path, entries: Mapping[str, LockEntry]) -> None:
     """Write atomically (temp file beside it, then rename): a crash leaves the old or the new."""
-    path = root / LOCK_FILE
-    tmp = path.with_name(f".{LOCK_FILE}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(encode_lock(entries), encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_atomic(root / LOCK_FILE, encode_lock(entries).encode("utf-8"))

@@ -25,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from gitext.errors import CorruptObject
+from gitext.fsutil import write_atomic
 from gitext.log import warn
 from gitext.storage.remotes.base import Remote
 from gitext.storage.store import CHUNKS, Store, object_key
@@ -217,9 +218,7 @@ class RemoteIndex:
         self.add(pack_id, entries)
         with contextlib.suppress(OSError):  # only a cache: a failure costs a download next time
             self.store.make_dir(self.cache_dir)
-            tmp = self.cache_dir / f".{pack_id}.{os.getpid()}.tmp"
-            tmp.write_bytes(data)
-            os.replace(tmp, self.cache_dir / pack_id)
+            write_atomic(self.cache_dir / pack_id, data)
 
     def add(self, pack_id: str, entries: Entries) -> None:
         self.packs[pack_id] = entries
