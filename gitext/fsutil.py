@@ -1,4 +1,5 @@
-"""Writing a file so that readers see the old bytes or the new, never part of them.
+"""Writing a file so that readers see the old bytes or the new, never part of them; and what
+an object id looks like.
 
 Layer 0: standard library only.
 
@@ -16,10 +17,12 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeGuard
 
+_HEX = re.compile(r"[0-9a-f]*")
 _LONGEST_STEM = 200  # NAME_MAX is 255 bytes: room for ".", ".mlx-PID-N.tmp"
 
 
@@ -81,3 +84,10 @@ def write_atomic(path: Path, data: bytes, *, mode: int | None = None) -> None:
     """Replace `path` with `data` at once (see atomic_writer)."""
     with atomic_writer(path, mode=mode) as f:
         f.write(data)
+
+
+def is_hex_id(value: object, length: int = 64) -> TypeGuard[str]:
+    """True for a str of `length` lowercase hex digits: a sha256 id (object, pack, run-cache
+    key) has 64, a git commit id 40 (SHA-1) or 64 (SHA-256). Formats parsed from bytes spell
+    the same rule inside their own grammar (`[0-9a-f]{64}` in pointer, manifest, pack index)."""
+    return isinstance(value, str) and len(value) == length and _HEX.fullmatch(value) is not None

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gitext.fsutil import atomic_writer, create_temp, write_atomic
+from gitext.fsutil import atomic_writer, create_temp, is_hex_id, write_atomic
 
 
 def test_write_atomic_replaces_and_leaves_no_temp(tmp_path: Path) -> None:
@@ -72,3 +72,17 @@ def test_a_long_name_gets_a_short_temp_name(tmp_path: Path) -> None:
     target = tmp_path / ("x" * 250)
     write_atomic(target, b"data")
     assert target.read_bytes() == b"data"
+
+
+@pytest.mark.parametrize("value, length, ok", [
+    ("ab" * 32, 64, True),
+    ("0123456789abcdef" * 2 + "0" * 8, 40, True),
+    ("AB" * 32, 64, False),     # lowercase only
+    ("ab" * 32, 40, False),     # the length asked for
+    ("ab" * 32 + "\n", 64, False),
+    ("g" * 64, 64, False),
+    (b"ab" * 32, 64, False),    # a str, not bytes
+    (None, 64, False),
+])
+def test_is_hex_id(value: object, length: int, ok: bool) -> None:
+    assert is_hex_id(value, length) is ok

@@ -17,7 +17,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from gitext.formats.pointer import OID_RE
+from gitext.fsutil import is_hex_id
 
 MAX_LFS_POINTER_SIZE = 1024
 VERSIONS = ("https://git-lfs.github.com/spec/v1", "https://hawser.github.com/spec/v1")
@@ -61,7 +61,7 @@ def parse_pointer(data: bytes) -> LfsPointer | None:
         if key.startswith("ext-"):
             extensions.append(key[4:] + (f" {value}" if value else ""))
     oid, size = fields.get("oid", ""), fields.get("size", "")
-    if not oid.startswith("sha256:") or not OID_RE.fullmatch(oid[7:]) or not _SIZE_RE.fullmatch(size):
+    if not oid.startswith("sha256:") or not is_hex_id(oid[7:]) or not _SIZE_RE.fullmatch(size):
         return None
     return LfsPointer(oid[7:], int(size), tuple(extensions))
 

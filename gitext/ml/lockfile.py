@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,7 +21,6 @@ if TYPE_CHECKING:
 
 LOCK_FILE = "mlx.lock"
 LOCK_VERSION = 1
-_HEX = re.compile(r"[0-9a-f]{64}")
 
 Params = dict[str, dict[str, Any]]  # params file -> {dotted key: value}
 FileRecord = tuple[str, str, int]  # (path, sha256, size) of one file of an out

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gitext.errors import MlxError, ObjectError, ObjectMissing, RemoteError, UsageError
-from gitext.fsutil import atomic_writer, write_atomic
+from gitext.fsutil import atomic_writer, is_hex_id, write_atomic
 from gitext.git.attributes import track
 from gitext.log import trace, warn
 from gitext.ml.lockfile import (
@@ -49,7 +49,6 @@ if TYPE_CHECKING:
 
 RUNS = "runs"
 ENTRY_VERSION = 1
-_HEX = re.compile(r"[0-9a-f]{64}")
 
 Say = Callable[[str], None]
 
@@ -208,7 +207,7 @@ def entry_oids(data: bytes) -> set[str]:
 
 
 def _hexid(value: Any) -> str:
-    if not isinstance(value, str) or not _HEX.fullmatch(value):
+    if not is_hex_id(value):
         raise ValueError(f"bad object id {value!r}")
     return value
 
@@ -227,7 +226,7 @@ def _record(key: str) -> str:
 def _key(record: str) -> str | None:
     """The key a record in RUNS is the entry of, None for a name no entry has."""
     key = record.removesuffix(".yaml")
-    return key if key != record and _HEX.fullmatch(key) else None
+    return key if key != record and is_hex_id(key) else None
 
 
 class RunCache:

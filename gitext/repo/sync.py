@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from gitext.errors import MlxError, TransferFailed, UsageError
 from gitext.formats.pointer import Pointer
-from gitext.fsutil import write_atomic
+from gitext.fsutil import is_hex_id, write_atomic
 from gitext.git.keep import ref_tips
 from gitext.git.scan import (
     open_repo,
@@ -189,7 +189,7 @@ def read_pushed(record: Path | None) -> tuple[str | None, list[str]]:
         epoch, *commits = record.read_text("ascii").split()
     except (OSError, UnicodeDecodeError, ValueError):
         return None, []  # none yet, or unreadable: check the whole pushed history
-    if not all(len(c) in (40, 64) and all(x in "0123456789abcdef" for x in c) for c in commits):
+    if not all(is_hex_id(c, 40) or is_hex_id(c, 64) for c in commits):
         return None, []
     return epoch, commits
 
