@@ -15,10 +15,10 @@ import re
 from dataclasses import dataclass
 
 from gitext.errors import InvalidPointer
+from gitext.fsutil import is_hex_id
 
 VERSION = "git-mlx/1"
 MAX_POINTER_SIZE = 1024
-OID_RE = re.compile(r"[0-9a-f]{64}")
 EMPTY_OID = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
 _POINTER_RE = re.compile(
@@ -36,7 +36,7 @@ class Pointer:
     size: int
 
     def __post_init__(self) -> None:
-        if not OID_RE.fullmatch(self.oid):
+        if not is_hex_id(self.oid):
             raise InvalidPointer(f"invalid oid {self.oid!r}: expected 64 lowercase hex digits")
         if self.size < 0:
             raise InvalidPointer(f"invalid size {self.size}: must not be negative")

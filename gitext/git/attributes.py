@@ -13,10 +13,11 @@ git would text-merge the pointer text into conflict markers. Lines written by gi
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
+
+from gitext.fsutil import write_atomic
 
 ATTRS = "filter=mlx diff=mlx -merge -text"
 UNSET_ATTRS = "!filter !diff !merge !text"  # an --exclude of `migrate import`
@@ -42,9 +43,7 @@ def tracked_patterns(text: str) -> list[str]:
 
 
 def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".gitattributes.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, text.encode("utf-8"))
 
 
 def with_tracked(text: str, patterns: list[str], excluded: tuple[str, ...] = ()) -> tuple[str, list[str]]:

@@ -27,12 +27,13 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 
 import gitext
 from gitext.errors import MlxError, NotARepository, UsageError
+from gitext.fsutil import write_atomic
+from gitext.git.run import run_git
 
 FILTER_CONFIG = {
     "filter.mlx.process": "git-mlx filter-process",
@@ -107,7 +108,7 @@ def uninstall(scope: str = "global", repo: Path | None = None) -> list[str]:
     base = _config_cmd(scope, git_dir)
     removed = False
     for section in CONFIG_SECTIONS:
-        if _git([*base, "--get-regexp", "^" + re.escape(section + ".")]).returncode == 0:
+        if run_git([*base, "--get-regexp", "^" + re.escape(section + ".")]).returncode == 0:
             _git_checked([*base, "--remove-section", section])
             removed = True
     if removed:
@@ -140,7 +141,7 @@ def _set_filter_config(scope: str, git_dir: Path | None, force: bool) -> list[st
     base = _config_cmd(scope, git_dir)
     current: dict[str, list[str]] = {}
     for key in CONFIG:
-        proc = _git([*base, "--get-all", key])
+        proc = run_git([*base, "--get-all", key], text=True)
         current[key] = proc.stdout.splitlines() if proc.returncode == 0 else []
     conflicts = {k: v for k, v in current.items() if v and v != [CONFIG[k]]}
     if conflicts and not force:
@@ -179,9 +180,8 @@ def hooks_dir(repo_git_dir: Path, work_tree: Path | None) -> Path:
     work tree root, or the git dir of a bare repository); otherwise `hooks/` in the common
     git dir, which linked worktrees share with their main repository.
     """
-    proc = _git(
-        [f"--git-dir={repo_git_dir}", "config", "--type=path", "--get", "core.hooksPath"]
-    )
+    proc = run_git(["config", "--type=path", "--get", "core.hooksPath"], git_dir=repo_git_dir,
+                   text=True)
     value = proc.stdout.rstrip("\n") if proc.returncode == 0 else ""
     if value:
         path = Path(value).expanduser()
@@ -224,10 +224,8 @@ def _common_dir(git_dir: Path) -> Path:
 def _find_repo(start: Path) -> tuple[Path, Path | None] | None:
     """(absolute git dir, work tree root or None when bare) of the repository at `start`."""
     # One call; in a bare repository --show-toplevel fails after the first two lines printed.
-    proc = _git(
-        ["-C", str(start), "rev-parse", "--absolute-git-dir", "--is-bare-repository",
-         "--show-toplevel"]
-    )
+    proc = run_git(["-C", str(start), "rev-parse", "--absolute-git-dir", "--is-bare-repository",
+                    "--show-toplevel"], text=True)
     lines = proc.stdout.splitlines()
     if len(lines) < 2:
         return None
@@ -482,28 +480,14 @@ def _read_head(path: Path, size: int) -> bytes | None:
 
 def _write_hook(target: Path, data: bytes) -> None:
     """Atomically put an executable `data` at `target`."""
-    tmp = target.with_name(f".{target.name}.mlx-tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-        tmp.chmod(0o755)
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_atomic(target, data, mode=0o755)
 
 
 # ---------------------------------------------------------------- running git
 
 
-def _git(args: list[str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["git", *args], stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False,
-    )
-
-
 def _git_checked(args: list[str]) -> None:
-    proc = _git(args)
+    proc = run_git(args, text=True)
     if proc.returncode != 0:
         raise MlxError(
             f"`git {' '.join(args)}` failed (exit {proc.returncode}): {proc.stderr.strip()}"

@@ -13,11 +13,11 @@
 from __future__ import annotations
 
 import re
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from gitext.formats.pointer import OID_RE
+from gitext.fsutil import is_hex_id
+from gitext.git.run import run_git
 
 MAX_LFS_POINTER_SIZE = 1024
 VERSIONS = ("https://git-lfs.github.com/spec/v1", "https://hawser.github.com/spec/v1")
@@ -61,15 +61,14 @@ def parse_pointer(data: bytes) -> LfsPointer | None:
         if key.startswith("ext-"):
             extensions.append(key[4:] + (f" {value}" if value else ""))
     oid, size = fields.get("oid", ""), fields.get("size", "")
-    if not oid.startswith("sha256:") or not OID_RE.fullmatch(oid[7:]) or not _SIZE_RE.fullmatch(size):
+    if not oid.startswith("sha256:") or not is_hex_id(oid[7:]) or not _SIZE_RE.fullmatch(size):
         return None
     return LfsPointer(oid[7:], int(size), tuple(extensions))
 
 
 def objects_dir(common_dir: Path) -> Path:
     """Where git-lfs keeps this repository's content (`lfs.storage` relocates it)."""
-    proc = subprocess.run(["git", "--git-dir", str(common_dir), "config", "--get", "lfs.storage"],
-                          capture_output=True, text=True)
+    proc = run_git(["config", "--get", "lfs.storage"], git_dir=common_dir, text=True)
     configured = proc.stdout.strip()
     base = (common_dir / configured) if configured else common_dir / "lfs"
     return base / "objects"
@@ -106,8 +105,7 @@ def remove_lfs_setup(git_dir: Path, hooks: Path) -> list[str]:
             if is_lfs_hook(candidate):
                 candidate.unlink()
                 done.append(f"removed git-lfs's hook {candidate}")
-    proc = subprocess.run(["git", "--git-dir", str(git_dir), "config", "--local",
-                           "--remove-section", "filter.lfs"], capture_output=True)
+    proc = run_git(["config", "--local", "--remove-section", "filter.lfs"], git_dir=git_dir)
     if proc.returncode == 0:
         done.append("removed the [filter \"lfs\"] section from .git/config")
     return done

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, overload
 
 from gitext.errors import MlxError, NotARepository
 
@@ -22,11 +23,8 @@ class RepoPaths:
 
 def find_repo(start: Path | None = None) -> RepoPaths:
     """Locate the repository the way git does (honours GIT_DIR / GIT_WORK_TREE)."""
-    proc = subprocess.run(
-        ["git", "rev-parse", "--absolute-git-dir", "--git-common-dir", "--is-bare-repository",
-         "--show-toplevel"],
-        cwd=start, capture_output=True, text=True,
-    )
+    proc = run_git(["rev-parse", "--absolute-git-dir", "--git-common-dir", "--is-bare-repository",
+                    "--show-toplevel"], start, text=True)
     lines = proc.stdout.splitlines()
     if proc.returncode != 0 and len(lines) < 3:
         raise NotARepository(
@@ -42,14 +40,43 @@ def find_repo(start: Path | None = None) -> RepoPaths:
     return RepoPaths(git_dir=git_dir, common_dir=common, work_tree=work_tree)
 
 
+@overload
+def run_git(args: Sequence[str], cwd: Path | None = None, *, git_dir: Path | str | None = None,
+            input: str | None = None, env: Mapping[str, str] | None = None,
+            text: Literal[True], capture: bool = True,
+            check: bool = False) -> subprocess.CompletedProcess[str]: ...
+@overload
+def run_git(args: Sequence[str], cwd: Path | None = None, *, git_dir: Path | str | None = None,
+            input: bytes | None = None, env: Mapping[str, str] | None = None,
+            text: Literal[False] = False, capture: bool = True,
+            check: bool = False) -> subprocess.CompletedProcess[bytes]: ...
+def run_git(args: Sequence[str], cwd: Path | None = None, *, git_dir: Path | str | None = None,
+            input: str | bytes | None = None, env: Mapping[str, str] | None = None,
+            text: bool = False, capture: bool = True,
+            check: bool = False) -> subprocess.CompletedProcess[str] | subprocess.CompletedProcess[bytes]:
+    """Run `git [--git-dir=GIT_DIR] ARGS` in `cwd` (with `env` as its whole environment, if
+    given) and return the finished process: its exit code, and unless `capture` is off (git
+    then talks to the user's terminal: push, fetch) its stdout and stderr, as str with `text`.
+
+    With its output captured and no `input`, git reads /dev/null: a git run from a hook or the
+    filter process must never read git-mlx's own stdin (there, the filter protocol's pipe).
+    `check`: a non-zero exit raises MlxError "git ARGS[:2] failed: <git's own message>".
+    """
+    cmd = ["git", *([f"--git-dir={git_dir}"] if git_dir is not None else []), *args]
+    stdin = subprocess.DEVNULL if capture and input is None else None
+    proc = subprocess.run(cmd, cwd=cwd, input=input, stdin=stdin, env=env, text=text,
+                          capture_output=capture)
+    if check and proc.returncode != 0:
+        err = proc.stderr or b""
+        message = err if isinstance(err, str) else err.decode(errors="replace")
+        raise MlxError(f"git {' '.join(args[:2])} failed: {message.strip()}")
+    return proc
+
+
 def git(args: Sequence[str], cwd: Path | None = None, *, input: bytes | None = None,
         check: bool = True) -> bytes:
     """Run git and return stdout; a failure becomes an MlxError quoting git's own message."""
-    proc = subprocess.run(["git", *args], cwd=cwd, input=input, capture_output=True)
-    if check and proc.returncode != 0:
-        message = proc.stderr.decode(errors="replace").strip()
-        raise MlxError(f"git {' '.join(args[:2])} failed: {message}")
-    return proc.stdout
+    return run_git(args, cwd, input=input, check=check).stdout
 
 
 def staged_entries(work_tree: Path | None) -> list[tuple[bytes, bytes, bytes, bytes]]:
@@ -106,15 +133,13 @@ def quote_path_setting(cwd: Path | None = None) -> bool:
 
 
 def git_config_get(key: str, cwd: Path | None = None, *, type_bool: bool = False) -> str | None:
-    proc = subprocess.run(["git", "config", *(["--type=bool"] if type_bool else []), "--get", key],
-                          cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    proc = run_git(["config", *(["--type=bool"] if type_bool else []), "--get", key], cwd, text=True)
     return proc.stdout.strip() if proc.returncode == 0 else None
 
 
 def git_remotes(cwd: Path | None = None) -> dict[str, str]:
     """name -> fetch URL of every git remote."""
-    proc = subprocess.run(["git", "config", "--get-regexp", r"^remote\..*\.url$"], cwd=cwd,
-                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    proc = run_git(["config", "--get-regexp", r"^remote\..*\.url$"], cwd, text=True)
     remotes: dict[str, str] = {}
     for line in proc.stdout.splitlines():
         key, _, url = line.partition(" ")

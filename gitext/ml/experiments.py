@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from gitext.errors import MlxError, TransferFailed, UsageError
-from gitext.git.run import RepoPaths, git_remotes
+from gitext.git.run import RepoPaths, git_remotes, run_git
 from gitext.git.scan import open_repo, pointers_in_tree
 from gitext.ml.metrics import format_value, render_table
 from gitext.ml.mlfiles import Content, Source, load_project, read_values
@@ -55,11 +55,7 @@ def _env() -> dict[str, str]:
 
 def _git(args: Sequence[str], cwd: Path, *, check: bool = True,
          env: Mapping[str, str] | None = None) -> str:
-    proc = subprocess.run(["git", *args], cwd=cwd, env={**_env(), **(env or {})},
-                          capture_output=True, text=True)
-    if check and proc.returncode != 0:
-        raise MlxError(f"git {' '.join(args[:2])} failed: {proc.stderr.strip()}")
-    return proc.stdout.strip()
+    return run_git(args, cwd, env={**_env(), **(env or {})}, text=True, check=check).stdout.strip()
 
 
 def work_tree(repo: RepoPaths) -> Path:
@@ -111,11 +107,10 @@ def temp_worktree(repo: RepoPaths, commit: str) -> Iterator[Path]:
         _git(["worktree", "add", "--detach", "--quiet", str(path), commit], root)
         yield path
     finally:
-        proc = subprocess.run(["git", "worktree", "remove", "--force", str(path)], cwd=root,
-                              env=_env(), capture_output=True)
+        proc = run_git(["worktree", "remove", "--force", str(path)], root, env=_env())
         if proc.returncode != 0 or path.exists():
             shutil.rmtree(path, ignore_errors=True)
-            subprocess.run(["git", "worktree", "prune"], cwd=root, env=_env(), capture_output=True)
+            run_git(["worktree", "prune"], root, env=_env())
 
 
 def run(repo: RepoPaths, sets: Sequence[ParamSet], *, name: str | None = None,
@@ -344,7 +339,7 @@ def push(root: Path, remote: str, names: Sequence[str], force: bool) -> list[str
     chosen = _names(root, names)
     if chosen:
         specs = [f"{'+' if force else ''}{PREFIX}{n}:{PREFIX}{n}" for n in chosen]
-        code = subprocess.run(["git", "push", remote, *specs], cwd=root, env=_env()).returncode
+        code = run_git(["push", remote, *specs], root, env=_env(), capture=False).returncode
         if code != 0:
             raise MlxError(f"git push of {len(chosen)} experiment(s) to {remote} failed (exit {code})",
                            hint="see git's message above; a rejected update of an experiment "
@@ -370,7 +365,7 @@ def pull(ctx: Context, remote: str, names: Sequence[str], force: bool) -> tuple[
     if not chosen:
         return [], 0
     specs = [f"{'+' if force else ''}{PREFIX}{n}:{PREFIX}{n}" for n in chosen]
-    code = subprocess.run(["git", "fetch", "--quiet", remote, *specs], cwd=root, env=_env()).returncode
+    code = run_git(["fetch", "--quiet", remote, *specs], root, env=_env(), capture=False).returncode
     if code != 0:
         raise MlxError(f"git fetch of {len(chosen)} experiment(s) from {remote} failed (exit {code})",
                        hint="a local experiment of the same name that differs needs --force "

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -14,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gitext.errors import UsageError
+from gitext.fsutil import write_atomic
 from gitext.storage.statcache import stat_key
 
 if TYPE_CHECKING:
@@ -21,7 +21,6 @@ if TYPE_CHECKING:
 
 LOCK_FILE = "mlx.lock"
 LOCK_VERSION = 1
-_HEX = re.compile(r"[0-9a-f]{64}")
 
 Params = dict[str, dict[str, Any]]  # params file -> {dotted key: value}
 FileRecord = tuple[str, str, int]  # (path, sha256, size) of one file of an out
@@ -229,10 +228,4 @@ def read_lock(root: Path) -> dict[str, LockEntry]:
 
 def write_lock(root: Path, entries: Mapping[str, LockEntry]) -> None:
     """Write atomically (temp file beside it, then rename): a crash leaves the old or the new."""
-    path = root / LOCK_FILE
-    tmp = path.with_name(f".{LOCK_FILE}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(encode_lock(entries), encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_atomic(root / LOCK_FILE, encode_lock(entries).encode("utf-8"))

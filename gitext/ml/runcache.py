@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
 import posixpath
 import re
 import shutil
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gitext.errors import MlxError, ObjectError, ObjectMissing, RemoteError, UsageError
+from gitext.fsutil import atomic_writer, is_hex_id, write_atomic
 from gitext.git.attributes import track
 from gitext.log import trace, warn
 from gitext.ml.lockfile import (
@@ -49,7 +49,6 @@ if TYPE_CHECKING:
 
 RUNS = "runs"
 ENTRY_VERSION = 1
-_HEX = re.compile(r"[0-9a-f]{64}")
 
 Say = Callable[[str], None]
 
@@ -208,7 +207,7 @@ def entry_oids(data: bytes) -> set[str]:
 
 
 def _hexid(value: Any) -> str:
-    if not isinstance(value, str) or not _HEX.fullmatch(value):
+    if not is_hex_id(value):
         raise ValueError(f"bad object id {value!r}")
     return value
 
@@ -227,16 +226,7 @@ def _record(key: str) -> str:
 def _key(record: str) -> str | None:
     """The key a record in RUNS is the entry of, None for a name no entry has."""
     key = record.removesuffix(".yaml")
-    return key if key != record and _HEX.fullmatch(key) else None
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.mlx-{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    return key if key != record and is_hex_id(key) else None
 
 
 class RunCache:
@@ -326,14 +316,9 @@ class RunCache:
             for rel, oid, size in entry.files:
                 dst = root / rel
                 dst.parent.mkdir(parents=True, exist_ok=True)
-                tmp = dst.with_name(f".{dst.name}.mlx-{os.getpid()}.tmp")
-                try:
-                    with open(tmp, "wb") as f:
-                        if size:
-                            store.write_content(oid, f)
-                    os.replace(tmp, dst)
-                finally:
-                    tmp.unlink(missing_ok=True)
+                with atomic_writer(dst) as f:
+                    if size:
+                        store.write_content(oid, f)
         except ObjectError as exc:
             remove_outputs(root, stage.produced)
             warn(f"run cache: cannot restore stage {stage.name!r} ({exc.message}); running it")
@@ -341,7 +326,7 @@ class RunCache:
         metrics = {}
         for rel, data in entry.metrics.items():
             (root / rel).parent.mkdir(parents=True, exist_ok=True)
-            _write_atomic(root / rel, data)
+            write_atomic(root / rel, data)
             metrics[rel] = hashlib.sha256(data).hexdigest()
         return dict(entry.outs), metrics
 

@@ -37,6 +37,7 @@ from urllib.parse import unquote, urlparse
 
 from gitext.errors import RemoteUnsupported, UsageError
 from gitext.formats.urls import SSH, parse_url
+from gitext.fsutil import write_atomic
 from gitext.git.run import RepoPaths, find_repo, git_config_get, git_remotes
 from gitext.log import warn
 
@@ -91,9 +92,8 @@ def save_yaml(path: Path, data: dict[str, Any]) -> None:
     import yaml
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(yaml.safe_dump(data, sort_keys=False, default_flow_style=False), encoding="utf-8")
-    os.replace(tmp, path)
+    text = yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
+    write_atomic(path, text.encode("utf-8"))
 
 
 def merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:

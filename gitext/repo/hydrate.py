@@ -21,7 +21,6 @@ import contextlib
 import ctypes
 import errno
 import fcntl
-import hashlib
 import os
 import re
 import stat
@@ -33,6 +32,7 @@ from typing import TYPE_CHECKING, cast
 
 from gitext.errors import CorruptObject, MlxError
 from gitext.formats.pointer import EMPTY_OID, MAX_POINTER_SIZE, Pointer, try_parse
+from gitext.fsutil import create_temp
 from gitext.git import index as gitindex
 from gitext.git.run import git, quote_path, staged_entries
 from gitext.log import trace, warn
@@ -164,7 +164,7 @@ def write_file(ctx: Context, target: Target, dest: Path, seen: os.stat_result,
     store = ctx.store
     oid = target.pointer.oid
     perms = 0o777 if target.mode == EXECUTABLE else 0o666  # the umask applies, as for git
-    fd, tmp = _create_tmp(dest, perms)
+    fd, tmp = create_temp(dest, perms)
     renamed = False
     try:
         if fresh is not None:
@@ -245,46 +245,11 @@ def _swap_in(tmp: Path, dest: Path, seen: os.stat_result, pointer: Pointer) -> b
 _TMP_SUFFIX = re.compile(r"\d+(-\d+)?")
 
 
-_LONGEST_STEM = 200  # NAME_MAX is 255 bytes: room for ".", ".mlx-PID-N.tmp"
-
-
-def _tmp_stem(name: str) -> str:
-    """The file's name, or for a name too long to take the temp suffix within NAME_MAX (git
-    writes names up to 255 bytes) a short stand-in made from its hash."""
-    raw = os.fsencode(name)
-    if len(raw) <= _LONGEST_STEM:
-        return name
-    return "long-" + hashlib.sha256(raw).hexdigest()[:32]
-
-
-def _create_tmp(dest: Path, perms: int) -> tuple[int, Path]:
-    """A new temp file beside `dest` (.NAME.mlx-PID.tmp), open and locked (flock) until it is
-    renamed or removed: the lock, not the PID, tells _remove_stale_tmp that it is in use."""
-    for n in range(100):
-        suffix = str(os.getpid()) if n == 0 else f"{os.getpid()}-{n}"
-        tmp = dest.with_name(f".{_tmp_stem(dest.name)}.mlx-{suffix}.tmp")
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, perms)
-        except FileExistsError:
-            continue  # another run's (live or stale): never ours to reuse
-        # Waits only while a cleaner looks at it. No locks on this file system: cleaners
-        # cannot lock it either, and keep it.
-        with contextlib.suppress(OSError):
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        try:
-            mine = os.path.samestat(os.lstat(tmp), os.fstat(fd))
-        except OSError:
-            mine = False
-        if mine:
-            return fd, tmp
-        os.close(fd)  # a cleaner removed it before we held the lock: take another name
-    raise OSError(f"no free temp file name beside {dest}")
-
-
 def _remove_stale_tmp(directory: Path) -> None:
     """Temp files a killed git-mlx left in `directory` (.NAME.mlx-PID[-N].tmp that no process
-    holds locked): they would show as untracked files. A PID proves nothing (a zombie's, or
-    reused); a lock dies with its process. One scan per directory per hydration."""
+    holds locked: see fsutil.create_temp): they would show as untracked files. A PID proves
+    nothing (a zombie's, or reused); a lock dies with its process. One scan per directory per
+    hydration."""
     try:
         entries = [e for e in os.scandir(directory)
                    if e.name.startswith(".") and e.name.endswith(".tmp") and ".mlx-" in e.name]

@@ -34,6 +34,7 @@ from gitext.formats.pointer import MAX_POINTER_SIZE, Pointer, try_parse
 from gitext.git.attributes import path_matcher, with_tracked, without_tracked
 from gitext.git.install import hooks_dir, install_repo_hooks
 from gitext.git.lfs import object_path, objects_dir, parse_pointer, remove_lfs_setup
+from gitext.git.run import git_config_get, run_git
 from gitext.git.scan import open_repo
 from gitext.log import warn
 from gitext.repo.context import Context
@@ -281,8 +282,7 @@ class Export(Conversion):
                     raise type(exc)(f"the content of {path} in commit {self.commit[:12]} cannot "
                                     f"be read from the cache: {exc.message}", oid=exc.oid,
                                     hint=exc.hint) from exc
-            out = subprocess.run(["git", "--git-dir", self.repo.path, "hash-object", "-w",
-                                  "--no-filters", str(tmp)], capture_output=True, check=False)
+            out = run_git(["hash-object", "-w", "--no-filters", str(tmp)], git_dir=self.repo.path)
             if out.returncode:
                 raise MlxError(f"git hash-object failed for {path}: {out.stderr.decode().strip()}")
             return pygit2.Oid(hex=out.stdout.decode().strip())
@@ -459,8 +459,7 @@ def check_clean(work_tree: Path, git_dir: Path) -> None:
         if (git_dir / name).exists():
             raise UsageError(f"a merge, rebase or cherry-pick is in progress ({name})",
                              hint="finish or abort it first")
-    proc = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=work_tree,
-                          capture_output=True)
+    proc = run_git(["status", "--porcelain", "--untracked-files=no"], work_tree)
     if proc.returncode:
         raise MlxError(f"git status failed: {proc.stderr.decode(errors='replace').strip()}")
     if proc.stdout.strip():
@@ -482,9 +481,7 @@ def migrate(ctx: Context, kind: str, options: Options) -> Result:
         raise UsageError("migrate supports SHA-1 repositories only")
     if paths.work_tree is not None and not options.dry_run:
         check_clean(paths.work_tree, paths.git_dir)
-        if kind != "export" and subprocess.run(
-                ["git", "config", "--get", "filter.mlx.process"], cwd=paths.work_tree,
-                capture_output=True).returncode:
+        if kind != "export" and git_config_get("filter.mlx.process", paths.work_tree) is None:
             raise UsageError("git-mlx's filter is not configured here, so the migrated files "
                              "could not be checked out", hint="git mlx install (or --local)")
     conversion = KINDS[kind](repo, ctx, options)
@@ -552,8 +549,7 @@ def _update_refs(git_dir: Path, result: Result) -> None:
 
 
 def _git_dir_cmd(git_dir: Path, args: list[str], stdin: str | None = None) -> None:
-    proc = subprocess.run(["git", "--git-dir", str(git_dir), *args], input=stdin, text=True,
-                          capture_output=True)
+    proc = run_git(args, git_dir=git_dir, input=stdin, text=True)
     if proc.returncode:
         raise MlxError(f"git {args[0]} failed: {proc.stderr.strip()}")
 
@@ -562,8 +558,7 @@ def _refresh_work_tree(work_tree: Path) -> None:
     """Check the new HEAD out (the work tree was clean), then write the large files git-mlx
     writes itself (what the post-checkout hook would do)."""
 
-    proc = subprocess.run(["git", "reset", "--hard", "-q", "HEAD"], cwd=work_tree,
-                          capture_output=True, text=True)
+    proc = run_git(["reset", "--hard", "-q", "HEAD"], work_tree, text=True)
     if proc.returncode:
         raise MlxError(f"history was rewritten, but updating the work tree failed: "
                        f"{proc.stderr.strip()}", hint="run `git reset --hard` to retry")

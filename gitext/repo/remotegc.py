@@ -35,7 +35,6 @@ import getpass
 import json
 import os
 import socket
-import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -45,7 +44,7 @@ from typing import TYPE_CHECKING
 
 from gitext.errors import CorruptObject, MlxError, ObjectMissing, RemoteError, RemoteUnsupported, UsageError
 from gitext.git.keep import kept_pointers
-from gitext.git.run import git_remotes
+from gitext.git.run import git_remotes, run_git
 from gitext.git.scan import open_repo
 from gitext.log import warn
 from gitext.repo.context import Context
@@ -189,8 +188,7 @@ def check_fetched(ctx: Context) -> None:
     # and resolves the URL from .git/ itself.
     where = ctx.config.repo.work_tree or ctx.config.repo.git_dir
     for name in sorted(git_remotes(ctx.config.repo.git_dir)):
-        proc = subprocess.run(["git", "ls-remote", "--heads", "--tags", name],
-                              cwd=where, capture_output=True, text=True)
+        proc = run_git(["ls-remote", "--heads", "--tags", name], where, text=True)
         if proc.returncode != 0:
             raise UsageError(
                 f"cannot list the refs of git remote {name!r}: {_git_reason(proc.stderr)}",

@@ -14,9 +14,7 @@ nothing in this layer imports the ML layer.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +22,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from gitext.errors import MlxError, TransferFailed, UsageError
 from gitext.formats.pointer import Pointer
+from gitext.fsutil import is_hex_id, write_atomic
 from gitext.git.keep import ref_tips
 from gitext.git.scan import (
     open_repo,
@@ -190,7 +189,7 @@ def read_pushed(record: Path | None) -> tuple[str | None, list[str]]:
         epoch, *commits = record.read_text("ascii").split()
     except (OSError, UnicodeDecodeError, ValueError):
         return None, []  # none yet, or unreadable: check the whole pushed history
-    if not all(len(c) in (40, 64) and all(x in "0123456789abcdef" for x in c) for c in commits):
+    if not all(is_hex_id(c, 40) or is_hex_id(c, 64) for c in commits):
         return None, []
     return epoch, commits
 
@@ -200,15 +199,11 @@ def write_pushed(record: Path | None, epoch: str, commits: Sequence[str]) -> Non
     if record is None:
         return
     kept = list(dict.fromkeys(commits))[:PUSHED_RECORD_COMMITS]
-    tmp = record.with_name(f".{record.name}.{os.getpid()}.tmp")
     try:
         record.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text("\n".join([epoch, *kept]) + "\n", "ascii")
-        os.replace(tmp, record)
+        write_atomic(record, ("\n".join([epoch, *kept]) + "\n").encode("ascii"))
     except OSError as exc:
         trace(f"pre-push: cannot record the pushed commits in {record} ({exc})")
-        with contextlib.suppress(OSError):
-            tmp.unlink()
 
 
 # -- explicit push / fetch / pull ----------------------------------------------------------------

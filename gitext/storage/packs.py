@@ -25,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from gitext.errors import CorruptObject
+from gitext.fsutil import is_hex_id, write_atomic
 from gitext.log import warn
 from gitext.storage.remotes.base import Remote
 from gitext.storage.store import CHUNKS, Store, object_key
@@ -35,7 +36,6 @@ MAX_RANGE = 8 << 20           # per ranged read on download
 MAX_GAP = 512 << 10           # unneeded bytes a ranged read may span to save a request
 _MAGIC = b"mlx-pack 1\n"
 _LINE = re.compile(rb"([0-9a-f]{64}) (0|[1-9][0-9]{0,11}) ([1-9][0-9]{0,11})\n")
-_ID = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -184,7 +184,7 @@ class RemoteIndex:
     def load(self) -> RemoteIndex:
         ids = [key[len(PACK_DIR) + 1 : -len(".idx")] for key in self.remote.list_keys(PACK_DIR + "/")
                if key.endswith(".idx")]
-        ids = [i for i in ids if _ID.fullmatch(i)]
+        ids = [i for i in ids if is_hex_id(i)]
         fresh = [i for i in ids if not self._load_cached(i)]
         if fresh:
             with ThreadPoolExecutor(min(8, len(fresh))) as pool:
@@ -217,9 +217,7 @@ class RemoteIndex:
         self.add(pack_id, entries)
         with contextlib.suppress(OSError):  # only a cache: a failure costs a download next time
             self.store.make_dir(self.cache_dir)
-            tmp = self.cache_dir / f".{pack_id}.{os.getpid()}.tmp"
-            tmp.write_bytes(data)
-            os.replace(tmp, self.cache_dir / pack_id)
+            write_atomic(self.cache_dir / pack_id, data)
 
     def add(self, pack_id: str, entries: Entries) -> None:
         self.packs[pack_id] = entries

@@ -17,6 +17,8 @@ import os
 import stat
 from pathlib import Path
 
+from gitext.fsutil import write_atomic
+
 CLONES = "clones"
 
 
@@ -34,9 +36,7 @@ def register(cache: Path, git_dir: Path) -> None:
         entry.parent.mkdir(parents=True, exist_ok=True)
         if os.stat(cache).st_mode & stat.S_ISGID and os.stat(entry.parent).st_mode & 0o2070 != 0o2070:
             os.chmod(entry.parent, 0o2775)  # a team's cache: every member registers here
-        tmp = entry.with_name(f".{entry.name}.{os.getpid()}.tmp")
-        tmp.write_text(os.path.abspath(git_dir) + "\n", encoding="utf-8")
-        os.replace(tmp, entry)
+        write_atomic(entry, (os.path.abspath(git_dir) + "\n").encode("utf-8"))
 
 
 def registered(cache: Path) -> list[tuple[Path, Path]]:

@@ -41,6 +41,7 @@ import zstandard
 
 from gitext.errors import CorruptObject, ObjectMissing
 from gitext.formats.pointer import EMPTY_OID, Pointer
+from gitext.fsutil import is_hex_id
 from gitext.storage.chunker import MAX_CHUNK_LIMIT, ChunkParams, iter_chunks
 
 CHUNKS = "chunks"
@@ -49,7 +50,6 @@ KINDS = (CHUNKS, FILES)
 TMP = "tmp"
 BAD = "bad"
 
-_HEX = re.compile(r"[0-9a-f]{64}")
 _AREA = re.compile(r"[a-z][a-z0-9_-]{0,63}")
 _RECORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{1,254}")
 _FETCH_HINT = "run `git mlx fetch` to download it again, or re-add the file if you still have it"
@@ -58,7 +58,7 @@ _FETCH_HINT = "run `git mlx fetch` to download it again, or re-add the file if y
 def _check_id(kind: str, hexid: str) -> None:
     if kind not in KINDS:
         raise ValueError(f"unknown object kind {kind!r} (expected one of {KINDS})")
-    if not isinstance(hexid, str) or not _HEX.fullmatch(hexid):
+    if not is_hex_id(hexid):
         raise ValueError(f"invalid object id {hexid!r}: expected 64 lowercase hex digits")
 
 
