@@ -267,7 +267,7 @@ REGRESSIONS: list[tuple[str, bytes, str]] = [
      "ValueError from yaml.safe_load in load_yaml (config.py:61)"),
     ("config", b"[" * 1000, "review: deep nesting raises RecursionError from yaml.safe_load in "
      "load_yaml (config.py:61)"),
-    # -- remote URLs (gitext/repo/config.py, gitext/storage/remotes/__init__.py) --
+    # -- remote URLs (gitext/repo/config.py, gitext/formats/urls.py) --
     ("urls", b"~`", "fuzz: local_path_from_url raises RuntimeError from Path.expanduser for an "
      "unknown user's home (config.py:102), e.g. a git remote url ~nobody/repo.git"),
     ("urls", b"~\x00", "fuzz: local_path_from_url raises ValueError (embedded null byte) from "
@@ -275,7 +275,7 @@ REGRESSIONS: list[tuple[str, bytes, str]] = [
     ("urls", b"file://[", "fuzz: local_path_from_url raises ValueError (Invalid IPv6 URL) from "
      "urlparse (config.py:95), e.g. for a git remote url file://[x"),
     ("urls", b"[[x]:p", "fuzz: parse_url accepts host '[x' but its canonical form "
-     "ssh://%5Bx/~/p is refused by ssh_target (remotes/__init__.py:172, _BAD_NAME_RE lets "
+     "ssh://%5Bx/~/p is refused by ssh_target (formats/urls.py, _BAD_NAME_RE lets "
      "'[' and ']' into host names)"),
     # -- ML project files (gitext/ml/mlfiles.py) --
     ("mlvalues", b"\x00" + b"[" * 1000, "review: deep JSON raises RecursionError from json.loads "
@@ -299,7 +299,7 @@ REGRESSIONS: list[tuple[str, bytes, str]] = [
      + bytes(164) + b"\x04I" + bytes(13) + b"\x95\x00\x00\x00\x00\x00@" + bytes(55) + b"+"
      + bytes(101) + b"\x04I" + bytes(14) + b"\x95\x00\x00\x00\x00\x00@\x00\x00",
      "fuzz: with an all-zero trailer (index.skipHash) parse guesses the hash size, SHA-1 first "
-     "(gitindex.py:155-168); this SHA-256 index reads as SHA-1 once refresh has written stat "
+     "(git/index.py, parse); this SHA-256 index reads as SHA-1 once refresh has written stat "
      "data, so a refresh can patch the wrong bytes. Refuse an index that parses both ways, or "
      "take the hash size from the repository's objectFormat"),
 ]

@@ -3,7 +3,7 @@
 A remote only moves bytes. It knows nothing of chunks, manifests or verification: `transfer`
 decides what to move and the `Store` verifies what arrives. Every remote has the store's
 layout, so a key is the object's path relative to the store root (`chunks/ab/<hex>`).
-URLs are classified in gitext/formats/urls.py; gitext/storage/remotes/__init__.py opens one.
+URLs are classified in gitext/formats/urls.py; gitext/storage/remotes/factory.py opens one.
 """
 
 from __future__ import annotations
