@@ -32,8 +32,11 @@ HEAVY = {"yaml", "pygit2", "boto3", "botocore", "paramiko", "sqlite3", "ctypes",
 # Function-local imports of the package's own modules that keep start-up cheap: a Context
 # opens its store, stat cache, remotes and transfers on first use (a checkout's hook with
 # nothing to do loads none of them; docs/architecture.md, "Start-up"), and the settings
-# parse chunking settings into the store's type only when the store is opened.
+# parse chunking settings into the store's type only when the store is opened; hydration
+# loads the storage code (repair, packs, the store, zstandard, thread pools) only when it has
+# files to write, so a checkout's hook that finds none stays cheap.
 LAZY = {
+    ("gitext.repo.hydrate", "gitext.storage.repair"),
     ("gitext.repo.context", "gitext.storage.store"),
     ("gitext.repo.context", "gitext.storage.statcache"),
     ("gitext.repo.context", "gitext.storage.sharedcache"),

@@ -37,7 +37,6 @@ from gitext.git import index as gitindex
 from gitext.git.run import git, quote_path, staged_entries
 from gitext.log import trace, warn
 from gitext.repo.context import Context
-from gitext.storage.repair import ChunkRepair
 
 if TYPE_CHECKING:
     from gitext.storage.remotes.base import Remote
@@ -321,6 +320,8 @@ def hydrate_targets(ctx: Context, targets: Sequence[Target], *, requested: str |
         if remote_error is not None:
             raise remote_error
         return ctx.remote(requested)
+
+    from gitext.storage.repair import ChunkRepair  # (storage code: only when there is work)
 
     repair = ChunkRepair(store, repair_remote)
 
