@@ -33,10 +33,13 @@ HEAVY = {"yaml", "pygit2", "boto3", "botocore", "paramiko", "sqlite3", "ctypes",
 # opens its store, stat cache, remotes and transfers on first use (a checkout's hook with
 # nothing to do loads none of them; docs/architecture.md, "Start-up"), and the settings
 # parse chunking settings into the store's type only when the store is opened; hydration
-# loads the storage code (repair, packs, the store, zstandard, thread pools) only when it has
-# files to write, so a checkout's hook that finds none stays cheap.
+# and the filter load the storage code (repair, packs, the store, zstandard, thread pools) only
+# when they have files to write, so a checkout's hook that finds none, and a filter process
+# git starts for a command that sends it nothing, stay cheap.
 LAZY = {
     ("gitext.repo.hydrate", "gitext.storage.repair"),
+    ("gitext.repo.filters", "gitext.storage.repair"),
+    ("gitext.repo.filters", "gitext.repo.hydrate"),  # (files git delayed, written at the end)
     ("gitext.repo.context", "gitext.storage.store"),
     ("gitext.repo.context", "gitext.storage.statcache"),
     ("gitext.repo.context", "gitext.storage.sharedcache"),

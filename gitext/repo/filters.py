@@ -26,16 +26,8 @@ from gitext.git.install import ensure_hooks, hooks_dir, is_mlx_hook
 from gitext.git.run import quote_path, sequencer_dir
 from gitext.log import skip_smudge, trace, warn
 from gitext.repo.context import Context
-from gitext.repo.hydrate import (
-    Target,
-    blob_ids,
-    clear_pending,
-    hydrate_targets,
-    mark_pending,
-    report_failures,
-)
+from gitext.repo.pending import clear_pending, mark_pending
 from gitext.storage.chunker import MAX_CHUNK_LIMIT
-from gitext.storage.repair import ChunkRepair
 from gitext.storage.statcache import stat_key
 
 if TYPE_CHECKING:
@@ -334,6 +326,7 @@ class MlxFilter:
         """
         if not self.deferred:
             return
+        from gitext.repo.hydrate import Target, blob_ids, hydrate_targets, report_failures
 
         work_tree = self.ctx.config.repo.work_tree
         targets = []
@@ -388,6 +381,8 @@ class MlxFilter:
     def write_content(self, pathname: str, pointer: Pointer, write: Write) -> None:
         """Stream verified chunks; a damaged or missing chunk is refetched from the remote."""
         store = self.ctx.store
+        from gitext.storage.repair import ChunkRepair  # (storage code: only when there is work)
+
         repair = ChunkRepair(store, self._remote, of=quote_path(pathname))
         if pointer.size <= MAX_CHUNK_LIMIT:
             # Most small files are one chunk, stored under the file's own oid: one read, one

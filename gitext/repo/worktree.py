@@ -21,13 +21,13 @@ from gitext.log import skip_smudge, trace
 from gitext.repo.context import Context
 from gitext.repo.hydrate import (
     Target,
-    clear_pending,
     hydrate_targets,
     mlx_filtered,
     pointer_files,
     report_failures,
 )
 from gitext.repo.paths import matches
+from gitext.repo.pending import clear_pending
 
 
 def unhydrated(ctx: Context, include: Sequence[str] = (), exclude: Sequence[str] = (), *,
