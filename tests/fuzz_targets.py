@@ -42,8 +42,8 @@ from typing import Any
 INSTRUMENTED: dict[str, list[str]] = {
     "pointer": ["gitext.formats.pointer"],
     "pktline": ["gitext.formats.pktline"],
-    "manifest": ["gitext.storage.store"],
-    "packindex": ["gitext.storage.packs"],
+    "manifest": ["gitext.formats.manifest"],
+    "packindex": ["gitext.formats.packindex"],
     "config": ["gitext.repo.config", "gitext.formats.urls", "yaml"],
     "urls": ["gitext.formats.urls", "gitext.repo.config"],
     "mlvalues": ["gitext.ml.mlfiles", "yaml"],
@@ -60,6 +60,7 @@ if __name__ == "__main__":
         sys.exit("fuzz_targets.py needs atheris: pip install atheris (Linux, CPython 3.11 wheel)")
     _WANTED = INSTRUMENTED.get(sys.argv[1] if len(sys.argv) > 1 else "", ["gitext"])
     _GITEXT = ["gitext", "gitext.errors", "gitext.git.run", "gitext.storage.chunker",
+               "gitext.storage.store",
                *{m for ms in INSTRUMENTED.values() for m in ms if m.startswith("gitext.")}]
     # atheris includes whole top-level packages; the rest of gitext is excluded module by module.
     _INSTRUMENT = atheris.instrument_imports(
@@ -72,6 +73,8 @@ with _INSTRUMENT:
 
     from gitext.errors import CorruptObject, InvalidPointer, MlxError, ObjectMissing, ProtocolError
     from gitext.formats import pktline, pointer
+    from gitext.formats.manifest import Manifest
+    from gitext.formats.packindex import decode_index, encode_index
     from gitext.git import index as gitindex
     from gitext.git.filter_protocol import (
         ContentReader,
@@ -82,10 +85,9 @@ with _INSTRUMENT:
     from gitext.git.run import RepoPaths
     from gitext.ml.mlfiles import Source, load_project, parse_values, read_values, select, stage_params
     from gitext.repo.config import Config, local_path_from_url
-    from gitext.storage.packs import decode_index, encode_index
     from gitext.formats.urls import S3, SSH, parse_url, ssh_target
     from gitext.storage.remotes.base import check_key
-    from gitext.storage.store import CHUNKS, Manifest, object_key
+    from gitext.storage.store import CHUNKS, object_key
 
 SEP = b"\0--\0"  # between the files of a multi-file input (never in valid YAML/JSON)
 OTHER_OID = "ab" * 32

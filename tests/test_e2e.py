@@ -50,7 +50,7 @@ def storage(origin: Path) -> Path:
 
 def assert_remote_complete(store_root: Path) -> None:
     """The invariant: every manifest on the remote has all its chunks there."""
-    from gitext.storage.store import Manifest
+    from gitext.formats.manifest import Manifest
 
     for manifest_path in (store_root / "files").rglob("*"):
         if manifest_path.is_file():

@@ -147,9 +147,9 @@ def seed_inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[byte
 
 def test_seeds_are_what_the_targets_accept(seed_inputs: dict[str, list[bytes]]) -> None:
     """The seeds reach the interesting paths: the parsers accept them as they are."""
+    from gitext.formats.manifest import Manifest
+    from gitext.formats.packindex import decode_index
     from gitext.git import index as gitindex
-    from gitext.storage.packs import decode_index
-    from gitext.storage.store import Manifest
 
     made = seed_inputs
     assert set(made) == set(fuzz_targets.TARGETS)

@@ -26,8 +26,9 @@ import pytest
 from mlxtest import assert_clean_status, blob_of, git, mlx, out, run, sha256_file, write_random
 from servers import S3Server
 
+from gitext.formats.manifest import Manifest
 from gitext.formats.pointer import parse
-from gitext.storage.store import CHUNKS, FILES, Manifest, Store
+from gitext.storage.store import CHUNKS, FILES, Store
 
 OLD = 2 * 3600  # seconds objects are backdated by: far past gc's grace period
 

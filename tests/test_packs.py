@@ -12,8 +12,9 @@ from hypothesis import strategies as st
 from mlxtest import write_random
 
 from gitext.errors import CorruptObject
+from gitext.formats.packindex import decode_index, encode_index
 from gitext.storage import packs, transfer
-from gitext.storage.packs import Entry, RemoteIndex, decode_index, encode_index
+from gitext.storage.packs import Entry, RemoteIndex
 from gitext.storage.remotes.local import LocalRemote
 from gitext.storage.store import CHUNKS, Store, StoreSettings, object_key
 

@@ -19,17 +19,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gitext.errors import CorruptObject, ObjectMissing
+from gitext.formats.manifest import ChunkRef, Manifest
 from gitext.formats.pointer import EMPTY_OID, Pointer
 from gitext.storage import chunker
-from gitext.storage.store import (
-    CHUNKS,
-    FILES,
-    ChunkRef,
-    Manifest,
-    Store,
-    StoreSettings,
-    object_key,
-)
+from gitext.storage.store import CHUNKS, FILES, Store, StoreSettings, object_key
 
 MiB = 1 << 20
 SMALL = StoreSettings(min_chunk=1024, avg_chunk=4096, max_chunk=16384)

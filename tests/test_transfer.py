@@ -13,6 +13,7 @@ import zstandard
 from mlxtest import write_random
 
 from gitext.errors import CorruptObject, ObjectMissing, RemoteError, TransferFailed
+from gitext.formats.manifest import Manifest
 from gitext.progress import (
     REDRAW_INTERVAL,
     NullProgress,
@@ -23,7 +24,7 @@ from gitext.progress import (
 from gitext.storage import transfer
 from gitext.storage.remotes.base import Remote
 from gitext.storage.remotes.local import LocalRemote
-from gitext.storage.store import CHUNKS, FILES, Manifest, Store, StoreSettings, object_key
+from gitext.storage.store import CHUNKS, FILES, Store, StoreSettings, object_key
 from gitext.storage.transfer import Failure, FailureKind
 
 # Small chunks, so a file of a few hundred KiB has dozens of them.

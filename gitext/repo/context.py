@@ -17,9 +17,10 @@ from gitext.log import trace, warn
 from gitext.repo.config import Config, RemoteSpec
 
 if TYPE_CHECKING:
+    from gitext.formats.manifest import Manifest
     from gitext.storage.remotes.base import Remote
     from gitext.storage.statcache import StatCache
-    from gitext.storage.store import Manifest, Store
+    from gitext.storage.store import Store
     from gitext.storage.transfer import TransferResult
 
 

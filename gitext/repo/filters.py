@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from gitext.errors import CorruptObject, MlxError, ObjectMissing
+from gitext.formats.manifest import MAX_CHUNK_LIMIT
 from gitext.formats.pointer import MAX_POINTER_SIZE, Pointer, try_parse
 from gitext.git.filter_protocol import serve
 from gitext.git.install import ensure_hooks, hooks_dir, is_mlx_hook
@@ -27,7 +28,6 @@ from gitext.git.run import quote_path, sequencer_dir
 from gitext.log import skip_smudge, trace, warn
 from gitext.repo.context import Context
 from gitext.repo.pending import clear_pending, mark_pending
-from gitext.storage.chunker import MAX_CHUNK_LIMIT
 from gitext.storage.statcache import stat_key
 
 if TYPE_CHECKING:

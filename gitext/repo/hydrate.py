@@ -39,8 +39,8 @@ from gitext.log import trace, warn
 from gitext.repo.context import Context
 
 if TYPE_CHECKING:
+    from gitext.formats.manifest import Manifest
     from gitext.storage.remotes.base import Remote
-    from gitext.storage.store import Manifest
 
 EXECUTABLE = 0o100755
 # A canonical pointer is 101 to 120 bytes long (pointer.md; the size field has 1-20 digits).

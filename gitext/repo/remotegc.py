@@ -40,9 +40,10 @@ import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from gitext.errors import CorruptObject, MlxError, ObjectMissing, RemoteError, RemoteUnsupported, UsageError
+from gitext.formats.manifest import Manifest
+from gitext.formats.packindex import Entries, encode_index
 from gitext.git.keep import kept_pointers
 from gitext.git.run import git_remotes, run_git
 from gitext.git.scan import open_repo
@@ -53,16 +54,12 @@ from gitext.storage.packs import (
     TARGET_PACK_BYTES,
     Entry,
     RemoteIndex,
-    encode_index,
     index_key,
     pack_key,
     ranges,
 )
 from gitext.storage.remotes.base import KeyStat, Remote
-from gitext.storage.store import CHUNKS, FILES, Manifest, Store, object_key
-
-if TYPE_CHECKING:
-    from gitext.storage.packs import Entries, RemoteIndex
+from gitext.storage.store import CHUNKS, FILES, Store, object_key
 
 LOCKS = "locks/"
 EPOCH = "gc-epoch"                # a random token; replaced by every gc before it deletes

@@ -19,10 +19,11 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Protocol
 
+from gitext.formats.manifest import MAX_CHUNK_LIMIT
+
 GEAR_SEED = 0x6769742D6D6C7821  # b"git-mlx!" as a big-endian integer
 WINDOW = 64  # bits in the hash = bytes of context that decide a cut
 DEFAULT_NORMALIZATION = 1  # mask bits added before avg_size and removed after it (measured)
-MAX_CHUNK_LIMIT = 64 << 20  # hard ceiling on any chunk (readers refuse bigger ones)
 _M64 = (1 << 64) - 1
 
 Buffer = bytes | bytearray | memoryview

@@ -3,10 +3,11 @@
     packs/<id>.pack   chunk objects (zstd frames, byte for byte as in the cache), back to back
     packs/<id>.idx    where each chunk is: "mlx-pack 1" line, then "<chunk id> <offset> <length>"
 
-`<id>` is the sha256 of the .idx bytes, so an index is verified by its name alone, and two
-different packs never share one. A push uploads a pack, then its index; an index on a remote
-therefore always names bytes that are there, and a pack without an index (a push killed in
-between) is invisible and harmless. Chunks are still verified one by one as they arrive.
+`<id>` is the sha256 of the .idx bytes (their format: formats/packindex.py), so an index is
+verified by its name alone, and two different packs never share one. A push uploads a pack,
+then its index; an index on a remote therefore always names bytes that are there, and a pack
+without an index (a push killed in between) is invisible and harmless. Chunks are still
+verified one by one as they arrive.
 
 Why (docs/remotes.md): a 1 GiB file is ~3,000 chunks; one request per chunk cost S3 and SSH
 remotes far more than the bytes did. Packed, it is ~60 requests. Manifests stay loose objects
@@ -18,13 +19,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import re
 import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from gitext.errors import CorruptObject
+from gitext.formats.packindex import Entries, decode_index, encode_index
 from gitext.fsutil import is_hex_id, write_atomic
 from gitext.log import warn
 from gitext.storage.remotes.base import Remote
@@ -34,8 +35,6 @@ PACK_DIR = "packs"
 TARGET_PACK_BYTES = 16 << 20  # per pack: few requests, while 8 packs in flight stay in memory
 MAX_RANGE = 8 << 20           # per ranged read on download
 MAX_GAP = 512 << 10           # unneeded bytes a ranged read may span to save a request
-_MAGIC = b"mlx-pack 1\n"
-_LINE = re.compile(rb"([0-9a-f]{64}) (0|[1-9][0-9]{0,11}) ([1-9][0-9]{0,11})\n")
 
 
 @dataclass(frozen=True)
@@ -45,46 +44,12 @@ class Entry:
     length: int
 
 
-Entries = list[tuple[str, int, int]]  # (chunk id, offset, length) in pack order
-
-
 def pack_key(pack_id: str) -> str:
     return f"{PACK_DIR}/{pack_id}.pack"
 
 
 def index_key(pack_id: str) -> str:
     return f"{PACK_DIR}/{pack_id}.idx"
-
-
-def encode_index(entries: Sequence[tuple[str, int, int]]) -> tuple[str, bytes]:
-    """(pack id, index bytes) for chunks at (id, offset, length)."""
-    data = _MAGIC + b"".join(f"{cid} {off} {length}\n".encode() for cid, off, length in entries)
-    return hashlib.sha256(data).hexdigest(), data
-
-
-def decode_index(data: bytes, pack_id: str) -> Entries:
-    """The entries of an index named `pack_id`; CorruptObject if it is not exactly that."""
-    def bad(why: str) -> CorruptObject:
-        return CorruptObject(f"pack index {pack_id[:12]} is corrupt: {why}", oid=pack_id)
-
-    if hashlib.sha256(data).hexdigest() != pack_id:
-        raise bad("its bytes do not hash to its name")
-    if not data.startswith(_MAGIC):
-        raise bad("unknown header")
-    pos = len(_MAGIC)
-    entries = []
-    end = 0
-    while pos < len(data):
-        line = _LINE.match(data, pos)
-        if line is None:
-            raise bad(f"malformed line at byte {pos}")
-        cid, off, length = line.group(1).decode(), int(line.group(2)), int(line.group(3))
-        if off < end:
-            raise bad("entries overlap or are out of order")
-        end = off + length
-        entries.append((cid, off, length))
-        pos = line.end()
-    return entries
 
 
 def build(store: Store, chunk_ids: Iterable[str]) -> tuple[str, bytearray, bytes, Entries]:

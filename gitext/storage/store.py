@@ -4,6 +4,7 @@ The local cache and every remote share one layout (spec: docs/store.md):
 
     <root>/chunks/ab/<sha256 of the chunk>   one zstd frame (content size in its header)
     <root>/files/ab/<sha256 of the file>     the manifest: the file's chunks in order
+                                              (its bytes: formats/manifest.py)
     <root>/tmp/                               temp files, renamed into place
     <root>/bad/                               objects that failed verification (never deleted)
     <root>/<area>/ab/<name>                   records the store's users keep, one area each
@@ -40,9 +41,10 @@ from typing import BinaryIO
 import zstandard
 
 from gitext.errors import CorruptObject, ObjectMissing
-from gitext.formats.pointer import EMPTY_OID, Pointer
+from gitext.formats.manifest import FETCH_HINT, MAX_CHUNK_LIMIT, ChunkRef, Manifest
+from gitext.formats.pointer import Pointer
 from gitext.fsutil import is_hex_id
-from gitext.storage.chunker import MAX_CHUNK_LIMIT, ChunkParams, iter_chunks
+from gitext.storage.chunker import ChunkParams, iter_chunks
 
 CHUNKS = "chunks"
 FILES = "files"
@@ -52,7 +54,6 @@ BAD = "bad"
 
 _AREA = re.compile(r"[a-z][a-z0-9_-]{0,63}")
 _RECORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{1,254}")
-_FETCH_HINT = "run `git mlx fetch` to download it again, or re-add the file if you still have it"
 
 
 def _check_id(kind: str, hexid: str) -> None:
@@ -107,97 +108,6 @@ class StoreSettings:
 
     def chunk_params(self) -> ChunkParams:
         return ChunkParams(self.min_chunk, self.avg_chunk, self.max_chunk)
-
-
-@dataclass(frozen=True)
-class ChunkRef:
-    """One chunk of a file: the sha256 of its uncompressed bytes and their count."""
-
-    id: str
-    size: int
-
-
-_MANIFEST_MAGIC = b"version git-mlx-manifest/1\n"
-_MANIFEST_HEAD = re.compile(
-    rb"version git-mlx-manifest/1\n"
-    rb"oid sha256:(?P<oid>[0-9a-f]{64})\n"
-    rb"size (?P<size>0|[1-9][0-9]{0,19})\n"
-    rb"chunks (?P<count>0|[1-9][0-9]{0,19})\n"
-)
-_MANIFEST_LINE = re.compile(rb"([0-9a-f]{64}) ([1-9][0-9]{0,19})\n")
-_MANIFEST_TAIL = re.compile(rb"checksum sha256:([0-9a-f]{64})\n")
-_CHECKSUM_PREFIX = b"checksum sha256:"
-_TAIL_LEN = len(_CHECKSUM_PREFIX) + 64 + 1
-_LINE_LEN = 64 + 1 + 1 + 1  # id, space, at least one digit, LF
-
-
-@dataclass(frozen=True)
-class Manifest:
-    """Which chunks, in order, make up the file whose sha256 is `oid`."""
-
-    oid: str
-    size: int
-    chunks: tuple[ChunkRef, ...]
-
-    @property
-    def single(self) -> bool:
-        """A one-chunk file: stored as its chunk alone, under the file's own oid."""
-        return len(self.chunks) == 1 and self.chunks[0].id == self.oid
-
-    def encode(self) -> bytes:
-        """The canonical bytes (docs/store.md): header, one line per chunk, checksum line."""
-        lines = [
-            _MANIFEST_MAGIC,
-            f"oid sha256:{self.oid}\nsize {self.size}\nchunks {len(self.chunks)}\n".encode(),
-        ]
-        lines.extend(f"{c.id} {c.size}\n".encode() for c in self.chunks)
-        body = b"".join(lines)
-        return body + _CHECKSUM_PREFIX + hashlib.sha256(body).hexdigest().encode() + b"\n"
-
-    @classmethod
-    def decode(cls, data: bytes, oid: str) -> Manifest:
-        """Parse canonical manifest bytes for file `oid`; CorruptObject on any deviation."""
-
-        def bad(why: str) -> CorruptObject:
-            return CorruptObject(f"manifest of {oid} is corrupt: {why}", oid=oid, hint=_FETCH_HINT)
-
-        if len(data) < _TAIL_LEN:
-            raise bad("too short")
-        body, tail = data[:-_TAIL_LEN], data[-_TAIL_LEN:]
-        tail_match = _MANIFEST_TAIL.fullmatch(tail)
-        if tail_match is None:
-            raise bad("no checksum line at the end")
-        if hashlib.sha256(body).hexdigest().encode() != tail_match.group(1):
-            raise bad("checksum mismatch")
-        head = _MANIFEST_HEAD.match(body)
-        if head is None:
-            raise bad("malformed header")
-        if head.group("oid").decode() != oid:
-            raise bad(f"it describes {head.group('oid').decode()}")
-        size = int(head.group("size"))
-        count = int(head.group("count"))
-        pos = head.end()
-        if count > (len(body) - pos) // _LINE_LEN:
-            raise bad(f"declares {count} chunks but is too short for them")
-        chunks = []
-        total = 0
-        for _ in range(count):
-            line = _MANIFEST_LINE.match(body, pos)
-            if line is None:
-                raise bad(f"malformed chunk line at byte {pos}")
-            chunk_size = int(line.group(2))
-            if chunk_size > MAX_CHUNK_LIMIT:
-                raise bad(f"chunk of {chunk_size} bytes exceeds the {MAX_CHUNK_LIMIT} limit")
-            chunks.append(ChunkRef(line.group(1).decode(), chunk_size))
-            total += chunk_size
-            pos = line.end()
-        if pos != len(body):
-            raise bad("unexpected bytes after the chunk list")
-        if total != size:
-            raise bad(f"chunk sizes add up to {total}, not {size}")
-        if size == 0 and oid != EMPTY_OID:
-            raise bad("empty content under a non-empty oid")
-        return cls(oid, size, tuple(chunks))
 
 
 class Store:
@@ -459,7 +369,7 @@ class Store:
         if size > MAX_CHUNK_LIMIT:
             where = self._quarantine(CHUNKS, hexid)
             raise CorruptObject(f"chunk {hexid} has a damaged header (moved to {where})",
-                                oid=hexid, hint=_FETCH_HINT)
+                                oid=hexid, hint=FETCH_HINT)
         return int(size)
 
     def _decode_chunk(self, raw: bytes, hexid: str) -> bytes | None:
@@ -492,7 +402,7 @@ class Store:
         if data is None:
             where = self._quarantine(CHUNKS, hexid)
             raise CorruptObject(
-                f"{what} failed its sha256 check (moved to {where})", oid=hexid, hint=_FETCH_HINT
+                f"{what} failed its sha256 check (moved to {where})", oid=hexid, hint=FETCH_HINT
             )
         return data
 
@@ -507,7 +417,7 @@ class Store:
             self._quarantine(FILES, oid)
             raise CorruptObject(
                 f"manifest of {oid} gives chunk {ref.id} {ref.size} bytes, it has {len(data)}",
-                oid=oid, hint=_FETCH_HINT,
+                oid=oid, hint=FETCH_HINT,
             )
         return data
 
@@ -610,12 +520,12 @@ class Store:
                 if bad:
                     raise CorruptObject(
                         f"chunk {bad[0]} of {oid} failed its sha256 check (moved to bad/)",
-                        oid=bad[0], hint=_FETCH_HINT,
+                        oid=bad[0], hint=FETCH_HINT,
                     )
             self._quarantine(FILES, oid)
             raise CorruptObject(
                 f"content of {oid} hashes to {whole.hexdigest()}: its manifest is wrong "
-                "(moved to bad/)", oid=oid, hint=_FETCH_HINT,
+                "(moved to bad/)", oid=oid, hint=FETCH_HINT,
             )
 
     def check_binding(self, manifest: Manifest) -> None:

@@ -37,11 +37,12 @@ from gitext.errors import (
     RemoteRefused,
     RemoteUnsupported,
 )
+from gitext.formats.manifest import ChunkRef, Manifest
 from gitext.progress import NullProgress, Progress, format_summary
 from gitext.storage import packs
 from gitext.storage.packs import RemoteIndex
 from gitext.storage.remotes.base import Remote
-from gitext.storage.store import CHUNKS, FILES, ChunkRef, Manifest, Store, file_key, object_key
+from gitext.storage.store import CHUNKS, FILES, Store, file_key, object_key
 
 ATTEMPTS = 3          # tries per object, counting the first
 BACKOFF_BASE = 0.5    # seconds before the first retry; doubles each time
