@@ -9,6 +9,7 @@ into a lower one, and on the other rules of docs/architecture.md, naming the mod
 from __future__ import annotations
 
 import ast
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -294,3 +295,25 @@ def test_rules_catch_a_violation(rule: str, tmp_path: Path, monkeypatch: pytest.
         assert rank(found[0].target) > rank("gitext.storage.store")
     else:
         assert found[0].local and found[0].target not in HEAVY
+
+
+def test_the_architecture_diagram_names_every_module() -> None:
+    """docs/architecture.md draws each layer with its modules: a module added, moved or
+    renamed without the drawing following fails here."""
+    doc = (PACKAGE.parent / "docs" / "architecture.md").read_text()
+    diagram = doc.split("## Rules", 1)[0]
+    lines = [line for line in diagram.splitlines() if line.startswith("    ")]
+    missing = []
+    for name in modules():
+        parts = name.split(".")
+        if parts[-1] in ("gitext", "__main__") or len(parts) == 1:
+            continue
+        layer = part(name)
+        if layer == "0":
+            rows = [line for line in lines if "L0" in line]
+        else:
+            start = next(i for i, line in enumerate(lines) if f"{layer}/" in line)
+            rows = lines[start:start + 4]
+        if not any(parts[-1] in re.findall(r"[a-z_0-9]+", row) for row in rows):
+            missing.append(name)
+    assert not missing, f"docs/architecture.md's drawing lacks {missing}"
