@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from mlxtest import git, mlx, out, run
 
 from gitext.errors import UsageError
 from gitext.ml.experiments import default_name, trailers
-from gitext.ml.paramset import ParamSet, apply_params, parse_set, parse_value
+from gitext.ml.paramset import EXPONENT_FLOAT, ParamSet, apply_params, parse_set, parse_value
 
 PARAMS = """\
 # experiment params
@@ -280,12 +280,18 @@ scalars = st.one_of(st.none(), st.booleans(), st.integers(),
 
 
 @given(scalars)
+@example("0E0")
 @settings(max_examples=300, deadline=None)
 def test_values_written_as_yaml_read_back(value: object) -> None:
     text = yaml.safe_dump(value, default_flow_style=True).removesuffix("\n...\n").strip()
     if "\n" in text:
         return
     parsed = parse_value(text)
+    if isinstance(value, str) and EXPONENT_FLOAT.fullmatch(text):
+        # The one documented difference: `-S lr=1e-3` is a float, where YAML 1.1 (PyYAML)
+        # reads and writes an exponent without a dot as a string (found by this test: '0E0').
+        assert parsed == float(text)
+        return
     assert parsed == value and type(parsed) is type(value)
 
 

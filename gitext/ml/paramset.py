@@ -15,7 +15,7 @@ from gitext.errors import UsageError
 from gitext.ml.mlfiles import DEFAULT_PARAMS, flatten
 
 # PyYAML reads `1e-3` as a string (YAML 1.1 wants `1.0e-3`); a learning rate is a number.
-_EXPONENT_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+EXPONENT_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
 # -- -S [FILE:]KEY=VALUE ---------------------------------------------------------------------
@@ -46,7 +46,7 @@ def parse_value(text: str) -> Any:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise UsageError(f"param value {text!r} is not a YAML value: {first}",
                          hint="quote strings with special characters: -S 'key=\"a: b\"'") from exc
-    if isinstance(value, str) and _EXPONENT_FLOAT.fullmatch(text.strip()):
+    if isinstance(value, str) and EXPONENT_FLOAT.fullmatch(text.strip()):
         return float(text)
     if isinstance(value, dict):
         raise UsageError(f"param value {text!r} is a mapping", hint="set each key with its own -S")
