@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from mlxtest import blob_of, git, mlx, out, run, sha256_file, write_random
 
+from gitext.formats.manifest import Manifest
 from gitext.formats.pointer import parse
 
 
@@ -255,3 +256,58 @@ def test_group_shared_cache_directories(repo_with_origin: Path, tmp_path: Path) 
 @pytest.mark.parametrize("command", ["fsck", "gc"])
 def test_help(repo: Path, command: str) -> None:
     assert "usage:" in out(mlx(repo, command, "-h"))
+
+
+# --- chunks of no file ------------------------------------------------------------------------
+
+def test_gc_frees_chunks_an_interrupted_add_left(repo_with_origin: Path) -> None:
+    """A `git add` killed after some chunks and before the manifest leaves chunks no file
+    names; no push ever sends them, so only gc's grace period can free them."""
+    repo = repo_with_origin
+    kept = commit_file(repo, "model.bin", 30, "v1")  # never pushed: must stay
+    write_random(repo / "big.bin", 900_000, seed=31, compressible=0.3)
+    git(repo, "add", "big.bin")  # stores chunks and a manifest ...
+    oid = parse(blob_of(repo, ":big.bin")).oid
+    git(repo, "rm", "-q", "--cached", "big.bin")
+    git(repo, "reflog", "expire", "--expire=now", "--all")
+    git(repo, "gc", "-q", "--prune=now")  # ... and no pointer blob is left anywhere
+    manifest = cache(repo) / "files" / oid[:2] / oid
+    chunks = [c.id for c in Manifest.decode(manifest.read_bytes(), oid).chunks]
+    manifest.unlink()  # ... as if killed before the manifest was written
+    assert len(chunks) > 1 and all(has_file(repo, c) for c in chunks)
+
+    text = gc(repo, "--dry-run")
+    assert f"Would free 0 manifest(s) and {len(chunks)} chunk(s) ({len(chunks)} of no file" in text
+    assert all(has_file(repo, c) for c in chunks)
+    text = gc(repo)
+    assert f"{len(chunks)} of no file: left by an interrupted git add" in text
+    assert not any(has_file(repo, c) for c in chunks)
+    assert has_file(repo, kept)
+    assert out(mlx(repo, "fsck")).strip().endswith("OK")
+
+
+def test_gc_keeps_a_one_chunk_file_only_a_dangling_pointer_names(repo_with_origin: Path) -> None:
+    """A small file is one chunk named by the file's own oid: while any pointer blob in the
+    repository names it (here a dangling one: added, then unstaged), it is a file, not a
+    leftover, and stays until a remote has it."""
+    repo = repo_with_origin
+    write_random(repo / "small.bin", 2000, seed=32)
+    git(repo, "add", "small.bin")
+    oid = parse(blob_of(repo, ":small.bin")).oid
+    git(repo, "rm", "-q", "--cached", "small.bin")
+    (repo / "small.bin").unlink()
+    assert (cache(repo) / "chunks" / oid[:2] / oid).is_file()
+    text = gc(repo, "--keep-recent", "0")
+    assert "of no file" not in text and has_file(repo, oid)
+
+
+def test_gc_keeps_run_cache_outputs_no_commit_names(repo: Path) -> None:
+    """repro stores a stage's outputs before anyone commits them: the run cache names them,
+    so they are not leftovers even though no pointer does yet."""
+    (repo / ".mlx.yaml").write_text("stages:\n  make:\n    cmd: printf 'output %s' one > out.txt\n"
+                                    "    outs: [out.txt]\n")
+    mlx(repo, "repro")
+    oid = sha256_file(repo / "out.txt")
+    assert has_file(repo, oid)
+    text = gc(repo)
+    assert "of no file" not in text and has_file(repo, oid)

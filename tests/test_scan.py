@@ -157,7 +157,7 @@ def test_probe_size_window_matches_the_pointer_grammar() -> None:
 
     shortest, longest = Pointer(EMPTY_OID, 0).encode(), Pointer(EMPTY_OID, 10**20 - 1).encode()
     assert parse(shortest) and parse(longest)
-    assert (len(shortest), len(longest)) == (scan._SHORTEST_POINTER, scan._LONGEST_POINTER)
+    assert (len(shortest), len(longest)) == (scan.SHORTEST_POINTER, scan.LONGEST_POINTER)
     assert try_parse(Pointer(EMPTY_OID, 10**20).encode()) is None
 
 

@@ -29,6 +29,7 @@ def cmd_fsck(args: argparse.Namespace) -> int:
 
 
 def cmd_gc(args: argparse.Namespace) -> int:
+    from gitext.ml.runcache import local_entry_oids
     from gitext.repo.maintenance import gc
 
     if args.remote:
@@ -37,9 +38,11 @@ def cmd_gc(args: argparse.Namespace) -> int:
         raise UsageError("--break-lock and --skip-ref-check go with --remote NAME")
     report = gc(context(), dry_run=args.dry_run, keep_recent_days=args.keep_recent,
                 only_pushed=args.only_pushed,
-                grace_minutes=60 if args.grace is None else args.grace)
+                grace_minutes=60 if args.grace is None else args.grace,
+                also_named=local_entry_oids)  # the run cache's outputs
     verb = "Would free" if args.dry_run else "Freed"
-    say(f"{verb} {len(report.manifests)} manifest(s) and {len(report.chunks)} chunk(s), "
+    orphans = f" ({report.orphans} of no file: left by an interrupted git add)" if report.orphans else ""
+    say(f"{verb} {len(report.manifests)} manifest(s) and {len(report.chunks)} chunk(s){orphans}, "
         f"{human(report.nbytes)}" + (f"; {report.tmp_files} stale temp file(s)" if report.tmp_files else ""))
     if report.kept_unpushed:
         say(f"Kept {report.kept_unpushed} unneeded object(s) the remote does not have "

@@ -11,7 +11,16 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gitext.git.scan import open_repo, pointers_in_index, pointers_in_range, pointers_in_tree
+from gitext.formats.pointer import try_parse
+from gitext.git.run import run_git
+from gitext.git.scan import (
+    LONGEST_POINTER,
+    SHORTEST_POINTER,
+    open_repo,
+    pointers_in_index,
+    pointers_in_range,
+    pointers_in_tree,
+)
 from gitext.log import trace
 
 if TYPE_CHECKING:
@@ -107,3 +116,34 @@ def is_commit(repo: pygit2.Repository, oid: str) -> bool:
         return isinstance(repo[oid], pygit2.Commit)
     except (KeyError, ValueError):
         return False
+
+
+def pointers_anywhere(git_dir: Path) -> set[str]:
+    """The oid of every pointer blob in the repository's object database, reachable or not
+    (a dangling blob of an `git add` undone, an expired reflog's commit, a pack's leftovers).
+
+    What no pointer anywhere names is no file of this repository at all: a chunk of a file
+    whose `git add` was interrupted before its manifest was written (gc frees those).
+    """
+    listing = run_git(["cat-file", "--batch-all-objects",
+                       "--batch-check=%(objectname) %(objecttype) %(objectsize)"],
+                      git_dir=git_dir, text=True, check=True)
+    ids = []
+    for line in listing.stdout.splitlines():
+        name, kind, length = line.split(" ")
+        if kind == "blob" and SHORTEST_POINTER <= int(length) <= LONGEST_POINTER:
+            ids.append(name)
+    if not ids:
+        return set()
+    data = run_git(["cat-file", "--batch"], git_dir=git_dir, input="\n".join(ids).encode() + b"\n",
+                   check=True).stdout
+    found: set[str] = set()
+    at = 0
+    while at < len(data):
+        header_end = data.index(b"\n", at)
+        size = int(data[at:header_end].split(b" ")[2])
+        pointer = try_parse(data[header_end + 1:header_end + 1 + size])
+        if pointer is not None:
+            found.add(pointer.oid)
+        at = header_end + 1 + size + 1
+    return found

@@ -32,8 +32,8 @@ _FILE_MODES = frozenset({0o100644, 0o100755})  # pygit2.enums.FileMode.BLOB, BLO
 _EMPTY_TREE_ID = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 # The sizes a canonical git-mlx/1 pointer can have: the size field has 1 to 20 digits
 # (pointer.parse; tests/test_scan.py fails if that changes). Other blobs are never read.
-_SHORTEST_POINTER = len(Pointer(EMPTY_OID, 0).encode())
-_LONGEST_POINTER = min(len(Pointer(EMPTY_OID, 10**20 - 1).encode()), MAX_POINTER_SIZE - 1)
+SHORTEST_POINTER = len(Pointer(EMPTY_OID, 0).encode())
+LONGEST_POINTER = min(len(Pointer(EMPTY_OID, 10**20 - 1).encode()), MAX_POINTER_SIZE - 1)
 
 
 @dataclass(frozen=True)
@@ -220,7 +220,7 @@ def _pointer_probe(repo: pygit2.Repository) -> Callable[[pygit2.Oid], Pointer | 
         except KeyError:
             pass  # not in this clone (shallow/partial): no content here to push either
         else:
-            if obj_type == ObjectType.BLOB and _SHORTEST_POINTER <= size <= _LONGEST_POINTER:
+            if obj_type == ObjectType.BLOB and SHORTEST_POINTER <= size <= LONGEST_POINTER:
                 pointer = try_parse(read(oid)[1])
         seen[oid] = pointer
         return pointer

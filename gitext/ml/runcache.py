@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from gitext.ml.stages import Stage
     from gitext.repo.context import Context
     from gitext.storage.remotes.base import Remote
+    from gitext.storage.store import Store
 
 RUNS = "runs"
 ENTRY_VERSION = 1
@@ -403,4 +404,15 @@ def remote_entry_oids(remote: Remote) -> set[str]:
             raise RemoteError(f"cannot read run-cache entry {key} on remote {remote.name} "
                               f"({exc}); gc cannot tell which outputs it needs, so nothing "
                               "was deleted") from None
+    return names
+
+
+def local_entry_oids(store: Store) -> set[str]:
+    """Files the run cache's entries in this cache name (local gc must not take their chunks
+    for leftovers of an interrupted add). ValueError if an entry cannot be read."""
+    names: set[str] = set()
+    for name in store.records(RUNS):
+        data = store.get_record(RUNS, name)
+        if data is not None:
+            names |= entry_oids(data)
     return names

@@ -10,8 +10,10 @@ gc frees cached files nothing needs, and only those a remote also has:
             entry, reflog entries younger than --keep-recent days (default 90), the index and
             HEAD of every worktree
     freed = cached files outside `kept` that the default remote has, then the chunks no
-            remaining file uses; objects younger than the grace period are never touched
-            (a `git add` in another process may not have written its pointer yet)
+            remaining file uses that the remote has, and the chunks of no file at all (no
+            manifest lists them, no pointer anywhere and no run-cache entry names them: an
+            interrupted `git add` left them); objects younger than the grace period are never
+            touched (a `git add` in another process may not have written its pointer yet)
 
 `--only-pushed` narrows `kept` to what is checked out or staged anywhere (HEAD and index of
 each worktree, stashes, recent reflog tips): older versions the remote has are freed too, and
@@ -28,14 +30,14 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gitext.errors import CorruptObject, MlxError, ObjectMissing, UsageError
 from gitext.formats.pointer import Pointer
-from gitext.git.keep import kept_pointers
+from gitext.git.keep import kept_pointers, pointers_anywhere
 from gitext.git.scan import open_repo, pointers_in_tree
 from gitext.log import trace, warn
 from gitext.repo.context import Context
@@ -145,19 +147,24 @@ class GcReport:
     nbytes: int = 0
     kept_unpushed: int = 0   # unneeded objects kept because the remote lacks them
     tmp_files: int = 0
+    orphans: int = 0         # of `chunks`: no file's (left by an interrupted `git add`)
 
 
 def gc(ctx: Context, *, dry_run: bool = False, keep_recent_days: float = DEFAULT_KEEP_DAYS,
        only_pushed: bool = False, grace_minutes: float = DEFAULT_GRACE_MINUTES,
-       remote: str | None = None) -> GcReport:
+       remote: str | None = None,
+       also_named: Callable[[Store], set[str]] | None = None) -> GcReport:
     """Free what nothing needs and a remote has (module docstring); `dry_run` only reports.
+    `also_named(store)`: files no pointer names that the cache keeps for someone else (the run
+    cache's outputs, gitext/ml/runcache.py; composed by gitext/cli).
 
     A shared cache (cache.dir) keeps what any registered clone needs, and one gc at a time
     runs on it (a lock file in the cache)."""
     store = ctx.store  # (registers this clone with a shared cache)
+    own = Path(os.path.abspath(ctx.config.repo.common_dir))
     if not ctx.config.get("cache.dir"):
-        return _gc(ctx, kept_pointers(ctx.config.repo.common_dir, keep_recent_days, narrow=only_pushed),
-                   dry_run, grace_minutes, remote)
+        return _gc(ctx, kept_pointers(own, keep_recent_days, narrow=only_pushed), [own],
+                   dry_run, grace_minutes, remote, also_named)
     from filelock import FileLock, Timeout
 
     lock = FileLock(str(store.root / "gc.lock"), mode=0o664)  # any member of a team may gc
@@ -167,18 +174,21 @@ def gc(ctx: Context, *, dry_run: bool = False, keep_recent_days: float = DEFAULT
         raise UsageError(f"another gc is running on the shared cache {store.root}",
                          hint="wait for it to finish, then run gc again") from None
     try:
-        return _gc(ctx, _kept_by_clones(ctx, keep_recent_days, only_pushed, dry_run),
-                   dry_run, grace_minutes, remote)
+        kept, clones = _kept_by_clones(ctx, keep_recent_days, only_pushed, dry_run)
+        return _gc(ctx, kept, clones, dry_run, grace_minutes, remote, also_named)
     finally:
         lock.release()
 
 
-def _kept_by_clones(ctx: Context, keep_days: float, narrow: bool, dry_run: bool) -> set[str]:
-    """What every clone registered with the shared cache needs. A registration whose git dir
-    is gone (the clone was deleted) is dropped; one that cannot be read stops the gc."""
+def _kept_by_clones(ctx: Context, keep_days: float, narrow: bool,
+                    dry_run: bool) -> tuple[set[str], list[Path]]:
+    """What every clone registered with the shared cache needs, and their git dirs. A
+    registration whose git dir is gone (the clone was deleted) is dropped; one that cannot be
+    read stops the gc."""
 
     own = Path(os.path.abspath(ctx.config.repo.common_dir))
     kept = kept_pointers(own, keep_days, narrow=narrow)
+    clones = [own]
     for entry, git_dir in registered(ctx.store.root):
         if git_dir == own:
             continue
@@ -187,17 +197,18 @@ def _kept_by_clones(ctx: Context, keep_days: float, narrow: bool, dry_run: bool)
             if not dry_run:
                 entry.unlink(missing_ok=True)
             continue
+        clones.append(git_dir)
         try:
             kept |= kept_pointers(git_dir, keep_days, narrow=narrow)
         except Exception as exc:  # noqa: BLE001 - any unreadable clone must stop the gc
             raise UsageError(f"cannot read the clone {git_dir} that shares this cache ({exc}); "
                              "gc would not know what it needs",
                              hint=f"fix or remove that clone, or delete {entry} if it is gone") from None
-    return kept
+    return kept, clones
 
 
-def _gc(ctx: Context, kept: set[str], dry_run: bool, grace_minutes: float,
-        remote: str | None) -> GcReport:
+def _gc(ctx: Context, kept: set[str], clones: list[Path], dry_run: bool, grace_minutes: float,
+        remote: str | None, also_named: Callable[[Store], set[str]] | None) -> GcReport:
     store = ctx.store
     now = time.time()
     report = GcReport()
@@ -217,9 +228,11 @@ def _gc(ctx: Context, kept: set[str], dry_run: bool, grace_minutes: float,
                 found[hexid] = st.st_mtime_ns
         return found
 
-    def free(kind: str, ids: Iterable[str], into: list[str]) -> None:
+    def free(kind: str, ids: Iterable[str], into: list[str], *, remote_copy: bool = True) -> int:
+        """Free the objects among `ids` past the grace period that the remote has (or, without
+        `remote_copy`, all of them); return how many were freed."""
         seen = old(kind, ids)
-        pushed = _pushed(ctx, remote, list(seen))
+        pushed = _pushed(ctx, remote, list(seen)) if remote_copy else set(seen)
         report.kept_unpushed += len(seen) - len(pushed)
         reused = 0
         if pushed and not dry_run:
@@ -234,6 +247,7 @@ def _gc(ctx: Context, kept: set[str], dry_run: bool, grace_minutes: float,
             report.nbytes += size
         if reused:
             trace(f"gc: kept {reused} {kind} object(s) a writer used while gc ran")
+        return len(pushed) - reused
 
     # 1. Manifests nothing needs (before any chunk: a manifest never outlives its chunks).
     cached_files = set(cached_ids(store, FILES))
@@ -246,9 +260,37 @@ def _gc(ctx: Context, kept: set[str], dry_run: bool, grace_minutes: float,
             needed.update(c.id for c in store.read_manifest(oid).chunks)
         except (CorruptObject, ObjectMissing):
             continue  # fsck's business
-    free(CHUNKS, (cid for cid in cached_ids(store, CHUNKS) if cid not in needed), report.chunks)
+    unneeded = [cid for cid in cached_ids(store, CHUNKS) if cid not in needed]
+    free(CHUNKS, unneeded, report.chunks)
+    # 3. Chunks of no file at all, kept above because no remote has them: no manifest lists
+    #    them, and no pointer anywhere in the repository (reachable or not) or run-cache entry
+    #    names them as a one-chunk file. A `git add` interrupted before its manifest was
+    #    written leaves them; no push ever sends them, so the grace period alone decides.
+    gone = set(report.chunks)
+    left = [cid for cid in unneeded if cid not in gone]
+    named = _named_anywhere(store, clones, also_named) if left else None
+    if named is not None:
+        report.orphans = free(CHUNKS, (cid for cid in left if cid not in named), report.chunks,
+                              remote_copy=False)
+        report.kept_unpushed -= report.orphans
     report.tmp_files = _clean_tmp(store, now - max(grace_minutes * 60, 3600), dry_run)
     return report
+
+
+def _named_anywhere(store: Store, clones: list[Path],
+                    also_named: Callable[[Store], set[str]] | None) -> set[str] | None:
+    """Every file id a pointer blob in any clone's object database or (also_named) a run-cache
+    entry names; None if one of them cannot be read (then no chunk is taken for an orphan)."""
+    named: set[str] = set()
+    try:
+        for git_dir in clones:
+            named |= pointers_anywhere(git_dir)
+        if also_named is not None:
+            named |= also_named(store)
+    except (MlxError, ValueError, OSError) as exc:
+        warn(f"gc: cannot list every pointer ({exc}); chunks of no file are kept this time")
+        return None
+    return named
 
 
 def _size(path: Path) -> int:
