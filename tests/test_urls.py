@@ -9,7 +9,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from gitext.errors import MlxError, RemoteUnsupported, UsageError
-from gitext.formats.urls import SshTarget, parse_url, ssh_target
+from gitext.formats.urls import SCHEME_LOOKALIKES, SshTarget, parse_url, ssh_target
 
 CASES = [
     # local paths: no colon, or a slash before the first colon
@@ -70,6 +70,33 @@ def test_malformed(url: str) -> None:
         parse_url(url)
 
 
+@pytest.mark.parametrize(("url", "meant"), [
+    ("s3:/bucket", "s3://bucket"),
+    ("s3:/bucket/prefix", "s3://bucket/prefix"),
+    ("S3:/bucket", "S3://bucket"),
+    ("ssh:/host/srv/mlx", "ssh://host/srv/mlx"),
+    ("git+ssh:/host/x", "git+ssh://host/x"),
+    ("file:/srv/mlx", "file:///srv/mlx (or just the path /srv/mlx)"),
+    ("https:/host/x", "https://host/x"),
+])
+def test_one_slash_after_a_scheme_is_refused_with_a_hint(url: str, meant: str) -> None:
+    """git reads `s3:/bucket` as scp-like, an SSH host "s3" (and `file:/path` too: `git clone
+    file:/path` runs ssh); nobody means that, so it is refused with the URL that was meant."""
+    with pytest.raises(UsageError) as info:
+        parse_url(url)
+    assert "one slash" in info.value.message and info.value.hint == f"did you mean {meant}?"
+
+
+@pytest.mark.parametrize(("url", "location"), [
+    ("s3host:/srv", "ssh://s3host/srv"),  # other hosts keep git's scp-like reading
+    ("s3:bucket", "ssh://s3/~/bucket"),  # (no slash: a host "s3" and a home-relative path)
+    ("user@s3:/srv", "ssh://user@s3/srv"),
+    ("./s3:/x", "./s3:/x"),
+])
+def test_lookalikes_that_stay_as_git_reads_them(url: str, location: str) -> None:
+    assert parse_url(url)[1] == location
+
+
 @pytest.mark.parametrize("url", ["http://host/x", "https://host/x", "gs://bucket/x",
                                  "git://host/x", "rsync://host/x"])
 def test_unsupported_scheme(url: str) -> None:
@@ -93,7 +120,8 @@ def test_ssh_target() -> None:
 
 # --- properties -----------------------------------------------------------------------------
 
-PIECES = [*"ab:/@[]~.%-_ 0129", "ssh://", "s3://", "file://", "git+ssh://", "%20", "%2",
+PIECES = [*"ab:/@[]~.%-_ 0129", "ssh://", "s3://", "file://", "git+ssh://", "%20", "%2", "s3:/",
+          "file:/", "ssh:",
           "localhost", "\udcff", "\u00e9"]
 URLISH = st.lists(st.sampled_from(PIECES), max_size=14).map("".join)
 ANY_TEXT = st.text(max_size=60)
@@ -125,12 +153,17 @@ def test_never_crashes_and_classifies_consistently(url: str) -> None:
         assert target.path.startswith(("/", "~"))
     if kind == "local" and url.lower().startswith("file://"):
         assert location.startswith("/")
+    if kind == "ssh" and "://" not in url and "@" not in url.partition(":")[0]:
+        # a one-slash lookalike of a URL (s3:/bucket) is never an SSH host named like a scheme
+        scheme, _, rest = url.partition(":")
+        assert not (scheme.lower() in SCHEME_LOOKALIKES and rest.startswith("/"))
 
 
 @given(st.from_regex(r"[a-z][a-z0-9.-]{0,20}", fullmatch=True),
        st.from_regex(r"[a-z0-9_./-]{0,30}", fullmatch=True))
 def test_scp_like_without_slash_before_colon_is_ssh(host: str, path: str) -> None:
     assume(not path.startswith("//"))  # host://... is a URL with scheme "host"
+    assume(not (host in SCHEME_LOOKALIKES and path.startswith("/")))  # s3:/x: refused
     kind, location = parse_url(f"{host}:{path}")
     assert kind == "ssh"
     assert ssh_target(location).host == host

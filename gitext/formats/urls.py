@@ -25,6 +25,9 @@ _BUCKET_RE = re.compile(r"[A-Za-z0-9._-]+")
 # A host or user must be printable, without whitespace, and a host may not look like an
 # option to ssh (CVE-2017-1000117: "-oProxyCommand=...").
 _BAD_NAME_RE = re.compile(r"[\x00-\x20\x7f/\[\]]")  # brackets only around an IPv6 literal
+# `s3:/bucket` is scp-like to git (an SSH host "s3"), and never what was meant: these names
+# followed by ":/" and no second slash are refused with the URL that was probably meant.
+SCHEME_LOOKALIKES = frozenset({"s3", "ssh", "git+ssh", "ssh+git", "file", "http", "https", "git"})
 # Characters kept as-is when a canonical ssh:// URL is written.
 _SAFE_PATH = "/~!$&'()*+,;=:@-._"
 
@@ -177,7 +180,22 @@ def parse_url(url: str) -> tuple[str, str]:
             "on S3 (s3://bucket/prefix) or over SSH (ssh://host/path or host:path)")
     if _is_local_not_ssh(url):
         return LOCAL, url
+    _refuse_one_slash(url)
     return SSH, _parse_scp_like(url).url()
+
+
+def _refuse_one_slash(url: str) -> None:
+    """`s3:/bucket`, `ssh:/host/path`, `file:/path`: a slash short of a URL. git would take each
+    for an SSH host named like the scheme (git does: `git clone file:/path` runs ssh), which
+    nobody means."""
+    scheme, _, rest = url.partition(":")
+    if scheme.lower() not in SCHEME_LOOKALIKES or not rest.startswith("/") or rest.startswith("//"):
+        return
+    meant = f"{scheme}://{rest[1:]}"
+    if scheme.lower() == "file":
+        meant = f"file://{rest} (or just the path {rest})"
+    raise UsageError(f"invalid remote URL {url!r}: one slash after '{scheme}:', so it would "
+                     f"name an SSH host called {scheme!r}", hint=f"did you mean {meant}?")
 
 
 def ssh_target(location: str) -> SshTarget:
