@@ -147,3 +147,74 @@ def test_a_smudge_that_fails_leaves_the_pointer_not_a_deleted_file(repo_with_ori
     assert "small.bin" in mlx(repo, "status").stdout.decode()
     git(repo, "checkout", "-q", "main")  # the pointer is git's blob: nothing to lose
     assert_clean_status(repo)
+
+
+# --- issue 14: unknown keys, wrong types and paths inside the work tree, under git and not ------
+def test_unknown_key_under_git_is_a_warning_and_a_command_refuses(direct_config: Path) -> None:
+    repo = direct_config
+    v1, v2 = versions(repo)
+    (repo / ".mlx.yaml").write_text("remtoes: {x: {url: /nowhere}}\ntransfer: {jobs: 2}\n")
+    for rev, want in (("HEAD~1", v1), ("main", v2)):
+        proc = git(repo, "checkout", "-q", rev, check=False)
+        err = proc.stderr.decode()
+        assert proc.returncode == 0 and contents(repo) == want, err
+        assert "unknown setting `remtoes`" in err and "did you mean `remotes`?" in err, err
+        assert "Traceback" not in err
+    write_random(repo / "new.bin", 5000, seed=3)
+    proc = git(repo, "add", "new.bin", check=False)  # the clean filter: lenient too
+    assert proc.returncode == 0 and "remtoes" in proc.stderr.decode(), proc.stderr
+    proc = mlx(repo, "push", check=False)
+    err = proc.stderr.decode()
+    assert proc.returncode == 2, err
+    assert f"unknown setting `remtoes` in {repo / '.mlx.yaml'}: did you mean `remotes`?" in err, err
+
+
+def test_wrong_type_url_is_refused_not_a_directory_named_5(repo_with_origin: Path) -> None:
+    repo = repo_with_origin
+    versions(repo)
+    (repo / ".mlx.yaml").write_text("remotes: {origin: {url: 5}}\n")
+    proc = mlx(repo, "push", check=False)
+    err = proc.stderr.decode()
+    assert proc.returncode == 2 and "setting remotes.origin.url" in err and "the number 5" in err, err
+    assert not (repo / "5").exists()
+
+
+def test_cache_dir_inside_the_work_tree_is_never_staged(repo_with_origin: Path) -> None:
+    repo = repo_with_origin
+    (repo / ".git" / "mlx").mkdir(parents=True, exist_ok=True)
+    (repo / ".git" / "mlx" / "config.yaml").write_text("cache: {dir: mlx-cache}\n")
+    write_random(repo / "model.bin", 300_000, seed=5)
+    proc = git(repo, "add", "-A", check=False)  # under git: a warning, and the default cache
+    err = proc.stderr.decode()
+    assert proc.returncode == 0, err
+    assert "cache.dir" in err and "inside the work tree" in err and "Traceback" not in err, err
+    assert not (repo / "mlx-cache").exists()
+    staged = git(repo, "diff", "--cached", "--name-only").stdout.decode().split()
+    assert staged == [".gitattributes", "model.bin"], staged
+    proc = mlx(repo, "push", check=False)
+    err = proc.stderr.decode()
+    assert proc.returncode == 2 and "cache.dir" in err and "../mlx-cache" in err, err
+
+
+def test_relative_remote_path_is_from_the_root_in_a_subdirectory(repo: Path, tmp_path: Path) -> None:
+    mlx(repo, "track", "*.bin")
+    (repo / "sub").mkdir()
+    write_random(repo / "sub" / "model.bin", 300_000, seed=6)
+    mlx(repo / "sub", "remote", "add", "-d", "storage", "../storage")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "model")
+    mlx(repo / "sub", "push")
+    assert any((tmp_path / "storage").rglob("*")), "nothing pushed beside the repository"
+    assert not (repo / "storage").exists() and not (repo / "sub" / "storage").exists()
+    (repo / ".mlx.yaml").write_text("remotes: {storage: {url: storage}}\n")
+    proc = mlx(repo / "sub", "push", check=False)
+    err = proc.stderr.decode()
+    assert proc.returncode == 2 and "inside the work tree" in err and "remote 'storage'" in err, err
+    assert not (repo / "storage").exists()
+
+
+def test_remote_add_refuses_a_one_slash_url(repo: Path) -> None:
+    proc = mlx(repo, "remote", "add", "-d", "s", "s3:/bucket/models", check=False)
+    err = proc.stderr.decode()
+    assert proc.returncode == 2 and "one slash" in err and "s3://bucket/models" in err, err
+    assert not (repo / ".mlx.yaml").exists()
