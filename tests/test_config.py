@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from gitext.errors import MlxError, UsageError
 from gitext.git.run import RepoPaths
-from gitext.repo.config import Config
+from gitext.repo.config import ELSEWHERE, REMOTE_OPTIONS, SETTINGS, Config, did_you_mean
 
 scalars = st.one_of(st.none(), st.booleans(), st.integers(-2**40, 2**40), st.floats(allow_nan=False),
                     st.text(max_size=20))
@@ -76,7 +76,6 @@ def test_refusals_name_the_setting() -> None:
 
 
 # --- the schema (issue 14: settings that cannot bite) ------------------------------------------
-from gitext.repo.config import ELSEWHERE, REMOTE_OPTIONS, SETTINGS, did_you_mean  # noqa: E402
 
 
 def make(root: Path, committed: str | None = None, local: str | None = None, *,
