@@ -146,3 +146,76 @@ def test_bad_chunking_setting_is_a_usage_error(repo: Path) -> None:
     proc = mlx(repo, "env", check=False)
     assert proc.returncode == 2
     assert b"power of two" in proc.stderr and b"Traceback" not in proc.stderr
+
+
+def test_mistyped_command_gets_a_suggestion(repo: Path) -> None:
+    proc = mlx(repo, "trak", "*.pt", check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.decode() == "git mlx: 'trak' is not a command. Did you mean 'track'?\n"
+    proc = mlx(repo, "remote", "ad", "x", "y", check=False)
+    assert proc.returncode == 2
+    assert "git mlx remote: 'ad' is not an action. Did you mean 'add'?" in proc.stderr.decode()
+    proc = mlx(repo, "xyzzy", check=False)
+    assert proc.returncode == 2 and "See 'git mlx --help'." in proc.stderr.decode()
+    # hidden commands are not suggested: they are for git
+    assert "smudge" not in mlx(repo, "smudg", check=False).stderr.decode()
+
+
+PLUMBING = ("filter-process", "clean", "smudge", "pre-push", "post-checkout", "post-merge",
+            "merge-driver")
+
+
+def test_plumbing_is_hidden_from_the_list_but_works(repo: Path) -> None:
+    listing = out(mlx(repo, "-h"))
+    assert "track" in listing and "status" in listing
+    for name in PLUMBING:
+        assert name not in listing, name
+        assert out(mlx(repo, name, "-h")).startswith(f"usage: git mlx {name}")
+    # still work: a clean through the hidden command makes a pointer
+    mlx(repo, "track", "*.bin")
+    pointer = mlx(repo, "clean", "x.bin", input=b"hello " * 1000).stdout
+    assert parse(pointer).size == 6000
+
+
+def test_bad_option_prints_that_commands_usage(repo: Path) -> None:
+    for argv, usage in ((["push", "--bogus"], "usage: git mlx push "),
+                        (["remote", "add", "--bogus", "a", "b"], "usage: git mlx remote add "),
+                        (["exp", "show", "--bogus"], "usage: git mlx exp show "),
+                        (["status", "a", "b"], "usage: git mlx status ")):
+        proc = mlx(repo, *argv, check=False)
+        err = proc.stderr.decode()
+        assert proc.returncode == 2, argv
+        assert err.startswith(usage), err
+        assert "unrecognized arguments:" in err and "COMMAND" not in err
+
+
+def test_track_refuses_patterns_outside_the_root(repo: Path, tmp_path: Path) -> None:
+    (repo / "sub").mkdir()
+    cases = [("../x", "outside the repository", None),
+             ("/abs/x", "absolute path outside the repository", "'abs/x'"),
+             (f"{repo}/models/*.pt", "is an absolute path", "'models/*.pt'"),
+             ("./x.bin", "would match nothing", "'x.bin'"),
+             ("data/", "matches no file", "'data/**'"),
+             ("!x.bin", "negated", "'\\!x.bin'"),
+             ("", "empty", None)]
+    for pattern, message, hint in cases:
+        for command in ("track", "untrack"):
+            proc = mlx(repo, command, pattern, check=False)
+            err = proc.stderr.decode()
+            assert proc.returncode == 2, (command, pattern, err)
+            assert message in err, err
+            assert hint is None or hint in err, err
+    assert not (repo / ".gitattributes").exists()
+    # several patterns: nothing is written when one is refused
+    assert mlx(repo, "track", "*.pt", "../x", check=False).returncode == 2
+    assert not (repo / ".gitattributes").exists()
+    # from a subdirectory, the hint is the pattern from the root
+    proc = run(["git", "mlx", "track", "../models/*.pt"], cwd=repo / "sub", check=False)
+    assert proc.returncode == 2 and b"from sub/ that is 'models/*.pt'" in proc.stderr
+    # a leading '/' alone anchors at the root, as in git: accepted, and git agrees
+    mlx(repo, "track", "/model.pt")
+    attrs = git(repo, "check-attr", "filter", "--", "model.pt", "sub/model.pt").stdout.decode()
+    assert attrs.splitlines() == ["model.pt: filter: mlx", "sub/model.pt: filter: unspecified"]
+    # a line written by hand is still removed by untrack
+    (repo / ".gitattributes").write_text("../x filter=mlx diff=mlx -merge -text\n")
+    assert 'Untracking "../x"' in out(mlx(repo, "untrack", "../x"))

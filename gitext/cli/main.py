@@ -23,11 +23,10 @@ if TYPE_CHECKING:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    import argparse
-
     from gitext.cli import exp, inspection, maintenance, metrics, pipeline, plumbing, setup, transfer
+    from gitext.cli.common import Parser
 
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="git mlx",
         description="Version large ML files with plain git: compressed, chunk-deduplicated "
                     "storage behind git add/commit/push/clone/checkout.",
@@ -35,8 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"git-mlx/{__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    def command(name: str, handler: Handler, help: str, parent: Any = sub) -> argparse.ArgumentParser:
-        p: argparse.ArgumentParser = parent.add_parser(name, help=help, description=help)
+    def command(name: str, handler: Handler, help: str, parent: Any = sub, *,
+                hidden: bool = False) -> argparse.ArgumentParser:
+        # a parser added without help= is not listed in its parent's help
+        p: argparse.ArgumentParser = (parent.add_parser(name, description=help) if hidden
+                                      else parent.add_parser(name, help=help, description=help))
         p.set_defaults(handler=handler)
         return p
 

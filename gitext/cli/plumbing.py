@@ -73,19 +73,21 @@ def cmd_merge_driver(args: argparse.Namespace) -> int:
 
 
 def register(command: Command) -> None:
-    """Add the filter, hook and merge-driver commands."""
-    command("filter-process", cmd_filter_process, "plumbing: git's long-running filter (filter.mlx.process)")
+    """Add the filter, hook and merge-driver commands, hidden from `git mlx --help`'s list."""
+    command("filter-process", cmd_filter_process,
+            "plumbing: git's long-running filter (filter.mlx.process)", hidden=True)
     for name, handler, help in (("clean", cmd_clean, "plumbing: content on stdin -> pointer on stdout"),
                                 ("smudge", cmd_smudge, "plumbing: pointer on stdin -> content on stdout")):
-        p = command(name, handler, help)
+        p = command(name, handler, help, hidden=True)
         p.add_argument("path", nargs="?", help="the path git is filtering (for messages)")
-    p = command("pre-push", cmd_pre_push, "hook: upload what the pushed commits need")
+    p = command("pre-push", cmd_pre_push, "hook: upload what the pushed commits need", hidden=True)
     p.add_argument("remote")
     p.add_argument("url")
     for name, handler in (("post-checkout", cmd_post_checkout), ("post-merge", cmd_post_merge)):
-        p = command(name, handler, f"hook: hydrate pointers after {name[5:]}")
+        p = command(name, handler, f"hook: hydrate pointers after {name[5:]}", hidden=True)
         p.add_argument("args", nargs="*")
     p = command("merge-driver", cmd_merge_driver,
-                "plumbing: merge.mlx.driver; keeps ours, a conflict like a binary file's")
+                "plumbing: merge.mlx.driver; keeps ours, a conflict like a binary file's",
+                hidden=True)
     for name in ("base", "ours", "theirs", "path"):  # git's %O %A %B %P
         p.add_argument(name)

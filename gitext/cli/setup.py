@@ -48,7 +48,7 @@ def cmd_uninstall(args: argparse.Namespace) -> int:
 
 
 def cmd_track(args: argparse.Namespace) -> int:
-    from gitext.git.attributes import track, tracked_patterns
+    from gitext.git.attributes import check_pattern, track, tracked_patterns
     from gitext.git.run import find_repo
 
     work_tree = find_repo().work_tree
@@ -62,6 +62,8 @@ def cmd_track(args: argparse.Namespace) -> int:
         for pattern in patterns:
             say(f"    {pattern}")
         return EXIT_OK
+    for pattern in args.patterns:  # all checked before any is written
+        check_pattern(pattern, work_tree)
     added = track(attrs, args.patterns)
     for pattern in args.patterns:
         say(f'Tracking "{pattern}"' if pattern in added else f'"{pattern}" already tracked')
@@ -71,13 +73,18 @@ def cmd_track(args: argparse.Namespace) -> int:
 
 
 def cmd_untrack(args: argparse.Namespace) -> int:
-    from gitext.git.attributes import untrack
+    from gitext.git.attributes import check_pattern, tracked_patterns, untrack
     from gitext.git.run import find_repo
 
     work_tree = find_repo().work_tree
     if work_tree is None:
         raise UsageError("untrack needs a work tree (this repository is bare)")
-    removed = untrack(work_tree / ".gitattributes", args.patterns)
+    attrs = work_tree / ".gitattributes"
+    tracked = set(tracked_patterns(attrs.read_text(encoding="utf-8") if attrs.exists() else ""))
+    for pattern in args.patterns:  # a line written by hand is removed whatever it says
+        if pattern not in tracked:
+            check_pattern(pattern, work_tree)
+    removed = untrack(attrs, args.patterns)
     for pattern in args.patterns:
         say(f'Untracking "{pattern}"' if pattern in removed else f'"{pattern}" was not tracked')
     return EXIT_OK if len(removed) == len(set(args.patterns)) else EXIT_FAILURE

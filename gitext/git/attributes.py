@@ -13,10 +13,12 @@ git would text-merge the pointer text into conflict markers. Lines written by gi
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from gitext.errors import UsageError
 from gitext.fsutil import write_atomic
 
 ATTRS = "filter=mlx diff=mlx -merge -text"
@@ -40,6 +42,76 @@ def tracked_patterns(text: str) -> list[str]:
         if fields and not fields[0].startswith("#") and "filter=mlx" in fields[1:]:
             found.append(decode_pattern(fields[0]))
     return found
+
+
+def check_pattern(pattern: str, work_tree: Path, cwd: Path | None = None) -> None:
+    """UsageError unless git can match `pattern`, written in the root's .gitattributes, with
+    some path of the repository. Git matches attribute patterns against paths relative to the
+    root, which never hold `.` or `..` components; it ignores `!negated` patterns, reads a
+    leading `#` as a comment, and applies `dir/` to no file. A leading `/` anchors a pattern at
+    the root, so `/model.pt` is git's (that file at the root only), but `/abs/x` is refused:
+    with a `/` inside, `abs/x` already means the same to git, while a user typing it more
+    likely means a file-system path (outside the repository, or inside it: then the hint says
+    the pattern). `cwd` (default: the current directory) is only for the hint to `../x`."""
+    work_tree = Path(os.path.abspath(work_tree))
+    where = "patterns are relative to the repository root and match paths inside it"
+    if not pattern.strip():
+        raise UsageError("an empty pattern matches nothing")
+    if pattern.startswith("!"):
+        raise UsageError(f"{pattern!r}: git ignores negated patterns in .gitattributes",
+                         hint="`git mlx untrack PATTERN` stops tracking a pattern; a name that "
+                              f"starts with '!' is written '\\{pattern}'")
+    if pattern.startswith("#"):
+        raise UsageError(f"{pattern!r} would be a comment in .gitattributes",
+                         hint=f"a name that starts with '#' is written '\\{pattern}'")
+    if pattern.startswith("/") and "/" in pattern.lstrip("/"):
+        inside = _inside(Path(os.path.normpath(pattern)), work_tree)
+        if inside is not None:
+            raise UsageError(f"{pattern!r} is an absolute path; {where}",
+                             hint=f"relative to the root it is '{inside}'" if inside else None)
+        raise UsageError(f"{pattern!r} is an absolute path outside the repository; {where}",
+                         hint=f"to match {os.path.normpath(pattern).lstrip('/')!r} from the "
+                              "repository root, "
+                              "leave out the leading '/' (a pattern with a '/' inside is "
+                              "already anchored there)")
+    parts = pattern.lstrip("/").split("/")
+    if ".." in parts or "." in parts:
+        here = Path(os.path.abspath(cwd if cwd is not None else os.getcwd()))
+        base = work_tree if pattern.startswith("/") else here  # (`/` anchors at the root)
+        meant = _inside(Path(os.path.normpath(base / pattern.lstrip("/"))), work_tree)
+        if meant is None:
+            raise UsageError(f"{pattern!r} points outside the repository; {where}")
+        subdir = _inside(base, work_tree)
+        if meant and pattern.endswith("/"):
+            meant += "/**"
+        raise UsageError(f"{pattern!r} would match nothing: git matches patterns with paths from "
+                         "the repository root, which hold no '.' or '..'",
+                         hint=(None if not meant else f"from {subdir}/ that is '{meant}'" if subdir
+                               else f"write it '{meant}'"))
+    if pattern.endswith("/"):
+        raise UsageError(f"{pattern!r} matches no file: git applies a pattern that ends in '/' "
+                         "to no path inside that directory",
+                         hint=f"track everything in it with '{pattern}**'")
+
+
+def _inside(path: Path, work_tree: Path) -> str | None:
+    """`path` relative to the work tree ('' for the root itself), or None when it lies
+    outside (compared as written and with symbolic links resolved)."""
+    for base in dict.fromkeys((work_tree, work_tree.resolve())):
+        for candidate in dict.fromkeys((path, _resolved(path))):
+            try:
+                rel = candidate.relative_to(base)
+            except ValueError:
+                continue
+            return "" if str(rel) == "." else rel.as_posix()
+    return None
+
+
+def _resolved(path: Path) -> Path:
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):
+        return path
 
 
 def _write(path: Path, text: str) -> None:
