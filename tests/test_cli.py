@@ -219,3 +219,53 @@ def test_track_refuses_patterns_outside_the_root(repo: Path, tmp_path: Path) -> 
     # a line written by hand is still removed by untrack
     (repo / ".gitattributes").write_text("../x filter=mlx diff=mlx -merge -text\n")
     assert 'Untracking "../x"' in out(mlx(repo, "untrack", "../x"))
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_exit_codes_for_unknown_and_unreachable_remotes(repo: Path, origin: Path,
+                                                        tmp_path: Path) -> None:
+    """Every command that talks to a remote: an unknown remote name is a usage error (2), one
+    that cannot be reached a remote error (3), never 0 or 1."""
+    git(repo, "remote", "add", "origin", str(origin))
+    mlx(repo, "track", "*.bin")
+    write_random(repo / "a.bin", 200_000, seed=31)
+    commit_all(repo, "v1")
+    git(repo, "push", "-q", "origin", "main")
+    clone = tmp_path / "clone"  # pointers to fetch, a commit to push, an experiment branch
+    run(["git", "clone", "-q", str(origin), str(clone)], env={"GIT_MLX_SKIP_SMUDGE": "1"})
+    write_random(clone / "c.bin", 200_000, seed=32)
+    commit_all(clone, "v2")
+    git(clone, "branch", "exp/e1")
+    port = closed_port()
+    a_file = tmp_path / "not-a-directory"
+    a_file.write_text("")
+    mlx(clone, "remote", "add", "--local", "by-ssh", f"ssh://127.0.0.1:{port}/srv/store")
+    mlx(clone, "remote", "add", "--local", "a-file", str(a_file))
+
+    commands = [["push"], ["fetch"], ["pull"], ["status"], ["fsck", "--remote"],
+                ["gc", "--dry-run", "--remote"]]
+    for name, code in (("nosuch", 2), ("by-ssh", 3), ("a-file", 3)):
+        for command in commands:
+            proc = mlx(clone, *command, name, check=False, timeout=120)
+            err = proc.stderr.decode()
+            assert proc.returncode == code, (command, name, proc.returncode, err)
+            assert "git-mlx: error:" in err and "Traceback" not in err, err
+            assert "internal error" not in err, err
+
+    # exp push: the remote is a git remote
+    proc = mlx(clone, "exp", "push", "nosuch", check=False)
+    assert proc.returncode == 2 and b"no git remote or experiment named 'nosuch'" in proc.stderr
+    git(clone, "remote", "add", "dead", f"ssh://127.0.0.1:{port}/srv/repo.git")
+    git(clone, "remote", "add", "gone", str(tmp_path / "no-such-repo.git"))
+    for remote in ("dead", "gone"):
+        proc = mlx(clone, "exp", "push", remote, "e1", check=False, timeout=120)
+        assert proc.returncode == 3, (remote, proc.stderr.decode())
+        assert b"could not reach the remote" in proc.stderr

@@ -305,7 +305,7 @@ def test_relative_git_remote_url(repo: Path, origin: Path, tmp_path: Path) -> No
 
     git(repo, "remote", "add", "gone", "../gone.git")
     code, text = gc_remote(repo, "--grace", "0", check=False)
-    assert code == 2, text
+    assert code == 3, text  # a remote that cannot be reached, as for every command
     assert "git remote 'gone'" in text and "'../gone.git' does not appear to be a git repository" \
         in text, text
     assert "and the repository exists" not in text, text

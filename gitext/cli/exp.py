@@ -72,20 +72,27 @@ def cmd_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _remote_and_names(args: argparse.Namespace) -> tuple[Any, str, list[str]]:
-    """`exp push|pull [REMOTE] [NAME...]`: a first word that is no git remote is a name."""
+def _remote_and_names(args: argparse.Namespace, local: bool = False) -> tuple[Any, str, list[str]]:
+    """`exp push|pull [REMOTE] [NAME...]`: a first word that is no git remote is a name
+    (`local`: of an experiment here, else it is a usage error naming both)."""
     from gitext.git.run import git_remotes
+    from gitext.ml.experiments import experiments
 
     root = _root()
     if args.remote is None or args.remote in git_remotes(root):
         return root, args.remote or "origin", list(args.names)
+    if local and args.remote.removeprefix("exp/") not in {e.name for e in experiments(root)}:
+        from gitext.errors import UsageError
+
+        raise UsageError(f"no git remote or experiment named {args.remote!r}",
+                         hint="see `git remote -v` and `git mlx exp list`")
     return root, "origin", [args.remote, *args.names]
 
 
 def cmd_push(args: argparse.Namespace) -> int:
     from gitext.ml.experiments import push
 
-    root, remote, names = _remote_and_names(args)
+    root, remote, names = _remote_and_names(args, local=True)
     pushed = push(root, remote, names, args.force)
     print(f"Pushed {len(pushed)} experiment(s) to {remote}: {' '.join(pushed)}" if pushed
           else "No experiments to push.")

@@ -64,20 +64,30 @@ def cmd_status(args: argparse.Namespace) -> int:
     ctx = context()
     show = _path_printer(ctx)
     found = to_check(ctx)
+    unusable: MlxError | None = None  # raised after the work tree's part: exit 2 or 3
     try:
         spec = ctx.remote_spec(args.remote)
-        missing = missing_on_remote(ctx, found, args.remote)
-        say(f"Remote: {spec.name} ({spec.url})")
-        if missing:
-            say(f"Objects not yet on the remote ({len(missing)}); `git push` uploads them:")
-            paths = {e.pointer.oid: e.path for e in _entries(ctx)}
-            for oid in missing:
-                where = show(paths[oid]) if oid in paths else f"sha256:{oid[:12]}"
-                say(f"    {where} ({human(found[oid].size)})")
-        else:
-            say("All objects of HEAD and of unpushed commits are on the remote.")
     except MlxError as exc:
+        if args.remote:  # a name given and unknown: a usage error, as for push and fetch
+            raise
+        spec = None  # no remote set up (yet): the work tree's part is still worth showing
         say(f"Remote: none usable ({exc.message})")
+    if spec is not None:
+        say(f"Remote: {spec.name} ({spec.url})")
+        try:
+            missing = missing_on_remote(ctx, found, args.remote)
+        except MlxError as exc:
+            unusable = exc
+            say("Could not compare with the remote (see below).")
+        else:
+            if missing:
+                say(f"Objects not yet on the remote ({len(missing)}); `git push` uploads them:")
+                paths = {e.pointer.oid: e.path for e in _entries(ctx)}
+                for oid in missing:
+                    where = show(paths[oid]) if oid in paths else f"sha256:{oid[:12]}"
+                    say(f"    {where} ({human(found[oid].size)})")
+            else:
+                say("All objects of HEAD and of unpushed commits are on the remote.")
     pointers = unhydrated(ctx)
     if pointers:
         say(f"Pointers not hydrated in the work tree ({len(pointers)}); `git mlx pull` fetches them:")
@@ -85,6 +95,8 @@ def cmd_status(args: argparse.Namespace) -> int:
             say(f"    {show(path)}")
     else:
         say("Every tracked file in the work tree is hydrated.")
+    if unusable is not None:
+        raise unusable  # (an unreachable remote: exit 3, as for every command)
     return EXIT_OK
 
 

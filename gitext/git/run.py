@@ -160,3 +160,13 @@ def sequencer_dir(git_dir: Path) -> Path | None:
         if path.is_dir():
             return path
     return None
+
+
+def git_reason(stderr: str) -> str:
+    """git's own reason from its stderr: the `fatal:`/`error:` lines (git follows them with
+    advice such as "Please make sure you have the correct access rights" that says nothing
+    about the cause), else its first line."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    reasons = [line.split(":", 1)[1].strip() for line in lines
+               if line.startswith(("fatal:", "error:"))]
+    return "; ".join(reasons or lines[:1]) or "git failed"

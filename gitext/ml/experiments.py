@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gitext.errors import MlxError, TransferFailed, UsageError
-from gitext.git.run import RepoPaths, git_remotes, run_git
+from gitext.errors import MlxError, RemoteError, TransferFailed, UsageError
+from gitext.git.run import RepoPaths, git_reason, git_remotes, run_git
 from gitext.git.scan import open_repo, pointers_in_tree
 from gitext.ml.metrics import format_value, render_table
 from gitext.ml.mlfiles import Content, Source, load_project, read_values
@@ -38,6 +38,7 @@ from gitext.repo.context import Context
 from gitext.repo.worktree import hydrate
 
 PREFIX = "refs/heads/exp/"
+GIT_FATAL = 128  # git's exit code for a fatal error: for push and fetch, an unreachable remote
 TRAILER_BASE = "Mlx-Exp-Base"
 TRAILER_PARAM = "Mlx-Exp-Param"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
@@ -336,10 +337,17 @@ def _names(root: Path, names: Sequence[str]) -> list[str]:
 
 def push(root: Path, remote: str, names: Sequence[str], force: bool) -> list[str]:
     """`git push` the experiments' branches; the pre-push hook uploads their mlx objects."""
+    if remote not in git_remotes(root):
+        raise UsageError(f"no git remote named {remote!r}", hint="see `git remote -v`")
     chosen = _names(root, names)
     if chosen:
         specs = [f"{'+' if force else ''}{PREFIX}{n}:{PREFIX}{n}" for n in chosen]
         code = run_git(["push", remote, *specs], root, env=_env(), capture=False).returncode
+        if code == GIT_FATAL:
+            raise RemoteError(f"git push of {len(chosen)} experiment(s) to {remote} failed: "
+                              "git could not reach the remote (exit 128)",
+                              hint="see git's message above; check the remote's URL "
+                                   "(`git remote -v`) and that it is up")
         if code != 0:
             raise MlxError(f"git push of {len(chosen)} experiment(s) to {remote} failed (exit {code})",
                            hint="see git's message above; a rejected update of an experiment "
@@ -355,7 +363,12 @@ def pull(ctx: Context, remote: str, names: Sequence[str], force: bool) -> tuple[
     url = git_remotes(root).get(remote)
     if url is None:
         raise UsageError(f"no git remote named {remote!r}", hint="see `git remote -v`")
-    listed = _git(["ls-remote", "--heads", remote, f"{PREFIX}*"], root)
+    proc = run_git(["ls-remote", "--heads", remote, f"{PREFIX}*"], root, env=_env(), text=True)
+    if proc.returncode != 0:
+        raise RemoteError(f"cannot list the experiments of git remote {remote!r}: "
+                          f"{git_reason(proc.stderr)}",
+                          hint="check the remote's URL (`git remote -v`) and that it is up")
+    listed = proc.stdout.strip()
     there = [line.split("\t")[1][len(PREFIX):] for line in listed.splitlines() if "\t" in line]
     chosen = [branch_name(n) for n in names] if names else there
     missing = [n for n in chosen if n not in there]
@@ -366,6 +379,11 @@ def pull(ctx: Context, remote: str, names: Sequence[str], force: bool) -> tuple[
         return [], 0
     specs = [f"{'+' if force else ''}{PREFIX}{n}:{PREFIX}{n}" for n in chosen]
     code = run_git(["fetch", "--quiet", remote, *specs], root, env=_env(), capture=False).returncode
+    if code == GIT_FATAL:
+        raise RemoteError(f"git fetch of {len(chosen)} experiment(s) from {remote} failed: git "
+                          "could not reach the remote (exit 128)",
+                          hint="see git's message above; check the remote's URL (`git remote "
+                               "-v`) and that it is up")
     if code != 0:
         raise MlxError(f"git fetch of {len(chosen)} experiment(s) from {remote} failed (exit {code})",
                        hint="a local experiment of the same name that differs needs --force "

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
-from gitext.errors import CorruptObject, MlxError
+from gitext.errors import CorruptObject, MlxError, RemoteError
 from gitext.formats.pointer import EMPTY_OID, MAX_POINTER_SIZE, Pointer, try_parse
 from gitext.fsutil import create_temp
 from gitext.git import index as gitindex
@@ -284,12 +284,15 @@ def _write_fd(content: Iterable[bytes], fd: int) -> None:
 
 
 def hydrate_targets(ctx: Context, targets: Sequence[Target], *, requested: str | None = None,
-                    progress: bool | None = None, from_index: bool = False) -> dict[str, str]:
+                    progress: bool | None = None, from_index: bool = False,
+                    remote_errors: list[MlxError] | None = None) -> dict[str, str]:
     """Download what the cache lacks, write every target, refresh the index.
 
     `from_index`: the targets were just read from the index's regular-file entries (the hooks'
     and pull's scans), so the index need not be read again to check their modes.
     Returns path -> reason for the files left as pointers (named on stderr by the caller).
+    `remote_errors` gets the error that made the remote unusable as a whole (unknown,
+    unreachable), if one did, for a caller whose exit code should say so.
     """
     work_tree = ctx.config.repo.work_tree
     if not targets or work_tree is None:
@@ -308,8 +311,13 @@ def hydrate_targets(ctx: Context, targets: Sequence[Target], *, requested: str |
             result = ctx.download(absent, ctx.remote(requested), progress=progress,
                                   unchecked=fresh)
             reasons = {oid: str(why) for oid, why in result.failed.items()}
+            if remote_errors is not None:  # files failed because the remote did (unreachable)
+                remote_errors.extend(why.error for why in result.failed.values()
+                                     if isinstance(why.error, RemoteError))
         except MlxError as exc:
             remote_error = exc
+            if remote_errors is not None:
+                remote_errors.append(exc)
             reasons = {oid: str(exc) for oid in absent}
         for t in targets:
             if t.pointer.oid in reasons:

@@ -45,7 +45,7 @@ from gitext.errors import CorruptObject, MlxError, ObjectMissing, RemoteError, R
 from gitext.formats.manifest import Manifest
 from gitext.formats.packindex import Entries, encode_index
 from gitext.git.keep import kept_pointers
-from gitext.git.run import git_remotes, run_git
+from gitext.git.run import git_reason, git_remotes, run_git
 from gitext.git.scan import open_repo
 from gitext.log import warn
 from gitext.repo.context import Context
@@ -176,7 +176,8 @@ def _gc_lock(remote: Remote, break_lock: bool) -> Iterator[float]:
 # -- what the refs need ---------------------------------------------------------------------------
 
 def check_fetched(ctx: Context) -> None:
-    """UsageError unless this clone has every commit its git remotes' refs point to."""
+    """UsageError unless this clone has every commit its git remotes' refs point to (RemoteError
+    if a git remote cannot be asked)."""
     import pygit2
 
     repo = open_repo(ctx.config.repo.git_dir)
@@ -186,9 +187,9 @@ def check_fetched(ctx: Context) -> None:
     where = ctx.config.repo.work_tree or ctx.config.repo.git_dir
     for name in sorted(git_remotes(ctx.config.repo.git_dir)):
         proc = run_git(["ls-remote", "--heads", "--tags", name], where, text=True)
-        if proc.returncode != 0:
-            raise UsageError(
-                f"cannot list the refs of git remote {name!r}: {_git_reason(proc.stderr)}",
+        if proc.returncode != 0:  # (unreachable: exit 3, as for every remote)
+            raise RemoteError(
+                f"cannot list the refs of git remote {name!r}: {git_reason(proc.stderr)}",
                 hint="gc must see every ref that may need an object; fix the remote, or add "
                      "--skip-ref-check if you know this clone has all its commits")
         for line in proc.stdout.splitlines():
@@ -200,16 +201,6 @@ def check_fetched(ctx: Context) -> None:
                     f"git remote {name!r} has {ref} at {sha[:12]}, which this clone has not "
                     "fetched: gc would not know which objects it needs",
                     hint="`git fetch --all --tags`, then run the gc again") from None
-
-
-def _git_reason(stderr: str) -> str:
-    """git's own reason from its stderr: the `fatal:`/`error:` lines (git follows them with
-    advice such as "Please make sure you have the correct access rights" that says nothing
-    about the cause), else its first line."""
-    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-    reasons = [line.split(":", 1)[1].strip() for line in lines
-               if line.startswith(("fatal:", "error:"))]
-    return "; ".join(reasons or lines[:1]) or "git ls-remote failed"
 
 
 def _manifest_chunks(store: Store, remote: Remote, oids: list[str]) -> set[str]:

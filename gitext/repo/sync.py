@@ -263,9 +263,18 @@ def fetch(ctx: Context, remote: str | None, all_refs: bool, include: Sequence[st
 
 
 def pull(ctx: Context, remote: str | None, include: Sequence[str], exclude: Sequence[str]) -> list[str]:
+    """Hydrate the work tree; return the paths left as pointers. A remote that cannot be used
+    at all (unknown name, unreachable) is raised, after writing what the cache has, so that
+    pull exits as push and fetch do (2, 3) rather than 1."""
+    if remote:
+        ctx.remote_spec(remote)  # an unknown name: a usage error before anything is done
     if include or exclude:
         fetch(ctx, remote, False, include, exclude)
-    return hydrate(ctx, include, exclude, requested=remote)
+    unusable: list[MlxError] = []
+    failed = hydrate(ctx, include, exclude, requested=remote, remote_errors=unusable)
+    if unusable:
+        raise unusable[0]
+    return failed
 
 
 def missing_on_remote(ctx: Context, oids: Iterable[str], remote_name: str | None) -> list[str]:

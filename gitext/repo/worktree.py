@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
+from gitext.errors import MlxError
 from gitext.formats.pointer import MAX_POINTER_SIZE, Pointer, try_parse
 from gitext.git.run import sequencer_dir
 from gitext.git.scan import PointerEntry, open_repo, pointers_in_index
@@ -71,7 +72,7 @@ def unhydrated_entries(ctx: Context, include: Sequence[str] = (), exclude: Seque
 
 def hydrate(ctx: Context, include: Sequence[str] = (), exclude: Sequence[str] = (), *,
             requested: str | None = None, progress: bool | None = None,
-            quick: bool = False) -> list[str]:
+            quick: bool = False, remote_errors: list[MlxError] | None = None) -> list[str]:
     """Bring every pointer in the work tree to its content; return the paths that failed.
 
     git-mlx writes the files itself and records their stat data in the index
@@ -89,7 +90,8 @@ def hydrate(ctx: Context, include: Sequence[str] = (), exclude: Sequence[str] = 
         if not include and not exclude:
             clear_pending(ctx)
         return []
-    failed = hydrate_targets(ctx, targets, requested=requested, progress=progress, from_index=True)
+    failed = hydrate_targets(ctx, targets, requested=requested, progress=progress, from_index=True,
+                             remote_errors=remote_errors)
     report_failures(failed)
     if not failed and not include and not exclude:
         clear_pending(ctx)
