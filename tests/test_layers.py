@@ -27,7 +27,7 @@ ENTRY = {"gitext.__main__": 5}
 
 # Third-party (and slow standard-library) modules that may be imported inside a function, so
 # that starting git-mlx (every hook, every filter process) does not pay for them.
-HEAVY = {"yaml", "pygit2", "boto3", "botocore", "paramiko", "sqlite3", "ctypes", "filelock",
+HEAVY = {"yaml", "ruamel", "pygit2", "boto3", "botocore", "paramiko", "sqlite3", "ctypes", "filelock",
          "zstandard",
          "gitext.storage._cdc"}  # the optional C chunker: its absence is handled where it is loaded
 # Function-local imports of the package's own modules that keep start-up cheap: a Context

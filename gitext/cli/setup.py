@@ -102,70 +102,121 @@ def _settings_file(args: argparse.Namespace) -> tuple[Any, Path]:
     return config, config.committed_path
 
 
+def _push_remote() -> tuple[Any, MlxError | None, set[str]]:
+    """The remote `git mlx push` (and `git push`'s hook) would use now, or why none; and the
+    names of the mlx remotes (the others are zero-config storage beside a git remote)."""
+    from gitext.repo.config import Config
+
+    config = Config.discover()
+    try:
+        return config.resolve_remote(), None, set(config.mlx_remotes())
+    except MlxError as exc:
+        try:
+            names = set(config.mlx_remotes())
+        except MlxError:
+            names = set()
+        return None, exc, names
+
+
+def _say_push_remote(before: tuple[Any, MlxError | None, set[str]], added: str | None) -> None:
+    """Say which remote pushes use after a change of remotes, why, and how to change it: a
+    new remote can take over from the zero-config storage (as the only mlx remote), or leave
+    pushes without a default (a second one)."""
+    spec, error, names = _push_remote()
+    old = before[0]
+    if spec is None:
+        say(f"Pushes will fail: {error.message if error else 'no remote'}.")
+        if len(names) > 1:  # several mlx remotes and no default
+            say("Choose the remote they use: git mlx remote default NAME"
+                + (f" (e.g. git mlx remote default {added})" if added else ""))
+        elif error and error.hint:
+            say(f"To fix: {error.hint}")
+        return
+    same = old is not None and (old.name, old.url) == (spec.name, spec.url)
+    verb = "still" if same else "now"
+    if spec.name in names:
+        line = f"Pushes {verb} use {spec.name}: {spec.reason}"
+    else:  # (the reason repeats the name)
+        line = f"Pushes {verb} use the storage beside git remote {spec.name} ({spec.url})"
+    if old is not None and not same and old.name not in before[2]:
+        line += f"; no longer the storage beside git remote {old.name}"
+    say(line + ".")
+    if added is None:
+        return
+    if spec.name != added:
+        say(f"To push to {added} instead: git mlx remote default {added}")
+    elif old is not None and not same and old.name not in before[2]:
+        say(f"To choose another: git mlx remote default NAME; to go back: git mlx remote remove {added}")
+    else:
+        say("To choose another: git mlx remote default NAME")
+
+
 def cmd_remote_add(args: argparse.Namespace) -> int:
     from gitext.formats.urls import parse_url
-    from gitext.repo.config import load_yaml, save_yaml
+    from gitext.repo.settings_file import SettingsFile
 
     parse_url(args.url)  # a clear error now beats one at push time
-    config, path = _settings_file(args)
-    data = load_yaml(path)
-    remotes = data.setdefault("remotes", {})
-    if args.name in remotes and not args.force:
+    _, path = _settings_file(args)
+    before = _push_remote()
+    settings = SettingsFile(path)
+    remotes = settings.get(("remotes",))
+    if isinstance(remotes, dict) and args.name in remotes and not args.force:
         raise UsageError(f"remote {args.name!r} already exists in {path.name}",
-                       hint=f"git mlx remote modify {args.name} url URL, or add --force")
-    remotes[args.name] = {"url": args.url}
+                         hint=f"git mlx remote modify {args.name} url URL, or add --force")
+    settings.set(("remotes", args.name), {"url": args.url})
     if args.default:
-        data["remote"] = args.name
-    save_yaml(path, data)
+        settings.set(("remote",), args.name)
+    settings.save()
     say(f"Added remote {args.name} -> {args.url}" + (" (default)" if args.default else "")
         + f" in {path.name}")
+    _say_push_remote(before, args.name)
     return EXIT_OK
 
 
 def cmd_remote_modify(args: argparse.Namespace) -> int:
-    from gitext.repo.config import load_yaml, save_yaml
+    from gitext.repo.settings_file import SettingsFile
 
     config, path = _settings_file(args)
-    data = load_yaml(path)
-    remotes = data.setdefault("remotes", {})
-    if args.name not in remotes and args.name not in config.mlx_remotes():
+    settings = SettingsFile(path)
+    remotes = settings.get(("remotes",))
+    if not (isinstance(remotes, dict) and args.name in remotes) and args.name not in config.mlx_remotes():
         raise UsageError(f"no remote named {args.name!r}", hint="see `git mlx remote list`")
     if args.key in ("secret_access_key", "access_key_id", "password") and not args.local:
         raise UsageError(f"{args.key} must not go into the committed .mlx.yaml", hint="use --local")
     if args.key == "accept_new_host_key" and not args.local:
         raise UsageError("whether to trust a server's unknown host key is each user's decision, "
                          "not the repository's", hint="use --local (this clone only)")
-    remotes.setdefault(args.name, {})[args.key] = args.value
-    save_yaml(path, data)
+    settings.set(("remotes", args.name, args.key), args.value)
+    settings.save()
     say(f"Set {args.name}.{args.key} = {args.value} in {path.name}")
     return EXIT_OK
 
 
 def cmd_remote_remove(args: argparse.Namespace) -> int:
-    from gitext.repo.config import load_yaml, save_yaml
+    from gitext.repo.settings_file import SettingsFile
 
     _, path = _settings_file(args)
-    data = load_yaml(path)
-    remotes = data.get("remotes") or {}
-    if args.name not in remotes:
+    before = _push_remote()
+    settings = SettingsFile(path)
+    if not settings.remove(("remotes", args.name)):
         raise UsageError(f"no remote named {args.name!r} in {path.name}")
-    del remotes[args.name]
-    if data.get("remote") == args.name:
-        del data["remote"]
-    save_yaml(path, data)
+    if settings.get(("remote",)) == args.name:
+        settings.remove(("remote",))
+    settings.save()
     say(f"Removed remote {args.name}")
+    _say_push_remote(before, None)
     return EXIT_OK
 
 
 def cmd_remote_default(args: argparse.Namespace) -> int:
-    from gitext.repo.config import load_yaml, save_yaml
+    from gitext.repo.settings_file import SettingsFile
 
     config, path = _settings_file(args)
     if args.name not in config.mlx_remotes():
         raise UsageError(f"no remote named {args.name!r}", hint="git mlx remote add NAME URL")
-    data = load_yaml(path)
-    data["remote"] = args.name
-    save_yaml(path, data)
+    settings = SettingsFile(path)
+    settings.set(("remote",), args.name)
+    settings.save()
     say(f"Default remote is now {args.name}")
     return EXIT_OK
 
