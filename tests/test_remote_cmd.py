@@ -50,7 +50,8 @@ def test_add_modify_default_remove_keep_comments_order_and_style(repo: Path, tmp
         "url: 's3://team-bucket/models'   # single quotes", "url: 's3://new-bucket/it''s'   # single quotes",
     ).replace(
         '        region: "eu-west-1"\n',
-        f'        region: "us-east-1"\n        profile: \'5\'\n    backup:\n        url: {tmp_path / "backup"}\n',
+        '        region: "us-east-1"\n        profile: \'5\'\n'
+        f'    backup:\n        url: {tmp_path / "backup"}\n',
     ).replace("\nremotes:\n", "\nremote: team\nremotes:\n")
     assert yaml.safe_load(text)["remotes"]["team"] == {
         "url": "s3://new-bucket/it's", "region": "us-east-1", "profile": "5"}
@@ -80,7 +81,8 @@ def test_last_remote_removed_drops_the_section_keeps_its_comment(repo: Path, tmp
 
 def test_add_to_a_new_file_and_local_file_keeps_its_mode(repo: Path, tmp_path: Path) -> None:
     mlx(repo, "remote", "add", "-d", "storage", str(tmp_path / "s"))
-    assert (repo / ".mlx.yaml").read_text() == f"remote: storage\nremotes:\n  storage:\n    url: {tmp_path / 's'}\n"
+    written = (repo / ".mlx.yaml").read_text()
+    assert written == f"remote: storage\nremotes:\n  storage:\n    url: {tmp_path / 's'}\n"
     local = repo / ".git" / "mlx" / "config.yaml"
     mlx(repo, "remote", "add", "--local", "mine", str(tmp_path / "m"))
     os.chmod(local, 0o600)
@@ -116,7 +118,8 @@ def test_broken_file_is_refused_and_left_alone(repo: Path) -> None:
 def test_add_says_which_remote_pushes_use(repo: Path, origin: Path, tmp_path: Path) -> None:
     git(repo, "remote", "add", "origin", str(origin))
     first = out(mlx(repo, "remote", "add", "storage", str(tmp_path / "s")))
-    assert "Pushes now use storage: the only mlx remote; no longer the storage beside git remote origin" in first
+    assert ("Pushes now use storage: the only mlx remote; "
+            "no longer the storage beside git remote origin") in first
     assert "git mlx remote default NAME" in first and "git mlx remote remove storage" in first
 
     second = out(mlx(repo, "remote", "add", "other", str(tmp_path / "o")))
@@ -210,8 +213,8 @@ def _settings_text(draw: st.DrawFn) -> tuple[str, int]:
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_settings_text(), st.from_regex(r"[a-z0-9/:._ -]{1,12}", fullmatch=True), st.booleans())
-def test_add_then_remove_gives_the_same_bytes(tmp_path_factory: pytest.TempPathFactory, case: tuple[str, int], url: str,
-                                              default: bool) -> None:
+def test_add_then_remove_gives_the_same_bytes(tmp_path_factory: pytest.TempPathFactory,
+                                              case: tuple[str, int], url: str, default: bool) -> None:
     text, step = case
     data = yaml.safe_load(text) or {}
     path = tmp_path_factory.mktemp("s") / ".mlx.yaml"
@@ -245,7 +248,8 @@ def test_add_then_remove_gives_the_same_bytes(tmp_path_factory: pytest.TempPathF
 
 @settings(max_examples=200, deadline=None)
 @given(_settings_text(), st.from_regex(r"[a-z0-9/:'\"#._ -]{0,12}", fullmatch=True))
-def test_modify_changes_one_value_only(tmp_path_factory: pytest.TempPathFactory, case: tuple[str, int], value: str) -> None:
+def test_modify_changes_one_value_only(tmp_path_factory: pytest.TempPathFactory, case: tuple[str, int],
+                                       value: str) -> None:
     text, _ = case
     data = yaml.safe_load(text) or {}
     remotes = data.get("remotes") or {}
