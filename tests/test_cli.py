@@ -38,7 +38,8 @@ def test_explicit_remote_in_mlx_yaml(repo: Path, origin: Path, tmp_path: Path) -
     mlx(repo, "remote", "modify", "storage", "region", "eu-west-1")
     assert "region=eu-west-1" in out(mlx(repo, "remote", "list"))
     bad = mlx(repo, "remote", "modify", "storage", "secret_access_key", "x", check=False)
-    assert bad.returncode == 2 and b"--local" in bad.stderr
+    assert bad.returncode == 2 and b"never reads credentials" in bad.stderr
+    assert "secret" not in (repo / ".mlx.yaml").read_text()
     mlx(repo, "remote", "remove", "storage")
     assert "storage" not in (repo / ".mlx.yaml").read_text()
     missing = mlx(repo, "remote", "remove", "storage", check=False)

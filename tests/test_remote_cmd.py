@@ -86,10 +86,10 @@ def test_add_to_a_new_file_and_local_file_keeps_its_mode(repo: Path, tmp_path: P
     local = repo / ".git" / "mlx" / "config.yaml"
     mlx(repo, "remote", "add", "--local", "mine", str(tmp_path / "m"))
     os.chmod(local, 0o600)
-    mlx(repo, "remote", "modify", "--local", "mine", "secret_access_key", "s3cr3t")
+    mlx(repo, "remote", "modify", "--local", "mine", "identity_file", "~/.ssh/mine")
     assert stat.S_IMODE(local.stat().st_mode) == 0o600
     assert yaml.safe_load(local.read_text()) == {
-        "remotes": {"mine": {"url": str(tmp_path / "m"), "secret_access_key": "s3cr3t"}}}
+        "remotes": {"mine": {"url": str(tmp_path / "m"), "identity_file": "~/.ssh/mine"}}}
     mlx(repo, "remote", "remove", "--local", "mine")
     assert local.read_text() == ""  # an empty file may stay
 
@@ -105,6 +105,17 @@ def test_flow_style_sections_are_edited_too(repo: Path, tmp_path: Path) -> None:
     text = settings_path.read_text()
     assert yaml.safe_load(text) == {"b": 1}
     assert "# flow" in text and "# inline" in text
+
+
+def test_an_edit_that_would_break_the_settings_is_refused(repo: Path, tmp_path: Path) -> None:
+    mlx(repo, "remote", "add", "storage", str(tmp_path / "s"))
+    before = (repo / ".mlx.yaml").read_text()
+    typo = mlx(repo, "remote", "modify", "storage", "regoin", "eu", check=False)
+    assert typo.returncode == 2 and b"did you mean `remotes.storage.region`" in typo.stderr
+    secret = mlx(repo, "remote", "modify", "--local", "storage", "secret_access_key", "x", check=False)
+    assert secret.returncode == 2 and b"never reads credentials" in secret.stderr
+    assert (repo / ".mlx.yaml").read_text() == before
+    assert not (repo / ".git" / "mlx" / "config.yaml").exists()
 
 
 def test_broken_file_is_refused_and_left_alone(repo: Path) -> None:

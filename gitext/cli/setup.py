@@ -151,12 +151,25 @@ def _say_push_remote(before: tuple[Any, MlxError | None, set[str]], added: str |
         say("To choose another: git mlx remote default NAME")
 
 
+def _save(settings: Any, config: Any) -> None:
+    """Write the edited file unless the edit itself makes a setting wrong (an unknown option,
+    a credential, a bad value): refused now, not by every command after it."""
+    from gitext.repo.config import settings_problems
+
+    committed = settings.path == config.committed_path
+    before = {p.message for p in settings_problems(settings.data, settings.path, committed=committed)}
+    for problem in settings_problems(settings.get(()), settings.path, committed=committed):
+        if problem.message not in before:
+            raise UsageError(f"not changed: {problem.message}", hint=problem.hint)
+    settings.save()
+
+
 def cmd_remote_add(args: argparse.Namespace) -> int:
     from gitext.formats.urls import parse_url
     from gitext.repo.settings_file import SettingsFile
 
     parse_url(args.url)  # a clear error now beats one at push time
-    _, path = _settings_file(args)
+    config, path = _settings_file(args)
     before = _push_remote()
     settings = SettingsFile(path)
     remotes = settings.get(("remotes",))
@@ -166,7 +179,7 @@ def cmd_remote_add(args: argparse.Namespace) -> int:
     settings.set(("remotes", args.name), {"url": args.url})
     if args.default:
         settings.set(("remote",), args.name)
-    settings.save()
+    _save(settings, config)
     say(f"Added remote {args.name} -> {args.url}" + (" (default)" if args.default else "")
         + f" in {path.name}")
     _say_push_remote(before, args.name)
@@ -181,13 +194,11 @@ def cmd_remote_modify(args: argparse.Namespace) -> int:
     remotes = settings.get(("remotes",))
     if not (isinstance(remotes, dict) and args.name in remotes) and args.name not in config.mlx_remotes():
         raise UsageError(f"no remote named {args.name!r}", hint="see `git mlx remote list`")
-    if args.key in ("secret_access_key", "access_key_id", "password") and not args.local:
-        raise UsageError(f"{args.key} must not go into the committed .mlx.yaml", hint="use --local")
     if args.key == "accept_new_host_key" and not args.local:
         raise UsageError("whether to trust a server's unknown host key is each user's decision, "
                          "not the repository's", hint="use --local (this clone only)")
     settings.set(("remotes", args.name, args.key), args.value)
-    settings.save()
+    _save(settings, config)
     say(f"Set {args.name}.{args.key} = {args.value} in {path.name}")
     return EXIT_OK
 
@@ -195,14 +206,14 @@ def cmd_remote_modify(args: argparse.Namespace) -> int:
 def cmd_remote_remove(args: argparse.Namespace) -> int:
     from gitext.repo.settings_file import SettingsFile
 
-    _, path = _settings_file(args)
+    config, path = _settings_file(args)
     before = _push_remote()
     settings = SettingsFile(path)
     if not settings.remove(("remotes", args.name)):
         raise UsageError(f"no remote named {args.name!r} in {path.name}")
     if settings.get(("remote",)) == args.name:
         settings.remove(("remote",))
-    settings.save()
+    _save(settings, config)
     say(f"Removed remote {args.name}")
     _say_push_remote(before, None)
     return EXIT_OK
@@ -216,7 +227,7 @@ def cmd_remote_default(args: argparse.Namespace) -> int:
         raise UsageError(f"no remote named {args.name!r}", hint="git mlx remote add NAME URL")
     settings = SettingsFile(path)
     settings.set(("remote",), args.name)
-    settings.save()
+    _save(settings, config)
     say(f"Default remote is now {args.name}")
     return EXIT_OK
 
