@@ -117,6 +117,14 @@ def test_an_edit_that_would_break_the_settings_is_refused(repo: Path, tmp_path: 
     assert (repo / ".mlx.yaml").read_text() == before
     assert not (repo / ".git" / "mlx" / "config.yaml").exists()
 
+    inside = mlx(repo, "remote", "add", "inside", "./store", check=False)  # checked with both files
+    assert inside.returncode == 2 and b"not changed" in inside.stderr
+    assert b"inside the work tree" in inside.stderr
+    assert (repo / ".mlx.yaml").read_text() == before
+    (repo / ".mlx.yaml").unlink()
+    assert mlx(repo, "remote", "add", "inside", "./store", check=False).returncode == 2
+    assert not (repo / ".mlx.yaml").exists()
+
 
 def test_broken_file_is_refused_and_left_alone(repo: Path) -> None:
     settings_path = repo / ".mlx.yaml"

@@ -153,7 +153,8 @@ def _say_push_remote(before: tuple[Any, MlxError | None, set[str]], added: str |
 
 def _save(settings: Any, config: Any) -> None:
     """Write the edited file unless the edit itself makes a setting wrong (an unknown option,
-    a credential, a bad value): refused now, not by every command after it."""
+    a credential, a bad value, a remote inside the work tree): refused now, the file left as
+    it was, not by every command after it."""
     from gitext.repo.config import settings_problems
 
     committed = settings.path == config.committed_path
@@ -161,7 +162,22 @@ def _save(settings: Any, config: Any) -> None:
     for problem in settings_problems(settings.get(()), settings.path, committed=committed):
         if problem.message not in before:
             raise UsageError(f"not changed: {problem.message}", hint=problem.hint)
+    was = _remotes_problem()
     settings.save()
+    now = _remotes_problem()  # (what needs both files: a url inside the work tree, ...)
+    if now is not None and (was is None or was.message != now.message):
+        settings.restore()
+        raise UsageError(f"not changed: {now.message}", hint=now.hint)
+
+
+def _remotes_problem() -> MlxError | None:
+    from gitext.repo.config import Config
+
+    try:
+        Config.discover().mlx_remotes()
+    except MlxError as exc:
+        return exc
+    return None
 
 
 def cmd_remote_add(args: argparse.Namespace) -> int:

@@ -56,8 +56,10 @@ class SettingsFile:
         self.data = load_yaml(path)  # (the reader's view; a broken file is refused here)
         try:
             self.original = path.read_text(encoding="utf-8")
+            self.existed = True
         except FileNotFoundError:
             self.original = ""
+            self.existed = False
         self._ops: list[tuple[str, Keys, Value | None]] = []
         self._expected = copy.deepcopy(self.data)
 
@@ -127,11 +129,22 @@ class SettingsFile:
         raise UsageError(f"cannot edit {self.path} in place: {failure or 'unsupported layout'}",
                          hint=f"edit {self.path.name} by hand (see docs/remotes.md)")
 
+    def restore(self) -> None:
+        """Put the file back as it was read (after `save`, when the result proved unusable)."""
+        if not self.existed:
+            self.path.unlink(missing_ok=True)
+            return
+        self._write(self.original)
+
     def save(self) -> bool:
         """Write the file if it changed; True if it was written."""
         text = self.render()
         if text == self.original and self.path.exists():
             return False
+        self._write(text)
+        return True
+
+    def _write(self, text: str) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             mode: int | None = self.path.stat().st_mode & 0o7777  # (secrets: keep a 0600)
@@ -142,7 +155,6 @@ class SettingsFile:
         except OSError as exc:
             raise UsageError(f"cannot write {self.path}: {exc.strerror or exc}",
                              hint="check the directory's permissions and free space") from exc
-        return True
 
 
 def _reads_as(text: str, expected: dict[str, Any]) -> bool:
