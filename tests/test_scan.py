@@ -13,7 +13,7 @@ import pytest
 from mlxtest import git, out, write_random
 
 from gitext.errors import NotARepository, UsageError
-from gitext.formats.pointer import Pointer
+from gitext.formats.pointer import LONGEST_POINTER, SHORTEST_POINTER, Pointer
 from gitext.git import scan
 
 
@@ -157,7 +157,7 @@ def test_probe_size_window_matches_the_pointer_grammar() -> None:
 
     shortest, longest = Pointer(EMPTY_OID, 0).encode(), Pointer(EMPTY_OID, 10**20 - 1).encode()
     assert parse(shortest) and parse(longest)
-    assert (len(shortest), len(longest)) == (scan.SHORTEST_POINTER, scan.LONGEST_POINTER)
+    assert (len(shortest), len(longest)) == (SHORTEST_POINTER, LONGEST_POINTER)
     assert try_parse(Pointer(EMPTY_OID, 10**20).encode()) is None
 
 

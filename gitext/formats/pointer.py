@@ -69,3 +69,10 @@ def try_parse(data: bytes) -> Pointer | None:
 def looks_like_pointer(prefix: bytes) -> bool:
     """Cheap test on a file's first bytes: could this be a pointer at all?"""
     return prefix.startswith(b"version git-mlx/"[: len(prefix)]) if prefix else False
+
+
+# The sizes a canonical git-mlx/1 pointer can have: the size field has 1 to 20 digits (101 to
+# 120 bytes; docs/pointer.md, tests/test_scan.py fails if that changes). Scans of trees, the
+# index and the object database read no blob outside these bounds.
+SHORTEST_POINTER = len(Pointer(EMPTY_OID, 0).encode())
+LONGEST_POINTER = min(len(Pointer(EMPTY_OID, 10**20 - 1).encode()), MAX_POINTER_SIZE - 1)

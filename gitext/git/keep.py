@@ -11,12 +11,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gitext.formats.pointer import try_parse
-from gitext.git.run import run_git
 from gitext.git.scan import (
-    LONGEST_POINTER,
-    SHORTEST_POINTER,
     open_repo,
+    pointer_in_blob,
     pointers_in_index,
     pointers_in_range,
     pointers_in_tree,
@@ -125,25 +122,5 @@ def pointers_anywhere(git_dir: Path) -> set[str]:
     What no pointer anywhere names is no file of this repository at all: a chunk of a file
     whose `git add` was interrupted before its manifest was written (gc frees those).
     """
-    listing = run_git(["cat-file", "--batch-all-objects",
-                       "--batch-check=%(objectname) %(objecttype) %(objectsize)"],
-                      git_dir=git_dir, text=True, check=True)
-    ids = []
-    for line in listing.stdout.splitlines():
-        name, kind, length = line.split(" ")
-        if kind == "blob" and SHORTEST_POINTER <= int(length) <= LONGEST_POINTER:
-            ids.append(name)
-    if not ids:
-        return set()
-    data = run_git(["cat-file", "--batch"], git_dir=git_dir, input="\n".join(ids).encode() + b"\n",
-                   check=True).stdout
-    found: set[str] = set()
-    at = 0
-    while at < len(data):
-        header_end = data.index(b"\n", at)
-        size = int(data[at:header_end].split(b" ")[2])
-        pointer = try_parse(data[header_end + 1:header_end + 1 + size])
-        if pointer is not None:
-            found.add(pointer.oid)
-        at = header_end + 1 + size + 1
-    return found
+    odb = open_repo(git_dir).odb
+    return {p.oid for oid in odb if (p := pointer_in_blob(odb, oid)) is not None}

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gitext.errors import NotARepository, UsageError
-from gitext.formats.pointer import EMPTY_OID, MAX_POINTER_SIZE, Pointer, try_parse
+from gitext.formats.pointer import LONGEST_POINTER, SHORTEST_POINTER, Pointer, try_parse
 from gitext.git.run import staged_entries
 
 if TYPE_CHECKING:
@@ -30,10 +30,6 @@ if TYPE_CHECKING:
 
 _FILE_MODES = frozenset({0o100644, 0o100755})  # pygit2.enums.FileMode.BLOB, BLOB_EXECUTABLE
 _EMPTY_TREE_ID = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
-# The sizes a canonical git-mlx/1 pointer can have: the size field has 1 to 20 digits
-# (pointer.parse; tests/test_scan.py fails if that changes). Other blobs are never read.
-SHORTEST_POINTER = len(Pointer(EMPTY_OID, 0).encode())
-LONGEST_POINTER = min(len(Pointer(EMPTY_OID, 10**20 - 1).encode()), MAX_POINTER_SIZE - 1)
 
 
 @dataclass(frozen=True)
@@ -203,27 +199,29 @@ def remote_tracking_oids(repo: pygit2.Repository, remote_name: str | None) -> li
     return oids
 
 
-def _pointer_probe(repo: pygit2.Repository) -> Callable[[pygit2.Oid], Pointer | None]:
-    """Blob id -> Pointer or None, reading only pointer-sized blobs and each id once."""
+def pointer_in_blob(odb: pygit2.Odb, oid: pygit2.Oid) -> Pointer | None:
+    """The pointer blob `oid` holds, or None (another object, another size, not a pointer, or
+    not in this clone: shallow, partial). Only pointer-sized blobs are read."""
     from pygit2.enums import ObjectType
 
+    try:
+        obj_type, size = odb.read_header(oid)
+    except KeyError:
+        return None  # not in this clone: no content here to push either
+    if obj_type != ObjectType.BLOB or not SHORTEST_POINTER <= size <= LONGEST_POINTER:
+        return None
+    return try_parse(odb.read(oid)[1])
+
+
+def _pointer_probe(repo: pygit2.Repository) -> Callable[[pygit2.Oid], Pointer | None]:
+    """Blob id -> Pointer or None (pointer_in_blob), each id read once."""
     odb = repo.odb
-    read_header, read = odb.read_header, odb.read
     seen: dict[pygit2.Oid, Pointer | None] = {}
 
     def probe(oid: pygit2.Oid) -> Pointer | None:
-        if oid in seen:
-            return seen[oid]
-        pointer = None
-        try:
-            obj_type, size = read_header(oid)
-        except KeyError:
-            pass  # not in this clone (shallow/partial): no content here to push either
-        else:
-            if obj_type == ObjectType.BLOB and SHORTEST_POINTER <= size <= LONGEST_POINTER:
-                pointer = try_parse(read(oid)[1])
-        seen[oid] = pointer
-        return pointer
+        if oid not in seen:
+            seen[oid] = pointer_in_blob(odb, oid)
+        return seen[oid]
 
     return probe
 

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 from gitext.errors import CorruptObject, MlxError, RemoteError
-from gitext.formats.pointer import EMPTY_OID, MAX_POINTER_SIZE, Pointer, try_parse
+from gitext.formats.pointer import LONGEST_POINTER, MAX_POINTER_SIZE, SHORTEST_POINTER, Pointer, try_parse
 from gitext.fsutil import create_temp
 from gitext.git import index as gitindex
 from gitext.git.run import git, quote_path, staged_entries
@@ -43,8 +43,6 @@ if TYPE_CHECKING:
     from gitext.storage.remotes.base import Remote
 
 EXECUTABLE = 0o100755
-# A canonical pointer is 101 to 120 bytes long (pointer.md; the size field has 1-20 digits).
-POINTER_SIZES = (len(Pointer(EMPTY_OID, 0).encode()), len(Pointer(EMPTY_OID, 10**20 - 1).encode()))
 
 
 @dataclass(frozen=True)
@@ -83,7 +81,7 @@ def pointer_files(ctx: Context) -> list[Target] | None:
     for entry in entries:
         if entry.stage or entry.mode not in (0o100644, EXECUTABLE):
             continue
-        if entry.size and not POINTER_SIZES[0] <= entry.size <= POINTER_SIZES[1]:
+        if entry.size and not SHORTEST_POINTER <= entry.size <= LONGEST_POINTER:
             continue
         path = entry.path.decode("utf-8", "surrogateescape")
         try:
@@ -91,12 +89,12 @@ def pointer_files(ctx: Context) -> list[Target] | None:
         except OSError:
             continue  # deleted, sparse, a directory or a symlink now: nothing of ours to write
         try:
-            data = os.read(fd, POINTER_SIZES[1] + 1)
+            data = os.read(fd, LONGEST_POINTER + 1)
         except OSError:
             continue
         finally:
             os.close(fd)
-        if not POINTER_SIZES[0] <= len(data) <= POINTER_SIZES[1]:
+        if not SHORTEST_POINTER <= len(data) <= LONGEST_POINTER:
             continue
         pointer = try_parse(data)
         if pointer is None or pointer.size == 0 or gitindex.blob_id(data, hash_size) != entry.oid:
