@@ -65,12 +65,17 @@ class SettingsFile:
 
     # -- reading ---------------------------------------------------------------------------
     def get(self, keys: Keys) -> Any:
+        """The value at `keys` after the edits so far; None if absent."""
+        return self._find(keys)[1]
+
+    def _find(self, keys: Keys) -> tuple[bool, Any]:
+        """(present, value) at `keys` after the edits so far."""
         node: Any = self._expected
         for key in keys:
             if not isinstance(node, dict) or key not in node:
-                return None
+                return False, None
             node = node[key]
-        return node
+        return True, node
 
     # -- editing ---------------------------------------------------------------------------
     def set(self, keys: Keys, value: Value) -> None:
@@ -87,7 +92,7 @@ class SettingsFile:
 
     def remove(self, keys: Keys) -> bool:
         """Remove `keys`; a mapping (other than the top) left empty goes too. False if absent."""
-        if not self._has(keys):
+        if not self._find(keys)[0]:
             return False
         parents = [self._expected]
         for key in keys[:-1]:
@@ -98,14 +103,6 @@ class SettingsFile:
                 break
             del parents[depth - 1][keys[depth - 1]]
         self._ops.append(("remove", keys, None))
-        return True
-
-    def _has(self, keys: Keys) -> bool:
-        node: Any = self._expected
-        for key in keys:
-            if not isinstance(node, dict) or key not in node:
-                return False
-            node = node[key]
         return True
 
     # -- writing ---------------------------------------------------------------------------
