@@ -341,18 +341,25 @@ def push(root: Path, remote: str, names: Sequence[str], force: bool) -> list[str
         raise UsageError(f"no git remote named {remote!r}", hint="see `git remote -v`")
     chosen = _names(root, names)
     if chosen:
-        specs = [f"{'+' if force else ''}{PREFIX}{n}:{PREFIX}{n}" for n in chosen]
-        code = run_git(["push", remote, *specs], root, env=_env(), capture=False).returncode
-        if code == GIT_FATAL:
-            raise RemoteError(f"git push of {len(chosen)} experiment(s) to {remote} failed: "
-                              "git could not reach the remote (exit 128)",
-                              hint="see git's message above; check the remote's URL "
-                                   "(`git remote -v`) and that it is up")
-        if code != 0:
-            raise MlxError(f"git push of {len(chosen)} experiment(s) to {remote} failed (exit {code})",
-                           hint="see git's message above; a rejected update of an experiment "
-                                "rerun with --force needs `exp push --force`")
+        _move_branches(root, ["push"], f"to {remote}", remote, chosen, force,
+                       "see git's message above; a rejected update of an experiment rerun "
+                       "with --force needs `exp push --force`")
     return chosen
+
+
+def _move_branches(root: Path, command: list[str], where: str, remote: str, chosen: list[str],
+                   force: bool, refused_hint: str) -> None:
+    """`git COMMAND REMOTE exp/N:exp/N...` (+ with `force`), git talking to the terminal: exit
+    128 (git could not reach the remote) a RemoteError, another failure an MlxError."""
+    specs = [f"{'+' if force else ''}{PREFIX}{n}:{PREFIX}{n}" for n in chosen]
+    code = run_git([*command, remote, *specs], root, env=_env(), capture=False).returncode
+    what = f"git {command[0]} of {len(chosen)} experiment(s) {where}"
+    if code == GIT_FATAL:
+        raise RemoteError(f"{what} failed: git could not reach the remote (exit 128)",
+                          hint="see git's message above; check the remote's URL "
+                               "(`git remote -v`) and that it is up")
+    if code != 0:
+        raise MlxError(f"{what} failed (exit {code})", hint=refused_hint)
 
 
 def pull(ctx: Context, remote: str, names: Sequence[str], force: bool) -> tuple[list[str], int]:
@@ -377,17 +384,9 @@ def pull(ctx: Context, remote: str, names: Sequence[str], force: bool) -> tuple[
                          hint=f"see `git ls-remote --heads {remote} 'refs/heads/exp/*'`")
     if not chosen:
         return [], 0
-    specs = [f"{'+' if force else ''}{PREFIX}{n}:{PREFIX}{n}" for n in chosen]
-    code = run_git(["fetch", "--quiet", remote, *specs], root, env=_env(), capture=False).returncode
-    if code == GIT_FATAL:
-        raise RemoteError(f"git fetch of {len(chosen)} experiment(s) from {remote} failed: git "
-                          "could not reach the remote (exit 128)",
-                          hint="see git's message above; check the remote's URL (`git remote "
-                               "-v`) and that it is up")
-    if code != 0:
-        raise MlxError(f"git fetch of {len(chosen)} experiment(s) from {remote} failed (exit {code})",
-                       hint="a local experiment of the same name that differs needs --force "
-                            "(it is replaced), or `git mlx exp remove NAME` first")
+    _move_branches(root, ["fetch", "--quiet"], f"from {remote}", remote, chosen, force,
+                   "a local experiment of the same name that differs needs --force (it is "
+                   "replaced), or `git mlx exp remove NAME` first")
     repo = open_repo(root)
     oids = {e.pointer.oid for n in chosen for e in pointers_in_tree(repo, f"{PREFIX}{n}")}
     result = ctx.download(oids, ctx.remote(None, git_remote=remote, git_url=url))
