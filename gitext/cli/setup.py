@@ -47,17 +47,24 @@ def cmd_uninstall(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_track(args: argparse.Namespace) -> int:
-    from gitext.git.attributes import check_pattern, track, tracked_patterns
+def _attributes(command: str) -> tuple[Path, Path, list[str]]:
+    """The work tree, its .gitattributes and the patterns tracked there now."""
+    from gitext.git.attributes import tracked_patterns
     from gitext.git.run import find_repo
 
     work_tree = find_repo().work_tree
     if work_tree is None:
-        raise UsageError("track needs a work tree (this repository is bare)")
+        raise UsageError(f"{command} needs a work tree (this repository is bare)")
     attrs = work_tree / ".gitattributes"
+    text = attrs.read_text(encoding="utf-8") if attrs.exists() else ""
+    return work_tree, attrs, tracked_patterns(text)
+
+
+def cmd_track(args: argparse.Namespace) -> int:
+    from gitext.git.attributes import check_pattern, track
+
+    work_tree, attrs, patterns = _attributes("track")
     if not args.patterns:
-        text = attrs.read_text(encoding="utf-8") if attrs.exists() else ""
-        patterns = tracked_patterns(text)
         say("Tracked patterns:" if patterns else "No patterns tracked. Use `git mlx track PATTERN`.")
         for pattern in patterns:
             say(f"    {pattern}")
@@ -73,14 +80,10 @@ def cmd_track(args: argparse.Namespace) -> int:
 
 
 def cmd_untrack(args: argparse.Namespace) -> int:
-    from gitext.git.attributes import check_pattern, tracked_patterns, untrack
-    from gitext.git.run import find_repo
+    from gitext.git.attributes import check_pattern, untrack
 
-    work_tree = find_repo().work_tree
-    if work_tree is None:
-        raise UsageError("untrack needs a work tree (this repository is bare)")
-    attrs = work_tree / ".gitattributes"
-    tracked = set(tracked_patterns(attrs.read_text(encoding="utf-8") if attrs.exists() else ""))
+    work_tree, attrs, patterns = _attributes("untrack")
+    tracked = set(patterns)
     for pattern in args.patterns:  # a line written by hand is removed whatever it says
         if pattern not in tracked:
             check_pattern(pattern, work_tree)
