@@ -13,6 +13,7 @@ This module imports nothing from the package, so any module may raise these.
     │   ├── RemoteRefused         it answered no: credentials, host key, permissions
     │   └── RemoteUnsupported     a URL scheme this version cannot use
     ├── ProtocolError             git spoke something the filter protocol does not allow
+    ├── LocalWriteError           a disk is full, read-only or not ours to write     exit 1
     └── TransferFailed            some objects did not move (details listed) exit 3
 
 `cli.main` is the only place that turns these into exit codes (and the only `sys.exit`).
@@ -20,6 +21,8 @@ This module imports nothing from the package, so any module may raise these.
 
 from __future__ import annotations
 
+import errno
+import os
 from collections.abc import Mapping
 
 EXIT_OK = 0
@@ -99,3 +102,66 @@ class TransferFailed(MlxError):
     def __init__(self, message: str, failures: Mapping[str, object], hint: str | None = None) -> None:
         super().__init__(message, hint)
         self.failures = failures
+
+
+class LocalWriteError(MlxError):
+    """A local write failed for a reason the user fixes outside git-mlx: the disk is full,
+    read-only, or the directory is not the user's to write (made by `explain_os_error`)."""
+
+    def __init__(self, message: str, hint: str | None = None, path: str = "") -> None:
+        super().__init__(message, hint)
+        self.path = path
+
+
+# Directories git-mlx writes to, with what a user calls them and the setting that moves them:
+# registered by whoever learns them (the Context for the cache and local remotes), read by
+# `explain_os_error` so that "disk full" names the setting to change. Longest prefix wins.
+_PLACES: dict[str, tuple[str, str | None]] = {}
+
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+_READ_ONLY = (errno.EROFS,)
+_DENIED = (errno.EACCES, errno.EPERM)
+
+
+def name_place(directory: os.PathLike[str] | str, what: str, setting: str | None = None) -> None:
+    """Remember that `directory` is `what` (\"the cache\"), moved by `setting` (or None)."""
+    _PLACES[os.path.abspath(os.fspath(directory))] = (what, setting)
+
+
+def _place_of(path: str) -> tuple[str, str, str | None] | None:
+    best: tuple[str, str, str | None] | None = None
+    for root, (what, setting) in _PLACES.items():
+        if (path == root or path.startswith(root.rstrip(os.sep) + os.sep)) and (
+                best is None or len(root) > len(best[0])):
+            best = (root, what, setting)
+    return best
+
+
+def explain_os_error(exc: BaseException) -> LocalWriteError | None:
+    """The user's message for a full disk, a read-only file system or a permission error
+    (naming the path, the place and the setting that moves it); None for any other error."""
+    if isinstance(exc, LocalWriteError):
+        return exc
+    if not isinstance(exc, OSError) or exc.errno not in (*_FULL, *_READ_ONLY, *_DENIED):
+        return None
+    path = os.path.abspath(os.fsdecode(exc.filename)) if exc.filename is not None else ""
+    found = _place_of(path) if path else None
+    root, what, setting = found if found else ("", "", None)
+    place = f"{what} ({root})" if found else ""
+    writing = f"writing {path}" if path else "writing"
+    elsewhere = (f"; or set {setting} to a directory on another disk" if setting else "")
+    if exc.errno in _FULL:
+        gc = " (`git mlx gc` frees cached files a remote has)" if what == "the cache" else ""
+        where = f"the device holding {place}" if place else "the device"
+        return LocalWriteError(f"no space left on {where} while {writing}",
+                               f"free some space there{gc}{elsewhere}", path)
+    if exc.errno in _READ_ONLY:
+        where = f"{place} is on a read-only file system" if place else "read-only file system"
+        return LocalWriteError(f"{where}: cannot write {path or 'there'}",
+                               "remount it read-write" + (f", or set {setting} to a writable "
+                                                          "directory" if setting else ""), path)
+    parent = os.path.dirname(path) if path else "the directory"
+    return LocalWriteError(f"permission denied {writing}" + (f" in {place}" if place else ""),
+                           f"check who owns {parent} and its mode" + (
+                               f", or set {setting} to a directory you can write" if setting
+                               else ""), path)

@@ -86,6 +86,19 @@ def write_atomic(path: Path, data: bytes, *, mode: int | None = None) -> None:
         f.write(data)
 
 
+def write_all(fd: int, data: bytes | memoryview, path: Path | str) -> None:
+    """Write all of `data` to `fd`; an OSError names `path` (os.write's own names no file,
+    and "no space left" should say where: errors.explain_os_error)."""
+    view = memoryview(data)
+    try:
+        while view:
+            view = view[os.write(fd, view):]
+    except OSError as exc:
+        if exc.filename is None:
+            exc.filename = os.fspath(path)
+        raise
+
+
 def is_hex_id(value: object, length: int = 64) -> TypeGuard[str]:
     """True for a str of `length` lowercase hex digits: a sha256 id (object, pack, run-cache
     key) has 64, a git commit id 40 (SHA-1) or 64 (SHA-256). Formats parsed from bytes spell

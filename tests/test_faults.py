@@ -130,7 +130,7 @@ def test_cache_disk_full_then_add_again(repo_with_origin: Path, tmp_path: Path) 
         proc = git(repo, "add", "big.bin", check=False)
         err = proc.stderr.decode()
         assert proc.returncode != 0
-        assert "Traceback" not in err and "No space left" in err, err
+        assert "Traceback" not in err and "no space left on the device holding the cache" in err, err
         run(["mount", "-o", "remount,size=128m", str(small)])
         git(repo, "add", "big.bin")
         git(repo, "commit", "-q", "-m", "v1")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gitext.fsutil import atomic_writer, create_temp, is_hex_id, write_atomic
+from gitext.fsutil import atomic_writer, create_temp, is_hex_id, write_all, write_atomic
 
 
 def test_write_atomic_replaces_and_leaves_no_temp(tmp_path: Path) -> None:
@@ -86,3 +86,36 @@ def test_a_long_name_gets_a_short_temp_name(tmp_path: Path) -> None:
 ])
 def test_is_hex_id(value: object, length: int, ok: bool) -> None:
     assert is_hex_id(value, length) is ok
+
+
+def test_explain_os_error_names_path_place_and_setting(tmp_path: Path) -> None:
+    """Permission errors cannot be provoked as root (CI): the message is checked directly."""
+    import errno as errno_mod
+
+    from gitext.errors import LocalWriteError, explain_os_error, name_place
+
+    cache = tmp_path / "team-cache"
+    name_place(cache, "the cache", "cache.dir (in .git/mlx/config.yaml)")
+    name_place(cache / "sub", "a nested place", None)  # the longest prefix wins
+    denied = explain_os_error(PermissionError(errno_mod.EACCES, "Permission denied",
+                                              str(cache / "tmp" / "x")))
+    assert isinstance(denied, LocalWriteError)
+    assert denied.message == f"permission denied writing {cache / 'tmp' / 'x'} in the cache ({cache})"
+    assert denied.hint == (f"check who owns {cache / 'tmp'} and its mode, or set cache.dir "
+                           "(in .git/mlx/config.yaml) to a directory you can write")
+    nested = explain_os_error(OSError(errno_mod.EROFS, "Read-only", str(cache / "sub" / "y")))
+    assert nested is not None and nested.message.startswith(f"a nested place ({cache / 'sub'})")
+    elsewhere = explain_os_error(OSError(errno_mod.ENOSPC, "No space", str(tmp_path / "w" / "f")))
+    assert elsewhere is not None
+    assert elsewhere.message == f"no space left on the device while writing {tmp_path / 'w' / 'f'}"
+    assert elsewhere.hint == "free some space there"
+    assert explain_os_error(OSError(errno_mod.ENOENT, "gone", "x")) is None
+    assert explain_os_error(ValueError("x")) is None
+    # write_all names the file os.write does not
+    fd = os.open("/dev/full", os.O_WRONLY)
+    try:
+        with pytest.raises(OSError) as info:
+            write_all(fd, b"x" * 10, tmp_path / "named")
+    finally:
+        os.close(fd)
+    assert info.value.filename == str(tmp_path / "named")

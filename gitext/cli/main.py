@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from gitext import __version__
-from gitext.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, MlxError
+from gitext.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, MlxError, explain_os_error
 
 if TYPE_CHECKING:
     import argparse
@@ -60,7 +60,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     try:
-        return handler(args)
+        try:
+            return handler(args)
+        except OSError as exc:  # a full, read-only or forbidden disk: name the path, the setting
+            explained = explain_os_error(exc)
+            if explained is None:
+                raise
+            raise explained from exc
     except MlxError as exc:
         if os.environ.get("GIT_MLX_TRACE") == "1":
             import traceback

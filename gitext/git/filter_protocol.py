@@ -34,7 +34,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import Protocol, TypeVar
 
-from gitext.errors import MlxError, ProtocolError
+from gitext.errors import MlxError, ProtocolError, explain_os_error
 from gitext.formats.pktline import MAX_PACKET_DATA, Buffer, PktLineReader, PktLineWriter
 from gitext.git.run import quote_path
 from gitext.log import tracing
@@ -263,6 +263,7 @@ def report(where: str, exc: BaseException) -> None:
     """One line on stderr; the traceback too when GIT_MLX_TRACE=1."""
     if tracing():
         traceback.print_exception(exc, file=sys.stderr)
+    exc = explain_os_error(exc) or exc
     text = str(exc)
     if not isinstance(exc, MlxError):
         text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__

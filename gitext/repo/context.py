@@ -13,6 +13,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from gitext.errors import MlxError, name_place
+from gitext.formats.urls import LOCAL, parse_url
 from gitext.log import trace, warn
 from gitext.repo.config import Config, RemoteSpec
 
@@ -31,6 +33,18 @@ def _report(result: TransferResult, verb: str, where: str) -> None:
         warn(result.summary(verb, where))
 
 
+def _name_remote_place(spec: RemoteSpec) -> None:
+    """Let a full or read-only local remote's message name the remote and its setting."""
+    try:
+        kind, location = parse_url(spec.url)
+    except MlxError:
+        return
+    if kind == LOCAL:
+        zero_config = "repository" in spec.options or "its mlx/" in spec.reason
+        name_place(location, f"remote {spec.name}",
+                   None if zero_config else f"remotes.{spec.name}.url")
+
+
 class Context:
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -46,6 +60,7 @@ class Context:
         from gitext.storage.store import Store
 
         store = Store(self.config.cache_dir(), self.config.store_settings())
+        name_place(store.root, "the cache", "cache.dir (in .git/mlx/config.yaml)")
         if self.config.get("cache.dir"):  # shared: let gc in other clones know about this one
             from gitext.storage.sharedcache import register
 
@@ -70,6 +85,7 @@ class Context:
 
             spec = self.remote_spec(requested, git_remote=git_remote, git_url=git_url)
             trace(f"remote {spec.name} -> {spec.url} ({spec.reason})")
+            _name_remote_place(spec)
             self._remotes[key] = open_remote(spec.name, spec.url, spec.options)
         return self._remotes[key]
 

@@ -376,7 +376,7 @@ class MlxFilter:
         self.failed[path] = reason
         warn(f"{quote_path(path)}: content not available ({reason}); left as a pointer "
              f"(sha256 {pointer.oid[:12]}, {pointer.size} bytes). "
-             "Fix the remote and run `git mlx pull`.")
+             "Run `git mlx pull` once that is fixed.")
 
     def write_content(self, pathname: str, pointer: Pointer, write: Write) -> None:
         """Stream verified chunks; a damaged or missing chunk is refetched from the remote."""

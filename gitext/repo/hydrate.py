@@ -30,9 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
-from gitext.errors import CorruptObject, MlxError, RemoteError
+from gitext.errors import CorruptObject, MlxError, RemoteError, explain_os_error
 from gitext.formats.pointer import LONGEST_POINTER, MAX_POINTER_SIZE, SHORTEST_POINTER, Pointer, try_parse
-from gitext.fsutil import create_temp
+from gitext.fsutil import create_temp, write_all
 from gitext.git import index as gitindex
 from gitext.git.run import git, quote_path, staged_entries
 from gitext.log import trace, warn
@@ -165,17 +165,17 @@ def write_file(ctx: Context, target: Target, dest: Path, seen: os.stat_result,
     renamed = False
     try:
         if fresh is not None:
-            _write_fd(store.iter_content(oid, manifest=fresh, verify_chunks=False), fd)
+            _write_fd(store.iter_content(oid, manifest=fresh, verify_chunks=False), fd, tmp)
             store.import_bytes("files", oid, fresh.encode())
         else:
             try:
-                _write_fd(store.iter_content(oid, trusted=True), fd)
+                _write_fd(store.iter_content(oid, trusted=True), fd, tmp)
             except CorruptObject:
                 # Something in the cache is damaged (now moved to bad/): go again chunk by
                 # chunk, fetching bad chunks from the remote.
                 os.ftruncate(fd, 0)
                 os.lseek(fd, 0, os.SEEK_SET)
-                _write_fd(store.iter_content(oid, repair=repair), fd)
+                _write_fd(store.iter_content(oid, repair=repair), fd, tmp)
         _test_point("before-rename", dest)
         now = pointer_stat(dest, target.pointer)
         if now is None or not gitindex.unchanged(now, seen):
@@ -274,11 +274,9 @@ def _remove_stale_tmp(directory: Path) -> None:
             os.close(fd)
 
 
-def _write_fd(content: Iterable[bytes], fd: int) -> None:
+def _write_fd(content: Iterable[bytes], fd: int, path: Path) -> None:
     for data in content:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
+        write_all(fd, data, path)
 
 
 def hydrate_targets(ctx: Context, targets: Sequence[Target], *, requested: str | None = None,
@@ -347,7 +345,8 @@ def hydrate_targets(ctx: Context, targets: Sequence[Target], *, requested: str |
         try:
             st = write_file(ctx, t, dest, seen, repair, fresh.pop(t.pointer.oid, None))
         except (MlxError, OSError) as exc:
-            failed[t.path] = exc.message if isinstance(exc, MlxError) else str(exc)
+            why = explain_os_error(exc) or exc  # a full or read-only disk: say which, and where
+            failed[t.path] = why.message if isinstance(why, MlxError) else str(why)
             continue
         if st is None:
             changed.append(t)
@@ -504,4 +503,4 @@ def index_file(ctx: Context) -> Path:
 def report_failures(failed: dict[str, str]) -> None:
     for path, reason in sorted(failed.items()):
         warn(f"{quote_path(path)}: content not available ({reason}); left as a pointer. "
-             "Fix the remote and run `git mlx pull`.")
+             "Run `git mlx pull` once that is fixed.")

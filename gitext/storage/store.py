@@ -43,7 +43,7 @@ import zstandard
 from gitext.errors import CorruptObject, ObjectMissing
 from gitext.formats.manifest import FETCH_HINT, MAX_CHUNK_LIMIT, ChunkRef, Manifest
 from gitext.formats.pointer import Pointer
-from gitext.fsutil import is_hex_id
+from gitext.fsutil import is_hex_id, write_all
 from gitext.storage.chunker import ChunkParams, iter_chunks
 
 CHUNKS = "chunks"
@@ -246,9 +246,7 @@ class Store:
                 tmp = self.new_tmp_path()
                 fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
             try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
+                write_all(fd, data, tmp)
                 if self.settings.fsync:
                     os.fsync(fd)
             finally:

@@ -36,6 +36,7 @@ from gitext.errors import (
     RemoteError,
     RemoteRefused,
     RemoteUnsupported,
+    explain_os_error,
 )
 from gitext.formats.manifest import ChunkRef, Manifest
 from gitext.progress import NullProgress, Progress, format_summary
@@ -229,6 +230,10 @@ def _failure(exc: BaseException, remote: Remote, chunk: str | None = None) -> Fa
     if isinstance(exc, MlxError):
         kind = FailureKind.REMOTE if isinstance(exc, RemoteError) else FailureKind.UNEXPECTED
         return Failure(kind, prefix + exc.message + (f" ({exc.hint})" if exc.hint else ""), exc)
+    explained = explain_os_error(exc)
+    if explained is not None:
+        return Failure(FailureKind.LOCAL, prefix + explained.message
+                       + (f" ({explained.hint})" if explained.hint else ""), exc)
     if isinstance(exc, OSError):
         where = f" {exc.filename}" if exc.filename else ""
         return Failure(FailureKind.LOCAL, f"{prefix}local error{where}: {exc.strerror or exc}", exc)
