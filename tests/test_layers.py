@@ -28,7 +28,7 @@ ENTRY = {"gitext.__main__": 5}
 # Third-party (and slow standard-library) modules that may be imported inside a function, so
 # that starting git-mlx (every hook, every filter process) does not pay for them.
 HEAVY = {"yaml", "ruamel", "pygit2", "boto3", "botocore", "paramiko", "sqlite3", "ctypes", "filelock",
-         "zstandard",
+         "zstandard", "vl_convert",
          "gitext.storage._cdc"}  # the optional C chunker: its absence is handled where it is loaded
 # Function-local imports of the package's own modules that keep start-up cheap: a Context
 # opens its store, stat cache, remotes and transfers on first use (a checkout's hook with

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from gitext.cli import exp, inspection, maintenance, metrics, pipeline, plumbing, setup, transfer
+    from gitext.cli import exp, inspection, maintenance, metrics, pipeline, plots, plumbing, setup, transfer
     from gitext.cli.common import Parser
 
     parser = Parser(
@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     # the order of `git mlx --help`
-    for group in (setup, transfer, inspection, maintenance, metrics, pipeline, exp, plumbing):
+    for group in (setup, transfer, inspection, maintenance, metrics, plots, pipeline, exp, plumbing):
         group.register(command)
     return parser
 

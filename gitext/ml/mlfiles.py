@@ -195,12 +195,13 @@ class Source:
 # -- what the project declares -------------------------------------------------------------------
 @dataclass
 class Project:
-    """The metrics, params and stages a revision declares."""
+    """The metrics, params, stages and plots a revision declares."""
 
     metrics: list[str] = field(default_factory=list)
     params: list[str] = field(default_factory=list)
     stages: dict[str, dict[str, Any]] = field(default_factory=dict)
     stages_file: str = SETTINGS_FILE
+    plots: Any = None  # `plots:` as written; checked and read by gitext/ml/plots.py
 
     @property
     def metric_files(self) -> list[str]:
@@ -287,7 +288,8 @@ def load_project(source: Source) -> Project:
     if not params and source.read(DEFAULT_PARAMS) is not None:
         params = [DEFAULT_PARAMS]
     return Project(metrics=_str_list(settings.get("metrics"), "metrics"), params=params,
-                   stages={str(k): v for k, v in stages.items()}, stages_file=stages_file)
+                   stages={str(k): v for k, v in stages.items()}, stages_file=stages_file,
+                   plots=settings.get("plots"))
 
 
 def read_values(source: Source, files: Iterable[str]) -> dict[str, dict[str, Value]]:

@@ -153,6 +153,17 @@ REMOTE_OPTIONS: dict[str, Setting] = {
 }
 """The keys of a remote under `remotes:` (the storage kinds read the options: storage/remotes/)."""
 
+PLOT_TEMPLATES = ("linear", "simple", "scatter", "smooth", "confusion", "confusion_normalized")
+PLOT_OPTIONS: dict[str, Setting] = {
+    "x": Setting(str, meaning="the field of the x axis; default: the row's index, `step`"),
+    "y": Setting(str, meaning="a field or a list of fields; default: the last numeric one"),
+    "template": Setting(str, meaning=" | ".join(PLOT_TEMPLATES)),
+    "title": Setting(str),
+    "x_label": Setting(str),
+    "y_label": Setting(str),
+}
+"""The keys of one plot under `plots:` (docs/plots.md); gitext/ml/plots.py reads them."""
+
 ELSEWHERE = ("metrics", "params", "stages", "plots")
 """Top-level keys of `.mlx.yaml` that the ML layer reads and checks (gitext/ml/), never the
 per-clone file."""
@@ -207,7 +218,7 @@ def _unknown(path: Path, dotted: str, known: list[str], hint: str | None = None,
                    unknown=True)
 
 
-def _wrong(path: Path, dotted: str, what: str) -> Problem:
+def _wrong(path: Path | str, dotted: str, what: str) -> Problem:
     return Problem(dotted, f"setting {dotted} in {path} {what}")
 
 
@@ -223,6 +234,9 @@ def settings_problems(data: Mapping[Any, Any], path: Path, *, committed: bool) -
     problems: list[Problem] = []
     for raw_key, value in data.items():
         key = str(raw_key)
+        if key == "plots" and committed:
+            problems += plots_problems(value, path)
+            continue
         if key in ELSEWHERE:
             if not committed:
                 problems.append(Problem(key, f"`{key}` in {path} is not read: {key} are declared "
@@ -253,6 +267,60 @@ def settings_problems(data: Mapping[Any, Any], path: Path, *, committed: bool) -
             placed = [d for d in SETTINGS if d.rpartition(".")[2] == key.lower()]
             suggestion = placed[0] if len(placed) == 1 else None
             problems.append(_unknown(path, key, top_known, suggestion=suggestion))
+    return problems
+
+
+def plots_problems(value: Any, path: Path | str) -> list[Problem]:
+    """What is wrong with `plots:` (docs/plots.md): a list whose entries are a file's path or
+    `{path: {x: ..., y: ..., template: ..., ...}}`; a mapping `{path: options}` reads the same."""
+    if value is None:
+        return []
+    if isinstance(value, Mapping):
+        value = [{k: v} for k, v in value.items()]
+    if not isinstance(value, list):
+        return [_wrong(path, "plots", "must be a list of files, each a path or "
+                       f"`{{path: {{x: ..., y: ...}}}}`, not {_show(value)}")]
+    problems: list[Problem] = []
+    for entry in value:
+        if isinstance(entry, str) and entry.strip() and "\0" not in entry:
+            continue
+        if not isinstance(entry, Mapping) or len(entry) != 1:
+            problems.append(_wrong(path, "plots", f"has an entry {_show(entry)}: an entry is a "
+                                   "file's path or `{path: {x: ..., y: ...}}` (one path each)"))
+            continue
+        (name, options), = entry.items()
+        if not isinstance(name, str) or not name.strip() or "\0" in name:
+            problems.append(_wrong(path, "plots", f"has a plot of {_show(name)}: a plot is named "
+                                   "by its file's path"))
+            continue
+        if options is None:
+            continue
+        if not isinstance(options, Mapping):
+            problems.append(_wrong(path, f"plots ({name})", "must be a mapping of "
+                                   f"{', '.join(PLOT_OPTIONS)}, not {_show(options)}"))
+            continue
+        for raw_key, option in options.items():
+            key = str(raw_key)
+            dotted = f"`{key}` of plot {name}"
+            if key not in PLOT_OPTIONS:
+                guess = did_you_mean(key, PLOT_OPTIONS)
+                problems.append(Problem(
+                    dotted, f"unknown setting `{key}` of plot {name} in {path}"
+                    + (f": did you mean `{guess}`?" if guess else ""),
+                    f"a plot has: {', '.join(PLOT_OPTIONS)} (docs/plots.md)", unknown=True))
+                continue
+            if option is None:
+                continue
+            fields = option if key == "y" and isinstance(option, list) and option else [option]
+            what = next((w for w in map(PLOT_OPTIONS[key].problem, fields) if w), None)
+            if what is None and key == "template" and option not in PLOT_TEMPLATES:
+                guess = did_you_mean(str(option), PLOT_TEMPLATES)
+                what = (f"must be one of {', '.join(PLOT_TEMPLATES)}, not {_show(option)}"
+                        + (f" (did you mean `{guess}`?)" if guess else ""))
+            if what and key == "y":
+                what = f"must be a field or a list of fields, not {_show(option)}"
+            if what:
+                problems.append(_wrong(path, dotted, what))
     return problems
 
 
