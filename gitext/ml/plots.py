@@ -382,12 +382,15 @@ def _script_json(data: Any) -> str:
             .replace("&", "\\u0026").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
 
 
+_GLOBALS = "window.vegaEmbed = vegaEmbed; window.vegaLite = vegaLite; window.vega = vega;"
+
+
 def page(specs: Sequence[dict[str, Any]], labels: Sequence[str], title: str) -> str:
     """A self-contained HTML page of the charts: Vega, Vega-Lite and Vega-Embed are inlined
     (vl-convert's bundle), so the page needs no network."""
     import vl_convert
 
-    bundle = vl_convert.javascript_bundle(None).replace("</script", "<\\/script")
+    bundle = vl_convert.javascript_bundle(_GLOBALS).replace("</script", "<\\/script")
     sections = "\n".join(f'<section><h2>{html.escape(str(s.get("title", "")))}</h2>'
                          f'<div class="chart" id="plot-{i}"></div></section>'
                          for i, s in enumerate(specs))
