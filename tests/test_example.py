@@ -62,3 +62,11 @@ def test_demo_then_the_ci_gate(tmp_path: Path) -> None:
     run(["python3", "smoke_test.py"], cwd=ci)
     assert run(gate, cwd=ci, check=False).returncode == 1
     assert is_pointer(ci / "data" / "train.csv")
+
+    # Last, the training curves of every run, drawn into a page and a PNG outside the project.
+    plots = next(body for title, body in steps.items() if title.startswith("git mlx plots diff"))
+    assert f"{work}/plots/index.html\n" in plots and "plots_train.csv.png" in plots
+    assert (work / "plots" / "index.html").stat().st_size > 100_000  # Vega inlined: offline
+    assert (work / "plots" / "plots_train.csv.png").read_bytes()[:4] == b"\x89PNG"
+    curve = (project / "plots" / "train.csv").read_text().splitlines()
+    assert curve[0] == "epoch,loss,accuracy" and len(curve) == 1 + 30  # params.yaml: 30 epochs

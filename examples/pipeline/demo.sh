@@ -2,7 +2,8 @@
 # The ML workflow end to end, in a temp dir with a local bare git remote (zero-config storage):
 # repro, commit, push, two experiments, exp show, metrics diff, adopt the best one; then the CI
 # recipe: a pointers-only clone pulls just the model and the validation set, runs the smoke
-# test and gates on accuracy, and a model broken on purpose fails that gate.
+# test and gates on accuracy, and a model broken on purpose fails that gate; last, the training
+# curves of every run drawn by `git mlx plots diff` into an HTML page and a PNG.
 #
 #     examples/pipeline/demo.sh [DIR]     # DIR: keep everything there (default: a temp dir, removed)
 set -euo pipefail
@@ -90,6 +91,13 @@ status=0
 git mlx metrics check --file smoke/metrics.json 'accuracy>=0.8' || status=$?
 [ "$status" -eq 1 ] || fail "the gate should exit 1 on the broken model, not $status"
 echo "the gate rejected the broken model (exit 1), as CI would"
+
+step "git mlx plots diff HEAD~1 --all-experiments --png (training curves: first run, workspace, experiments)"
+cd "$work/project"
+git mlx plots diff HEAD~1 --all-experiments --png -o "$work/plots" | tee "$work/plots.txt"
+page=$(head -n 1 "$work/plots.txt")
+[ -s "$page" ] && [ -s "$work/plots/plots_train.csv.png" ] || fail "no plot was written"
+echo "open $page in a browser (it works offline)"
 
 step "done"
 echo "Everything above ran in $work"
