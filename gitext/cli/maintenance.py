@@ -9,22 +9,79 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from gitext.cli.common import Command, context, human, say
 from gitext.errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError
+
+if TYPE_CHECKING:
+    from gitext.repo.context import Context
+    from gitext.repo.maintenance import FsckReport
 
 
 def cmd_fsck(args: argparse.Namespace) -> int:
     from gitext.repo.maintenance import fsck
 
-    report = fsck(context(), all_refs=args.all, remote=args.remote, objects=not args.pointers)
+    ctx = context()
+    if args.remote:
+        ctx.remote_spec(args.remote)  # an unknown name: a usage error before anything is done
+    report = fsck(ctx, all_refs=args.all, remote=None if args.repair else args.remote,
+                  objects=not args.pointers)
     for problem in report.problems:
         say(problem)
     what = f"{report.objects} cached objects, " if not args.pointers else ""
     if report.problems:
         say(f"fsck: {len(report.problems)} problem(s) in {what}{report.pointers} pointer(s)")
+    if args.repair:
+        return _repair(ctx, report, args.remote, ok=f"fsck: {what}{report.pointers} pointer(s): OK")
+    if report.problems:
         return EXIT_FAILURE
     say(f"fsck: {what}{report.pointers} pointer(s): OK")
+    return EXIT_OK
+
+
+def _repair(ctx: Context, report: FsckReport, remote: str | None, ok: str) -> int:
+    """`fsck --repair`: fetch again what fsck found broken, then (with --remote) check that
+    remote as fsck does; exit 0 only if nothing is left broken (3: the remote could not be
+    used, and something is)."""
+    from gitext.repo.maintenance import (
+        BAD_MANIFEST,
+        LACKS_CHUNKS,
+        NOT_CACHED,
+        check_remote,
+        repair,
+    )
+
+    fixed = repair(ctx, report, remote)
+    for note in fixed.notes:
+        say(f"note: {note}")
+    said = {LACKS_CHUNKS: "file(s) whose manifest lacked chunks", BAD_MANIFEST: "damaged manifest(s)",
+            NOT_CACHED: "file(s) missing from the cache"}
+    parts = [f"{count} {said[kind]}" for kind, count in fixed.repaired.items()]
+    if fixed.chunks:
+        parts.append(f"{fixed.chunks} damaged chunk(s) of no cached file")
+    if parts:
+        say(f"repaired from remote {fixed.remote}: {', '.join(parts)} ({fixed.objects} "
+            f"object(s), {human(fixed.nbytes)} fetched and verified)")
+    for failure in fixed.failed:
+        say(f"could not repair {failure}")
+    left = len(fixed.failed)
+    if remote is not None and fixed.error is None:
+        problems = check_remote(ctx, report, remote)
+        for problem in problems:
+            say(problem)
+        left += len(problems)
+    if left:
+        say(f"fsck --repair: {left} problem(s) left")
+        error = fixed.error
+        if error is not None:
+            say(f"error: {error}")
+            return error.exit_code
+        return EXIT_FAILURE
+    if report.problems:
+        say("fsck --repair: everything repaired")
+    else:
+        say(ok)
     return EXIT_OK
 
 
@@ -116,7 +173,11 @@ def register(command: Command) -> None:
                 "HEAD needs, and what the remote has; exit 1 on any problem")
     p.add_argument("--all", action="store_true", help="pointers of every ref, not just HEAD")
     p.add_argument("--pointers", action="store_true", help="skip re-hashing the cache")
-    p.add_argument("--remote", metavar="NAME", help="also check this remote (an error if unreachable)")
+    p.add_argument("--remote", metavar="NAME", help="also check this remote (an error if unreachable); "
+                   "with --repair, fetch from it")
+    p.add_argument("--repair", action="store_true",
+                   help="fetch damaged or missing chunks, manifests and files again from the "
+                        "remote (verified); say what could not be repaired and why")
     p = command("gc", cmd_gc, "free cached objects nothing needs and the remote has "
                 "(see docs/maintenance.md for what is kept)")
     p.add_argument("--dry-run", action="store_true", help="only say what would be freed")

@@ -299,7 +299,7 @@ def hydrate_targets(ctx: Context, targets: Sequence[Target], *, requested: str |
         return {}
     store = ctx.store
     failed: dict[str, str] = {}
-    absent = {t.pointer.oid for t in targets if not store.has_file(t.pointer.oid)}
+    absent = {t.pointer.oid for t in targets if not store.has_complete_file(t.pointer.oid)}
     remote_error: MlxError | None = None
     fresh: dict[str, Manifest] = {}  # downloaded manifests, checked while their file is written
     if absent:

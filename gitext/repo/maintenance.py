@@ -35,16 +35,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gitext.errors import CorruptObject, MlxError, ObjectMissing, UsageError
+from gitext.errors import (
+    CorruptObject,
+    MlxError,
+    ObjectError,
+    ObjectMissing,
+    RemoteError,
+    UsageError,
+)
 from gitext.formats.pointer import Pointer
 from gitext.git.keep import kept_pointers, pointers_anywhere
 from gitext.git.scan import open_repo, pointers_in_tree
 from gitext.log import trace, warn
 from gitext.repo.context import Context
 from gitext.repo.sync import referenced
+from gitext.storage.packs import fetch_chunk
 from gitext.storage.sharedcache import registered
 from gitext.storage.store import CHUNKS, FILES, Store
-from gitext.storage.transfer import remote_lacks
+from gitext.storage.transfer import FailureKind, remote_lacks
 
 if TYPE_CHECKING:
     pass
@@ -68,11 +76,23 @@ def cached_ids(store: Store, kind: str) -> Iterator[str]:
 
 # -- fsck -----------------------------------------------------------------------------------------
 
+LACKS_CHUNKS = "manifest lacked chunks"
+BAD_MANIFEST = "damaged manifest"
+NOT_CACHED = "missing from the cache"
+
+
 @dataclass
 class FsckReport:
     objects: int = 0
     pointers: int = 0
     problems: list[str] = field(default_factory=list)
+    # What `fsck --repair` fetches again (repair below): damaged chunks, and the files that
+    # are broken here (oid -> LACKS_CHUNKS, BAD_MANIFEST or NOT_CACHED) with the chunks a
+    # cached manifest lacks, and the path each needed file has.
+    bad_chunks: list[str] = field(default_factory=list)
+    broken: dict[str, str] = field(default_factory=dict)
+    lacking: set[str] = field(default_factory=set)
+    where: dict[str, str] = field(default_factory=dict)
 
 
 def fsck(ctx: Context, *, all_refs: bool = False, remote: str | None = None,
@@ -89,24 +109,30 @@ def fsck(ctx: Context, *, all_refs: bool = False, remote: str | None = None,
             report.objects += 1                        # reports those moved aside as missing
             if not store.verify(CHUNKS, cid):
                 bad(CHUNKS, cid)
+                report.bad_chunks.append(cid)
         for oid in list(cached_ids(store, FILES)):
             report.objects += 1
             try:
                 lacking = store.missing_chunks(store.read_manifest(oid))  # checks its checksum
             except CorruptObject:
                 bad(FILES, oid)  # (moved aside by read_manifest)
+                report.broken[oid] = BAD_MANIFEST
                 continue
             except ObjectMissing:
                 continue  # removed meanwhile
             if lacking:
                 report.problems.append(f"manifest {oid} lacks {len(lacking)} chunk(s), first "
                                        f"{lacking[0].id}")
+                report.broken[oid] = LACKS_CHUNKS
+                report.lacking.update(c.id for c in lacking)
     wanted = _referenced_with_paths(ctx, all_refs)
     report.pointers = len(wanted)
     for oid, (pointer, where) in wanted.items():
+        report.where[oid] = where
         if not store.has_file(oid):
             report.problems.append(f"missing from the cache: {where} (sha256 {oid}, "
                                    f"{pointer.size} bytes)")
+            report.broken.setdefault(oid, NOT_CACHED)
     if remote is not None:
         _fsck_remote(ctx, remote, wanted, report)
     return report
@@ -115,13 +141,107 @@ def fsck(ctx: Context, *, all_refs: bool = False, remote: str | None = None,
 def _fsck_remote(ctx: Context, name: str, wanted: dict[str, tuple[Pointer, str]],
                  report: FsckReport) -> None:
     """Which of `wanted` the remote lacks (a remote that cannot be asked is an error)."""
+    report.problems.extend(_remote_lacks(ctx, name, {oid: w for oid, (_, w) in wanted.items()}))
 
+
+def check_remote(ctx: Context, report: FsckReport, name: str) -> list[str]:
+    """fsck's check of a remote, after a repair: what the remote lacks of what fsck looked
+    for (`report.where`)."""
+    return _remote_lacks(ctx, name, report.where)
+
+
+def _remote_lacks(ctx: Context, name: str, wanted: dict[str, str]) -> list[str]:
     remote = ctx.remote(name)
     lacking = remote_lacks(ctx.store, remote, list(wanted)) if wanted else []
-    for oid in lacking:
-        pointer, where = wanted[oid]
-        report.problems.append(f"not on remote {remote.name}: {where} (sha256 {oid}); "
-                               "`git mlx push` uploads it from a clone that has it")
+    return [f"not on remote {remote.name}: {wanted[oid]} (sha256 {oid}); "
+            "`git mlx push` uploads it from a clone that has it" for oid in lacking]
+
+
+@dataclass
+class RepairReport:
+    """What `fsck --repair` fetched again from `remote`, and what it could not."""
+
+    remote: str = ""
+    repaired: dict[str, int] = field(default_factory=dict)  # LACKS_CHUNKS etc. -> files
+    chunks: int = 0           # damaged chunks no broken file lists, fetched again
+    objects: int = 0          # objects downloaded, with their bytes
+    nbytes: int = 0
+    failed: list[str] = field(default_factory=list)   # "what: why", each still broken
+    notes: list[str] = field(default_factory=list)    # not fetched again, and nothing needs it
+    error: MlxError | None = None  # why no remote could be used (unknown, unreachable)
+
+
+def repair(ctx: Context, report: FsckReport, name: str | None = None) -> RepairReport:
+    """Fetch again from the remote `name` (default: the usual one) what `report` found
+    damaged or missing: through `git mlx fetch`'s download for every broken file (the chunks
+    a cached manifest lacks, a damaged or missing manifest, a whole file), through
+    `fetch_chunk` for a damaged chunk no broken file lists. Every object is verified as it
+    arrives (a chunk by its sha256, a manifest by the whole file's). What could not be
+    fetched is in `failed` with why; `error` says why no remote could be used at all."""
+    result = RepairReport()
+    covered = report.lacking | set(report.broken)  # the download fetches these chunks
+    loose = [cid for cid in report.bad_chunks if cid not in covered]
+    if not report.broken and not loose:
+        return result
+    try:
+        remote = ctx.remote(name)
+    except MlxError as exc:
+        result.error = exc
+        _cannot(result, report, loose, f"no remote to fetch it from: {exc.message}")
+        return result
+    result.remote = remote.name
+    for cid in loose:
+        try:
+            fetch_chunk(ctx.store, remote, cid)
+        except RemoteError as exc:
+            result.error = result.error or exc
+            result.notes.append(f"damaged chunk {cid} (moved to bad/): not fetched again, "
+                                f"remote {remote.name} unreachable ({exc.message}); no file "
+                                "in the cache lists it")
+        except ObjectError as exc:
+            why = "lacks it too" if isinstance(exc, ObjectMissing) else "has a corrupt copy too"
+            result.notes.append(f"damaged chunk {cid} (moved to bad/): not fetched again, "
+                                f"remote {remote.name} {why}; no file in the cache lists it")
+        else:
+            result.chunks += 1
+    if not report.broken:
+        return result
+    fetched = ctx.download(list(report.broken), remote)
+    result.objects, result.nbytes = fetched.objects, fetched.nbytes
+    for oid in fetched.done:
+        kind = report.broken[oid]
+        result.repaired[kind] = result.repaired.get(kind, 0) + 1
+    for oid, failure in fetched.failed.items():
+        if failure.kind is FailureKind.MISSING:
+            detail = str(failure)
+            for said in (f"missing on remote {remote.name}", f"not on remote {remote.name}"):
+                detail = detail.removeprefix(said)
+            why = f"remote {remote.name} lacks it too{detail}"
+        elif failure.kind is FailureKind.CORRUPT:
+            detail = failure.error.message if isinstance(failure.error, MlxError) else str(failure)
+            why = f"the copy on remote {remote.name} is corrupt too ({detail})"
+        elif failure.kind is FailureKind.REMOTE:
+            why = f"remote {remote.name} unreachable ({failure})"
+            if isinstance(failure.error, MlxError) and result.error is None:
+                result.error = failure.error
+        else:
+            why = str(failure)
+        result.failed.append(f"{_what(report, oid)}: {why}")
+    return result
+
+
+def _cannot(result: RepairReport, report: FsckReport, loose: list[str], why: str) -> None:
+    """Everything broken stays so, for the one reason `why`."""
+    result.failed.extend(f"{_what(report, oid)}: {why}" for oid in report.broken)
+    result.notes.extend(f"damaged chunk {cid} (moved to bad/): not fetched again, {why}; no "
+                        "file in the cache lists it" for cid in loose)
+
+
+def _what(report: FsckReport, oid: str) -> str:
+    """A broken file, as a user knows it: its path in HEAD when it has one."""
+    where = report.where.get(oid)
+    named = f"{where} (sha256 {oid})" if where else f"file sha256 {oid}"
+    return f"{named}, {report.broken[oid]}"
 
 
 def _referenced_with_paths(ctx: Context, all_refs: bool) -> dict[str, tuple[Pointer, str]]:

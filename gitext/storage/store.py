@@ -132,8 +132,25 @@ class Store:
 
     def has_file(self, oid: str) -> bool:
         """True when the file is complete here: its manifest is present (and therefore all its
-        chunks), or it is a one-chunk file, stored as just that chunk (docs/store.md)."""
+        chunks, unless one was lost since: has_complete_file checks), or it is a one-chunk
+        file, stored as just that chunk (docs/store.md)."""
         return self.has(CHUNKS, oid) or self.has(FILES, oid)
+
+    def cached_manifest(self, oid: str) -> Manifest | None:
+        """The manifest of a file the cache has (a one-chunk file's made from its chunk), or
+        None: absent, or damaged (then moved to bad/, as read_manifest does). Its chunks are
+        not looked at: a chunk lost since the manifest was written (deleted by hand, moved to
+        bad/ by a failed check) shows in `missing_chunks`, a stat each."""
+        try:
+            return self.read_manifest(oid)
+        except (ObjectMissing, CorruptObject):
+            return None
+
+    def has_complete_file(self, oid: str) -> bool:
+        """has_file, and every chunk its manifest lists is present (stat only, no hashing):
+        what fetch, pull and hydration ask before they skip a file."""
+        manifest = self.cached_manifest(oid)
+        return manifest is not None and not self.missing_chunks(manifest)
 
     def touch(self, kind: str, hexid: str) -> bool | None:
         """Mark an object as used now, so gc's grace period protects it from this moment

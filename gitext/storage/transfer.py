@@ -599,12 +599,16 @@ class _Download(_Transfer):
         self.damaged: dict[str, BaseException] = {}  # chunk -> why it was refused (set by workers)
         for oid in self.ledger.order:
             try:
-                if store.has_file(oid):
-                    self.ledger.done.add(oid)
-                else:
-                    self.need.append(oid)
+                cached = store.cached_manifest(oid)
             except (MlxError, ValueError) as exc:
                 self.ledger.fail(oid, Failure(FailureKind.INVALID, f"invalid object id: {exc}", exc))
+                continue
+            if cached is None:
+                self.need.append(oid)
+            elif store.missing_chunks(cached):
+                self.manifests[oid] = cached  # complete it: plan_chunks fetches what it lacks
+            else:
+                self.ledger.done.add(oid)
 
     def close(self) -> None:
         super().close()
