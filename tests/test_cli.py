@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import re
-
 import json
+import re
 from pathlib import Path
 
 from mlxtest import assert_clean_status, git, mlx, out, run, sha256_file, write_random
