@@ -28,7 +28,28 @@ def trace(message: str) -> None:
 
 
 def warn(message: str) -> None:
+    """A warning or an error: always shown, whatever GIT_MLX_QUIET says."""
     print(f"git-mlx: {message}", file=sys.stderr, flush=True)
+
+
+def quiet() -> bool:
+    """GIT_MLX_QUIET: no progress bar and no transfer summaries (errors and warnings stay).
+
+    git passes no quiet flag to hooks or filters (`git push -q`, `git clone -q` and
+    `git checkout -q` leave the hooks' arguments and environment as they are), so this is
+    how a quiet git command gets a quiet git-mlx; `git mlx push|fetch|pull -q` set it."""
+    return flag("GIT_MLX_QUIET")
+
+
+def set_quiet() -> None:
+    """Make this process quiet, and the git commands (and their hooks) it runs."""
+    os.environ["GIT_MLX_QUIET"] = "1"
+
+
+def inform(message: str) -> None:
+    """A progress message or a summary, on stderr: silenced by GIT_MLX_QUIET."""
+    if not quiet():
+        print(f"git-mlx: {message}", file=sys.stderr, flush=True)
 
 
 def skip_smudge() -> bool:

@@ -12,6 +12,8 @@ import threading
 import time
 from typing import TextIO
 
+from gitext.log import quiet
+
 REDRAW_INTERVAL = 0.1  # seconds: at most about 10 redraws a second
 
 
@@ -24,30 +26,42 @@ def format_bytes(n: float) -> str:
     raise AssertionError("unreachable")
 
 
-def format_summary(verb: str, objects: int, nbytes: int, seconds: float, where: str = "") -> str:
-    """"uploaded 12 objects (34.5 MiB) to storage in 2.1 s, 16.4 MiB/s"."""
-    noun = "object" if objects == 1 else "objects"
+def plural(n: int, noun: str) -> str:
+    """(1, "file") -> "1 file"; (2, "file") -> "2 files"."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def format_summary(verb: str, files: int, chunks: int, nbytes: int, seconds: float,
+                   where: str = "") -> str:
+    """"uploaded 301 files (722 chunks, 128.0 MiB) to origin in 2.1 s, 60.9 MiB/s".
+
+    Files are what the user has in the work tree (one pointer each); chunks are the pieces
+    of them that moved (a file whose chunks the other side had moves none)."""
     where = f" {where}" if where else ""
     rate = format_bytes(nbytes / seconds) + "/s" if seconds > 0 else "-"
-    return f"{verb} {objects} {noun} ({format_bytes(nbytes)}){where} in {seconds:.1f} s, {rate}"
+    return (f"{verb} {plural(files, 'file')} ({plural(chunks, 'chunk')}, {format_bytes(nbytes)})"
+            f"{where} in {seconds:.1f} s, {rate}")
 
 
 class Progress:
-    """Counts objects and bytes (thread-safe) and, on a terminal, redraws a one-line bar.
+    """Counts items (`unit`: files for transfers) and bytes (thread-safe) and, on a terminal,
+    redraws a one-line bar.
 
-    `enabled=None` means "only if `stream` is a terminal". When disabled, `advance` only adds
-    two numbers under a lock; nothing is formatted or written.
+    `enabled=None` means "only if `stream` is a terminal and GIT_MLX_QUIET is not set". When
+    disabled, `advance` only adds two numbers under a lock; nothing is formatted or written.
     """
 
     def __init__(self, label: str, total_objects: int, total_bytes: int,
-                 stream: TextIO | None = None, enabled: bool | None = None) -> None:
+                 stream: TextIO | None = None, enabled: bool | None = None,
+                 unit: str = "file") -> None:
         self.label = label
+        self.unit = unit
         self.total_objects = total_objects
         self.total_bytes = total_bytes
         self.stream: TextIO = stream if stream is not None else sys.stderr
         if enabled is None:
             isatty = getattr(self.stream, "isatty", None)
-            enabled = bool(isatty and isatty())
+            enabled = bool(isatty and isatty()) and not quiet()
         self.enabled = enabled
         self.objects = 0
         self.nbytes = 0
@@ -63,7 +77,7 @@ class Progress:
             if not self.enabled:
                 return
             now = time.monotonic()
-            finished = self.objects >= self.total_objects
+            finished = self.objects >= self.total_objects and objects > 0
             if finished or now - self._last_draw >= REDRAW_INTERVAL:
                 self._last_draw = now
                 self._draw(now)
@@ -78,14 +92,15 @@ class Progress:
         return time.monotonic() - self._start
 
     def line(self, now: float | None = None) -> str:
-        """The bar's text: label, objects done/total, bytes (of total if known), rate."""
+        """The bar's text: label, files done/total, bytes (of total if known), rate."""
         seconds = max((now if now is not None else time.monotonic()) - self._start, 1e-9)
         size = format_bytes(self.nbytes)
         if self.total_bytes:
             pct = min(100, 100 * self.nbytes // self.total_bytes)
             size = f"{size} / {format_bytes(self.total_bytes)} ({pct}%)"
         rate = format_bytes(self.nbytes / seconds)
-        return f"{self.label}: {self.objects}/{self.total_objects} objects, {size}, {rate}/s"
+        units = self.unit if self.total_objects == 1 else self.unit + "s"
+        return f"{self.label}: {self.objects}/{self.total_objects} {units}, {size}, {rate}/s"
 
     def _draw(self, now: float) -> None:
         width = shutil.get_terminal_size((80, 24)).columns
@@ -102,9 +117,6 @@ class Progress:
                 self.stream.flush()
                 self._drawn = False
 
-    def summary(self, verb: str | None = None) -> str:
-        return format_summary(verb or self.label, self.objects, self.nbytes, self.elapsed())
-
     def __enter__(self) -> Progress:
         return self
 
@@ -116,7 +128,8 @@ class NullProgress(Progress):
     """A progress that counts nothing and draws nothing."""
 
     def __init__(self, label: str = "", total_objects: int = 0, total_bytes: int = 0,
-                 stream: TextIO | None = None, enabled: bool | None = None) -> None:
+                 stream: TextIO | None = None, enabled: bool | None = None,
+                 unit: str = "file") -> None:
         super().__init__(label, total_objects, total_bytes, stream, enabled=False)
 
     def advance(self, objects: int = 1, nbytes: int = 0) -> None:

@@ -11,7 +11,7 @@ from mlxtest import ROOT, git, mlx, python_shim_dir
 
 SCRUB = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_CEILING_DIRECTORIES",
          "GIT_MLX_SKIP_SMUDGE", "GIT_MLX_SKIP_PUSH", "GIT_MLX_TRACE", "GIT_MLX_DIRECT_MIN_SIZE",
-         "XDG_CONFIG_HOME", "SSH_AUTH_SOCK")
+         "GIT_MLX_QUIET", "XDG_CONFIG_HOME", "SSH_AUTH_SOCK")
 
 
 @pytest.fixture(autouse=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from mlxtest import assert_clean_status, git, mlx, out, run, sha256_file, write_random
@@ -106,7 +107,10 @@ def test_fetch_fills_cache_without_touching_work_tree(repo: Path, origin: Path, 
     git(repo, "push", "-q", "origin", "main")
     other = tmp_path / "other"
     run(["git", "clone", "-q", str(origin), str(other)], env={"GIT_MLX_SKIP_SMUDGE": "1"})
-    assert "Downloaded" in out(mlx(other, "fetch"))
+    fetched = mlx(other, "fetch")
+    assert fetched.stdout == b""
+    assert re.fullmatch(rb"git-mlx: downloaded 1 file \(\d+ chunks?, [\d.]+ KiB\) from origin in "
+                        rb"[\d.]+ s, \S+ \S+\n", fetched.stderr), fetched.stderr
     oid = sha256_file(repo / "m.bin")
     assert (other / ".git" / "mlx" / "files" / oid[:2] / oid).is_file()
     assert parse((other / "m.bin").read_bytes()).oid == oid

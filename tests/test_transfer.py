@@ -158,13 +158,17 @@ def test_round_trip_gives_identical_content(local: Store, other: Store, remote: 
     expected = objects_of(local, three)
     assert remote_keys(remote) == expected
     assert up.objects == len(expected)
+    chunks = {k for k in expected if k.startswith("chunks/")}
+    assert (up.files, up.chunks, up.manifests) == (3, len(chunks), len(expected) - len(chunks))
     assert up.nbytes == sum((remote.root / k).stat().st_size for k in expected)
-    assert "uploaded" in up.summary("uploaded")
+    assert up.summary("uploaded", "to origin").startswith(
+        f"uploaded 3 files ({len(chunks)} chunks, {format_bytes(up.nbytes)}) to origin in ")
 
     down = transfer.download(other, remote, three, jobs=4, progress=False)
     assert down.failed == {}
     assert down.done == three
     assert down.objects == len(expected)
+    assert (down.files, down.chunks) == (3, len(chunks))
     for oid in three:
         assert content(other, oid) == content(local, oid)
         assert other.read_manifest(oid) == local.read_manifest(oid)
@@ -177,12 +181,13 @@ def test_second_transfer_moves_nothing(local: Store, other: Store, remote: Local
     rec = Recording(remote)
     again = transfer.upload(local, rec, three, progress=False)
     assert (again.done, again.failed, again.objects, again.nbytes) == (three, {}, 0, 0)
+    assert (again.files, again.moved) == (0, False)
     assert rec.uploaded == []
     assert len(rec.exists_calls) == 1  # one batch: all manifests present, no chunk query
 
     transfer.download(other, remote, three, progress=False)
     again = transfer.download(other, remote, three, progress=False)
-    assert (again.done, again.failed, again.objects) == (three, {}, 0)
+    assert (again.done, again.failed, again.objects, again.files) == (three, {}, 0, 0)
 
 
 def test_upload_sends_only_what_the_remote_lacks(local: Store, remote: LocalRemote,
@@ -444,6 +449,7 @@ def test_interrupted_fetch_resumes(local: Store, other: Store, remote: LocalRemo
     second = transfer.download(other, remote, [c], progress=False)
     assert second.done == [c]
     assert second.objects == 2  # the one missing chunk and the manifest
+    assert (second.files, second.chunks, second.manifests) == (1, 1, 1)
     assert content(other, c) == content(local, c)
 
 
@@ -461,7 +467,17 @@ def test_progress_is_silent_when_not_a_terminal() -> None:
     bar.advance(1, 1024)
     bar.close()
     assert out.getvalue() == ""
-    assert bar.summary("uploaded").startswith("uploaded 1 object (1.0 KiB) in ")
+    assert (bar.objects, bar.nbytes) == (1, 1024)
+
+
+def test_progress_is_silent_when_quiet(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GIT_MLX_QUIET", "1")
+    out = FakeTty()
+    bar = Progress("Uploading to origin", 2, 2048, stream=out)
+    assert not bar.enabled
+    bar.advance(2, 2048)
+    bar.close()
+    assert out.getvalue() == ""
 
 
 def test_progress_draws_on_a_terminal_or_when_forced() -> None:
@@ -471,9 +487,9 @@ def test_progress_draws_on_a_terminal_or_when_forced() -> None:
         bar.advance(1, 1024)
         drawn = out.getvalue()
         assert drawn.startswith("\r")
-        assert "Uploading to origin: 1/2 objects, 1.0 KiB / 2.0 KiB (50%)" in drawn
-        bar.advance(1, 1024)  # the last object is always drawn
-        assert "2/2 objects" in out.getvalue()
+        assert "Uploading to origin: 1/2 files, 1.0 KiB / 2.0 KiB (50%)" in drawn
+        bar.advance(1, 1024)  # the last file is always drawn
+        assert "2/2 files" in out.getvalue()
         bar.close()
         assert out.getvalue().endswith("\r\x1b[K")
 
@@ -516,10 +532,10 @@ def test_formatting() -> None:
     assert format_bytes(512) == "512 B"
     assert format_bytes(1536) == "1.5 KiB"
     assert format_bytes(34.5 * 1024 * 1024) == "34.5 MiB"
-    assert format_summary("uploaded", 12, int(34.5 * 1024 * 1024), 2.0) == (
-        "uploaded 12 objects (34.5 MiB) in 2.0 s, 17.2 MiB/s")
-    assert format_summary("downloaded", 1, 10, 0.0, "from storage") == (
-        "downloaded 1 object (10 B) from storage in 0.0 s, -")
+    assert format_summary("uploaded", 12, 30, int(34.5 * 1024 * 1024), 2.0) == (
+        "uploaded 12 files (30 chunks, 34.5 MiB) in 2.0 s, 17.2 MiB/s")
+    assert format_summary("downloaded", 1, 1, 10, 0.0, "from storage") == (
+        "downloaded 1 file (1 chunk, 10 B) from storage in 0.0 s, -")
 
 
 def test_transfer_progress_goes_to_stderr_only_when_asked(
@@ -533,6 +549,7 @@ def test_transfer_progress_goes_to_stderr_only_when_asked(
     assert "Uploading to origin:" in fake.getvalue()
     transfer.download(other, remote, three, progress=True)
     assert "Downloading from origin:" in fake.getvalue()
+    assert "3/3 files" in fake.getvalue()  # the files the summary names, not objects
     assert capsys.readouterr().out == ""  # stdout belongs to git
 
 

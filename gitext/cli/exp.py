@@ -104,9 +104,9 @@ def cmd_pull(args: argparse.Namespace) -> int:
     from gitext.repo.context import Context
 
     _, remote, wanted = _remote_and_names(args)
-    names, objects = pull(Context.discover(), remote, wanted, args.force)
+    names, files = pull(Context.discover(), remote, wanted, args.force)
     print(f"Fetched {len(names)} experiment(s) from {remote}"
-          f" ({objects} object(s) downloaded): {' '.join(names)}" if names
+          f" ({files} file(s) downloaded): {' '.join(names)}" if names
           else f"No experiments on {remote}.")
     return EXIT_OK
 

@@ -9,30 +9,38 @@ from __future__ import annotations
 
 import argparse
 
-from gitext.cli.common import Command, context, say
+from gitext.cli.common import Command, context
 from gitext.errors import EXIT_FAILURE, EXIT_OK
+from gitext.log import set_quiet
+
+# Each prints one summary on stderr (gitext/repo/context.py), or says there was nothing to do;
+# -q (or GIT_MLX_QUIET=1) silences both and the progress bar, never an error or a warning.
 
 
 def cmd_push(args: argparse.Namespace) -> int:
     from gitext.ml.runcache import push_entries
     from gitext.repo.sync import push
 
-    n = push(context(), args.remote, args.all, args.include, args.exclude, after_push=push_entries)
-    say(f"Uploaded {n} object(s).")
+    if args.quiet:
+        set_quiet()
+    push(context(), args.remote, args.all, args.include, args.exclude, after_push=push_entries)
     return EXIT_OK
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
     from gitext.repo.sync import fetch
 
-    n = fetch(context(), args.remote, args.all, args.include, args.exclude)
-    say(f"Downloaded {n} object(s).")
+    if args.quiet:
+        set_quiet()
+    fetch(context(), args.remote, args.all, args.include, args.exclude)
     return EXIT_OK
 
 
 def cmd_pull(args: argparse.Namespace) -> int:
     from gitext.repo.sync import pull
 
+    if args.quiet:
+        set_quiet()
     failed = pull(context(), args.remote, args.include, args.exclude)
     return EXIT_FAILURE if failed else EXIT_OK
 
@@ -52,3 +60,5 @@ def register(command: Command) -> None:
                        help="only paths matching PATTERN (repeatable)")
         p.add_argument("-X", "--exclude", action="append", default=[], metavar="PATTERN",
                        help="skip paths matching PATTERN (repeatable)")
+        p.add_argument("-q", "--quiet", action="store_true",
+                       help="no progress and no summary (errors and warnings still show)")

@@ -364,7 +364,7 @@ def _move_branches(root: Path, command: list[str], where: str, remote: str, chos
 
 def pull(ctx: Context, remote: str, names: Sequence[str], force: bool) -> tuple[list[str], int]:
     """Fetch the remote's exp/* branches into local ones, then the mlx objects their trees
-    reference into the cache. Returns (names, objects downloaded)."""
+    reference into the cache. Returns (names, files downloaded)."""
 
     root = work_tree(ctx.config.repo)
     url = git_remotes(root).get(remote)
@@ -395,7 +395,7 @@ def pull(ctx: Context, remote: str, names: Sequence[str], force: bool) -> tuple[
             f"fetched the experiments' branches, but could not download {len(result.failed)} "
             f"object(s) from {remote}: {next(iter(result.failed.values()))}",
             result.failed, hint="check the remote (`git mlx env`) and run `git mlx exp pull` again")
-    return chosen, result.objects
+    return chosen, result.files
 
 
 def remove(root: Path, names: Sequence[str]) -> list[str]:

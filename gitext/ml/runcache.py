@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from gitext.errors import MlxError, ObjectError, ObjectMissing, RemoteError, UsageError
 from gitext.fsutil import atomic_writer, is_hex_id, write_atomic
 from gitext.git.attributes import track
-from gitext.log import trace, warn
+from gitext.log import inform, trace, warn
 from gitext.ml.lockfile import (
     Digest,
     FileRecord,
@@ -390,7 +390,7 @@ def _push(ctx: Context, remote: Remote, local: Mapping[str, str]) -> int:
             remote.put(f"{RUNS}/{key}", data)
             sent += 1
     if sent:
-        warn(f"uploaded {sent} run cache entr{'y' if sent == 1 else 'ies'} to {remote.name}")
+        inform(f"uploaded {sent} run cache entr{'y' if sent == 1 else 'ies'} to {remote.name}")
     return sent
 
 

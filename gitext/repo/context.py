@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from gitext.errors import MlxError, name_place
 from gitext.formats.urls import LOCAL, parse_url
-from gitext.log import trace, warn
+from gitext.log import inform, trace
 from gitext.repo.config import Config, RemoteSpec
 
 if TYPE_CHECKING:
@@ -28,9 +28,9 @@ if TYPE_CHECKING:
 
 def _report(result: TransferResult, verb: str, where: str) -> None:
     """The one-line summary of a transfer that moved something (stderr: the progress bar,
-    drawn only on a terminal, has been cleared by now)."""
-    if result.objects:
-        warn(result.summary(verb, where))
+    drawn only on a terminal, has been cleared by now); none under GIT_MLX_QUIET."""
+    if result.moved:
+        inform(result.summary(verb, where))
 
 
 def _name_remote_place(spec: RemoteSpec) -> None:

@@ -272,11 +272,16 @@ class MlxFilter:
             return False
 
     def available_blobs(self) -> list[str]:
-        """Download every parked object in one parallel transfer; hand back their paths."""
+        """Download every parked object in one parallel transfer; hand back their paths.
+
+        The files deferred so far (written by git-mlx when git is done) come along in the same
+        transfer, so that a clone or checkout prints one summary, not one here and another
+        when the deferred files are written (by the post-checkout hook or `finish`)."""
         if not self._pending:
             return []
         batch, self._pending = self._pending, {}
-        self._download(batch)
+        store = self.ctx.store
+        self._download(batch, {p.oid for p, _ in self.deferred.values() if not store.has_file(p.oid)})
         self._ready.update(batch)
         return list(batch)
 
@@ -358,14 +363,16 @@ class MlxFilter:
             self._remote_error = exc
             return None
 
-    def _download(self, wanted: dict[str, Pointer]) -> None:
+    def _download(self, wanted: dict[str, Pointer], also: set[str] | None = None) -> None:
+        """Download `wanted` (path -> pointer; a path that fails is left as its pointer) and
+        `also` (oids whose failures are someone else's to report: deferred files)."""
         remote = self._remote()
         if remote is None:
             for path in wanted:
                 why = self._remote_error.message if self._remote_error else "no remote"
                 self._give_up(path, wanted[path], why)
             return
-        result = self.ctx.download({p.oid for p in wanted.values()}, remote)
+        result = self.ctx.download({p.oid for p in wanted.values()} | (also or set()), remote)
         for path, pointer in wanted.items():
             if pointer.oid in result.failed:
                 self._give_up(path, pointer, str(result.failed[pointer.oid]))

@@ -25,6 +25,7 @@ import os
 import re
 import stat
 import subprocess
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +36,8 @@ from gitext.formats.pointer import LONGEST_POINTER, MAX_POINTER_SIZE, SHORTEST_P
 from gitext.fsutil import create_temp, write_all
 from gitext.git import index as gitindex
 from gitext.git.run import git, quote_path, staged_entries
-from gitext.log import trace, warn
+from gitext.log import inform, trace, warn
+from gitext.progress import format_bytes, plural
 from gitext.repo.context import Context
 
 if TYPE_CHECKING:
@@ -281,7 +283,8 @@ def _write_fd(content: Iterable[bytes], fd: int, path: Path) -> None:
 
 def hydrate_targets(ctx: Context, targets: Sequence[Target], *, requested: str | None = None,
                     progress: bool | None = None, from_index: bool = False,
-                    remote_errors: list[MlxError] | None = None) -> dict[str, str]:
+                    remote_errors: list[MlxError] | None = None,
+                    summary: bool = False) -> dict[str, str]:
     """Download what the cache lacks, write every target, refresh the index.
 
     `from_index`: the targets were just read from the index's regular-file entries (the hooks'
@@ -289,6 +292,8 @@ def hydrate_targets(ctx: Context, targets: Sequence[Target], *, requested: str |
     Returns path -> reason for the files left as pointers (named on stderr by the caller).
     `remote_errors` gets the error that made the remote unusable as a whole (unknown,
     unreachable), if one did, for a caller whose exit code should say so.
+    `summary` (`git mlx pull`): when nothing was downloaded (a download prints its own
+    summary), say how many files were written, so that the command prints one line.
     """
     work_tree = ctx.config.repo.work_tree
     if not targets or work_tree is None:
@@ -302,11 +307,14 @@ def hydrate_targets(ctx: Context, targets: Sequence[Target], *, requested: str |
     absent = {t.pointer.oid for t in targets if not store.has_complete_file(t.pointer.oid)}
     remote_error: MlxError | None = None
     fresh: dict[str, Manifest] = {}  # downloaded manifests, checked while their file is written
+    downloaded = False
+    start = time.monotonic()
     if absent:
         try:
             result = ctx.download(absent, ctx.remote(requested), progress=progress,
                                   unchecked=fresh)
             reasons = {oid: str(why) for oid, why in result.failed.items()}
+            downloaded = result.moved
             if remote_errors is not None:  # files failed because the remote did (unreachable)
                 remote_errors.extend(why.error for why in result.failed.values()
                                      if isinstance(why.error, RemoteError))
@@ -357,6 +365,10 @@ def hydrate_targets(ctx: Context, targets: Sequence[Target], *, requested: str |
             store.check_binding(manifest)
             store.import_bytes("files", manifest.oid, manifest.encode())
     record(ctx, written, changed)
+    if summary and written and not downloaded:
+        size = format_bytes(sum(t.pointer.size for t, _ in written))
+        inform(f"hydrated {plural(len(written), 'file')} ({size}) from the cache "
+               f"in {time.monotonic() - start:.1f} s")
     return failed
 
 

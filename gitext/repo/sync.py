@@ -31,7 +31,8 @@ from gitext.git.scan import (
     pointers_to_push,
     remote_tracking_oids,
 )
-from gitext.log import skip_push, trace
+from gitext.log import inform, skip_push, trace
+from gitext.progress import plural
 from gitext.repo.context import Context
 from gitext.repo.paths import matches
 from gitext.repo.remotegc import new_epoch, push_lease, read_epoch
@@ -41,6 +42,7 @@ from gitext.storage.transfer import remote_lacks
 if TYPE_CHECKING:
     from gitext.repo.config import RemoteSpec
     from gitext.storage.remotes.base import Remote
+    from gitext.storage.transfer import TransferResult
 
 
 class AfterPush(Protocol):
@@ -54,7 +56,8 @@ class AfterPush(Protocol):
 def upload(ctx: Context, oids: Iterable[str], *, requested: str | None = None,
            git_remote: str | None = None, git_url: str | None = None,
            progress: bool | None = None) -> int:
-    """Upload objects the remote lacks; raise TransferFailed (naming the remote) on any failure."""
+    """Upload the files the remote lacks; return how many moved; raise TransferFailed
+    (naming the remote) on any failure."""
     wanted = sorted(set(oids))
     if not wanted:
         return 0
@@ -64,8 +67,9 @@ def upload(ctx: Context, oids: Iterable[str], *, requested: str | None = None,
 
 
 def upload_to(ctx: Context, wanted: list[str], remote: Remote, progress: bool | None) -> int:
-    """Upload `wanted` to `remote` (the caller holds a push lease); return how many objects
-    moved. Files not in the cache pass if the remote has them, else TransferFailed."""
+    """Upload `wanted` to `remote` (the caller holds a push lease); return how many files
+    moved (the transfer's summary names them, and their chunks). Files not in the cache pass
+    if the remote has them, else TransferFailed."""
     store = ctx.store
     absent = [oid for oid in wanted if not store.has_file(oid)]
     if absent:
@@ -91,7 +95,7 @@ def upload_to(ctx: Context, wanted: list[str], remote: Remote, progress: bool | 
             hint="fix the cause above and push again: git did not update the remote's "
                  "branches, and objects that did land are not sent twice",
         )
-    return result.objects
+    return result.files
 
 
 # -- the pre-push hook ---------------------------------------------------------------------
@@ -244,6 +248,9 @@ def push(ctx: Context, remote: str | None, all_refs: bool, include: Sequence[str
     found = referenced(ctx, all_refs, include, exclude)
     local = [oid for oid in found if ctx.store.has_file(oid)]
     sent = upload(ctx, local, requested=remote)
+    if not sent:  # (when files moved, the transfer's summary said so)
+        inform("nothing to upload: " + (f"the remote has all {plural(len(local), 'file')}"
+                                         if local else "no large files to push"))
     if after_push is not None:
         after_push(ctx, requested=remote)  # the run cache, as pre-push sends it
     return sent
@@ -251,7 +258,16 @@ def push(ctx: Context, remote: str | None, all_refs: bool, include: Sequence[str
 
 def fetch(ctx: Context, remote: str | None, all_refs: bool, include: Sequence[str],
           exclude: Sequence[str]) -> int:
+    """Download what HEAD (or every ref) references; return how many files moved."""
     found = referenced(ctx, all_refs, include, exclude)
+    result = _download(ctx, found, remote)
+    if not result.files:  # (when files moved, the transfer's summary said so)
+        inform("nothing to download: " + (f"the cache has all {plural(len(found), 'file')}"
+                                           if found else "no large files referenced"))
+    return result.files
+
+
+def _download(ctx: Context, found: Iterable[str], remote: str | None) -> TransferResult:
     result = ctx.download(found, ctx.remote(remote))
     if result.failed:
         raise TransferFailed(
@@ -259,7 +275,7 @@ def fetch(ctx: Context, remote: str | None, all_refs: bool, include: Sequence[st
             f"{next(iter(result.failed.values()))}",
             result.failed, hint="check the remote (`git mlx env`) and fetch again",
         )
-    return result.objects
+    return result
 
 
 def pull(ctx: Context, remote: str | None, include: Sequence[str], exclude: Sequence[str]) -> list[str]:
@@ -268,10 +284,12 @@ def pull(ctx: Context, remote: str | None, include: Sequence[str], exclude: Sequ
     pull exits as push and fetch do (2, 3) rather than 1."""
     if remote:
         ctx.remote_spec(remote)  # an unknown name: a usage error before anything is done
+    fetched = False
     if include or exclude:
-        fetch(ctx, remote, False, include, exclude)
+        fetched = _download(ctx, referenced(ctx, False, include, exclude), remote).moved
     unusable: list[MlxError] = []
-    failed = hydrate(ctx, include, exclude, requested=remote, remote_errors=unusable)
+    failed = hydrate(ctx, include, exclude, requested=remote, remote_errors=unusable,
+                     summary=not fetched)
     if unusable:
         raise unusable[0]
     return failed

@@ -18,7 +18,7 @@ from gitext.errors import MlxError
 from gitext.formats.pointer import MAX_POINTER_SIZE, Pointer, try_parse
 from gitext.git.run import sequencer_dir
 from gitext.git.scan import PointerEntry, open_repo, pointers_in_index
-from gitext.log import skip_smudge, trace
+from gitext.log import inform, skip_smudge, trace
 from gitext.repo.context import Context
 from gitext.repo.hydrate import (
     Target,
@@ -72,13 +72,16 @@ def unhydrated_entries(ctx: Context, include: Sequence[str] = (), exclude: Seque
 
 def hydrate(ctx: Context, include: Sequence[str] = (), exclude: Sequence[str] = (), *,
             requested: str | None = None, progress: bool | None = None,
-            quick: bool = False, remote_errors: list[MlxError] | None = None) -> list[str]:
+            quick: bool = False, remote_errors: list[MlxError] | None = None,
+            summary: bool = False) -> list[str]:
     """Bring every pointer in the work tree to its content; return the paths that failed.
 
     git-mlx writes the files itself and records their stat data in the index
     (gitext/repo/hydrate.py), so `git status` afterwards does not read them again. `quick` (the
     hooks) finds the pointers from the index's recorded sizes without libgit2, which keeps a
-    checkout with nothing to do cheap; `git mlx pull` looks at every pointer blob.
+    checkout with nothing to do cheap; `git mlx pull` looks at every pointer blob. `summary`
+    (`git mlx pull`): one line on stderr, whatever there was to do (the hooks print only a
+    download's summary: git checks out files without a word).
     """
     if quick and skip_smudge():
         return []  # (the hooks; an explicit `git mlx pull` is asked for, so it hydrates)
@@ -89,9 +92,11 @@ def hydrate(ctx: Context, include: Sequence[str] = (), exclude: Sequence[str] = 
     if not targets:
         if not include and not exclude:
             clear_pending(ctx)
+        if summary:
+            inform("nothing to pull: every large file in the work tree has its content")
         return []
     failed = hydrate_targets(ctx, targets, requested=requested, progress=progress, from_index=True,
-                             remote_errors=remote_errors)
+                             remote_errors=remote_errors, summary=summary)
     report_failures(failed)
     if not failed and not include and not exclude:
         clear_pending(ctx)

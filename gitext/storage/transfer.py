@@ -77,17 +77,31 @@ class Failure:
 
 @dataclass
 class TransferResult:
-    """What a transfer achieved: complete files, failed files with why, and what moved."""
+    """What a transfer achieved: complete files, failed files with why, and what moved.
+
+    `files`: the files this transfer completed on the receiving side (not those it already
+    had); `chunks` and `manifests`: the objects that moved; `nbytes`: their bytes."""
 
     done: list[str] = field(default_factory=list)
     failed: dict[str, Failure] = field(default_factory=dict)
-    objects: int = 0
+    files: int = 0
+    chunks: int = 0
+    manifests: int = 0
     nbytes: int = 0
     seconds: float = 0.0
 
+    @property
+    def objects(self) -> int:
+        """Store objects that moved: chunks and manifests."""
+        return self.chunks + self.manifests
+
+    @property
+    def moved(self) -> bool:
+        return bool(self.files or self.objects)
+
     def summary(self, verb: str, where: str = "") -> str:
-        """e.g. "uploaded 12 objects (34.5 MiB) to storage in 2.1 s"."""
-        return format_summary(verb, self.objects, self.nbytes, self.seconds, where)
+        """e.g. "uploaded 301 files (722 chunks, 128.0 MiB) to origin in 2.1 s, 60.9 MiB/s"."""
+        return format_summary(verb, self.files, self.chunks, self.nbytes, self.seconds, where)
 
 
 PACKS = "packs"
@@ -252,13 +266,16 @@ class _LocalDamage(CorruptObject):
 
 
 class _Ledger:
-    """Which files are done, which failed (first failure wins) and what moved."""
+    """Which files are done (and which of those this transfer moved), which failed (first
+    failure wins) and what moved."""
 
     def __init__(self, oids: Iterable[str]) -> None:
         self.order = list(dict.fromkeys(oids))
         self.done: set[str] = set()
+        self.moved: set[str] = set()
         self.failed: dict[str, Failure] = {}
-        self.objects = 0
+        self.chunks = 0
+        self.manifests = 0
         self.nbytes = 0
         self.start = time.monotonic()
 
@@ -269,7 +286,8 @@ class _Ledger:
         return TransferResult(
             done=[oid for oid in self.order if oid in self.done and oid not in self.failed],
             failed={oid: self.failed[oid] for oid in self.order if oid in self.failed},
-            objects=self.objects, nbytes=self.nbytes, seconds=time.monotonic() - self.start)
+            files=len(self.moved - self.failed.keys()), chunks=self.chunks,
+            manifests=self.manifests, nbytes=self.nbytes, seconds=time.monotonic() - self.start)
 
 
 class _Transfer:
@@ -290,10 +308,19 @@ class _Transfer:
         self.runner.close()
         self.bar.close()
 
-    def moved(self, objects: int, nbytes: int) -> None:
-        self.ledger.objects += objects
+    def moved(self, chunks: int, nbytes: int, manifests: int = 0) -> None:
+        """Objects landed; the bar counts their bytes (and files as they complete)."""
+        self.ledger.chunks += chunks
+        self.ledger.manifests += manifests
         self.ledger.nbytes += nbytes
-        self.bar.advance(objects, nbytes)
+        self.bar.advance(0, nbytes)
+
+    def completed(self, oid: str) -> None:
+        """This transfer completed the file `oid` on the receiving side."""
+        self.ledger.done.add(oid)
+        if oid not in self.ledger.moved:
+            self.ledger.moved.add(oid)
+            self.bar.advance(1)
 
     def chunk_done(self, cid: str, error: BaseException | None) -> list[str]:
         """Count chunk `cid` in for the files waiting for it, or fail them with `error`;
@@ -441,7 +468,7 @@ class _Upload(_Transfer):
             for oid in self.needed_by[cid]:
                 self.waiting[oid] += 1
         ready = [oid for oid in self.todo if oid not in self.ledger.failed]
-        self.bar = Progress(f"Uploading to {self.remote.name}", len(self.sizes) + len(ready),
+        self.bar = Progress(f"Uploading to {self.remote.name}", len(ready),
                             sum(self.sizes.values()), enabled=self.progress)
         self.chunk_size = {c.id: c.size for oid in self.todo for c in self.manifests[oid].chunks}
         return ready
@@ -494,7 +521,8 @@ class _Upload(_Transfer):
         only now, the files become visible on the remote. A one-chunk file has no manifest:
         the chunk is the file, complete as it lands."""
         singles = [oid for oid in complete if self.manifests[oid].single]
-        self.ledger.done.update(singles)
+        for oid in singles:
+            self.completed(oid)
         complete = [oid for oid in complete if not self.manifests[oid].single]
         if not complete:
             if singles:
@@ -506,7 +534,7 @@ class _Upload(_Transfer):
             self.send(FILES, oid)
         for _, oid, error in self.finished():
             if error is None:
-                self.ledger.done.add(oid)
+                self.completed(oid)
             else:
                 why = _failure(error, self.remote)
                 self.ledger.fail(oid, replace(why, message=f"manifest: {why}"))
@@ -516,7 +544,10 @@ class _Upload(_Transfer):
         """The workers' completions, with what landed counted (and flushed early)."""
         for (kind, tag), nbytes, error in self.runner.completions():
             if error is None:
-                self.moved(len(self.members[tag]) if kind == PACKS else 1, nbytes)
+                if kind == FILES:
+                    self.moved(0, nbytes, manifests=1)
+                else:
+                    self.moved(len(self.members[tag]) if kind == PACKS else 1, nbytes)
                 if self.flusher is not None:
                     self.flusher.wrote(nbytes)
             yield kind, tag, error
@@ -644,7 +675,7 @@ class _Download(_Transfer):
         if error is not None:
             self.ledger.fail(oid, _failure(error, self.remote))
             return
-        self.moved(1, nbytes)
+        self.moved(0, nbytes, manifests=1)
         try:
             self.manifests[oid] = Manifest.decode(self.manifest_tmp[oid].read_bytes(), oid)
         except CorruptObject as exc:
@@ -666,7 +697,6 @@ class _Download(_Transfer):
             for cid, size in lacking.items():
                 self.needed_by.setdefault(cid, []).append(oid)
                 self.sizes[cid] = size
-        self.bar.grow(len(self.sizes))
         for oid, count in self.waiting.items():
             if count == 0:
                 self.finish(oid)
@@ -723,7 +753,7 @@ class _Download(_Transfer):
         """All of the file's chunks are verified and stored: now its manifest."""
         if oid not in self.manifest_tmp:
             if self.store.has_file(oid):
-                self.ledger.done.add(oid)
+                self.completed(oid)
             else:
                 self.ledger.fail(oid, Failure(FailureKind.MISSING, f"not on remote "
                                               f"{self.remote.name} ({self.remote.describe()})"))
@@ -739,7 +769,7 @@ class _Download(_Transfer):
         except (MlxError, OSError) as exc:
             self.ledger.fail(oid, _failure(exc, self.remote))
         else:
-            self.ledger.done.add(oid)
+            self.completed(oid)
 
 
 def remote_lacks(store: Store, remote: Remote, oids: Sequence[str]) -> list[str]:
