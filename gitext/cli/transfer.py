@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from gitext.cli.common import Command, context, say
+from gitext.cli.common import Command, context, interrupt_on_sigterm, say
 from gitext.errors import EXIT_FAILURE, EXIT_OK
 
 
@@ -33,6 +33,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 def cmd_pull(args: argparse.Namespace) -> int:
     from gitext.repo.sync import pull
 
+    interrupt_on_sigterm()
     failed = pull(context(), args.remote, args.include, args.exclude)
     return EXIT_FAILURE if failed else EXIT_OK
 

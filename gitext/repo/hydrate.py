@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
-from gitext.errors import CorruptObject, MlxError, RemoteError, explain_os_error
+from gitext.errors import CorruptObject, Interrupted, MlxError, RemoteError, explain_os_error
 from gitext.formats.pointer import LONGEST_POINTER, MAX_POINTER_SIZE, SHORTEST_POINTER, Pointer, try_parse
 from gitext.fsutil import create_temp, write_all
 from gitext.git import index as gitindex
@@ -299,9 +299,34 @@ def hydrate_targets(ctx: Context, targets: Sequence[Target], *, requested: str |
         return {}
     store = ctx.store
     failed: dict[str, str] = {}
+    fresh: dict[str, Manifest] = {}  # downloaded manifests, checked while their file is written
+    written: list[tuple[Target, os.stat_result]] = []
+    changed: list[Target] = []
+    try:
+        _write_targets(ctx, targets, requested, progress, remote_errors, failed, fresh,
+                       written, changed)
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM turned into one by the cli
+        record(ctx, written, changed)  # what is written stays written, and git knows it
+        done = {t.path for t, _ in written} | {t.path for t in changed}
+        raise interrupted([t.path for t in targets if t.path not in done]) from None
+    for manifest in fresh.values():  # downloaded for files that were not written after all
+        with contextlib.suppress(MlxError):
+            store.check_binding(manifest)
+            store.import_bytes("files", manifest.oid, manifest.encode())
+    record(ctx, written, changed)
+    return failed
+
+
+def _write_targets(ctx: Context, targets: Sequence[Target], requested: str | None,
+                   progress: bool | None, remote_errors: list[MlxError] | None,
+                   failed: dict[str, str], fresh: dict[str, Manifest],
+                   written: list[tuple[Target, os.stat_result]], changed: list[Target]) -> None:
+    """hydrate_targets' download and writes; what they did is in the lists and dicts passed
+    in, so that an interruption still records the files written."""
+    store = ctx.store
+    work_tree = ctx.config.repo.work_tree or Path.cwd()
     absent = {t.pointer.oid for t in targets if not store.has_file(t.pointer.oid)}
     remote_error: MlxError | None = None
-    fresh: dict[str, Manifest] = {}  # downloaded manifests, checked while their file is written
     if absent:
         try:
             result = ctx.download(absent, ctx.remote(requested), progress=progress,
@@ -333,8 +358,6 @@ def hydrate_targets(ctx: Context, targets: Sequence[Target], *, requested: str |
     targets = [t for t in targets if _real_directory(work_tree, t.path.rpartition("/")[0], real_dirs)]
     for directory in dict.fromkeys((work_tree / t.path).parent for t in targets):
         _remove_stale_tmp(directory)
-    written: list[tuple[Target, os.stat_result]] = []
-    changed: list[Target] = []
     for t in targets:
         if t.path in failed:
             continue
@@ -352,12 +375,6 @@ def hydrate_targets(ctx: Context, targets: Sequence[Target], *, requested: str |
             changed.append(t)
         else:
             written.append((t, st))
-    for manifest in fresh.values():  # downloaded for files that were not written after all
-        with contextlib.suppress(MlxError):
-            store.check_binding(manifest)
-            store.import_bytes("files", manifest.oid, manifest.encode())
-    record(ctx, written, changed)
-    return failed
 
 
 def _checked_out(ctx: Context, targets: Sequence[Target]) -> list[Target]:
@@ -494,13 +511,31 @@ def index_file(ctx: Context) -> Path:
     return ctx.config.repo.git_dir / "index"
 
 
+NAMED = 5  # files named one by one in a failure report; the rest are counted
 
 
+def _listing(paths: Sequence[str]) -> str:
+    shown = ", ".join(quote_path(p) for p in paths[:NAMED])
+    return shown + (f" and {len(paths) - NAMED} more" if len(paths) > NAMED else "")
 
 
+def interrupted(left: Sequence[str]) -> Interrupted:
+    """The error of a hydration stopped by Ctrl-C or SIGTERM: which files are still pointers,
+    and what finishes the job."""
+    left = sorted(left)
+    if not left:
+        return Interrupted("interrupted after every large file was written")
+    return Interrupted(
+        f"interrupted: {len(left)} large file(s) left as pointers in the work tree: {_listing(left)}",
+        hint="`git mlx pull` finishes it (`git mlx status` lists them)")
 
 
 def report_failures(failed: dict[str, str]) -> None:
-    for path, reason in sorted(failed.items()):
-        warn(f"{quote_path(path)}: content not available ({reason}); left as a pointer. "
+    """Name the first files left as pointers and why, then say how many and what finishes it."""
+    paths = sorted(failed)
+    for path in paths[:NAMED]:
+        warn(f"{quote_path(path)}: content not available ({failed[path]}); left as a pointer. "
              "Run `git mlx pull` once that is fixed.")
+    if len(paths) > NAMED:
+        warn(f"{len(paths)} file(s) left as pointers: {_listing(paths)}; once that is fixed, "
+             "`git mlx pull` finishes it (`git mlx status` lists them)")
