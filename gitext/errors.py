@@ -52,6 +52,12 @@ class UsageError(MlxError):
     exit_code = EXIT_USAGE
 
 
+class Interrupted(MlxError):
+    """Ctrl-C (or SIGTERM) stopped a command that says what it left undone."""
+
+    exit_code = EXIT_INTERRUPTED
+
+
 class NotARepository(MlxError):
     exit_code = EXIT_USAGE
 

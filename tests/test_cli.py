@@ -61,14 +61,15 @@ def test_status_and_ls_files(repo: Path, origin: Path, tmp_path: Path) -> None:
     write_random(repo / "b.bin", 300_000, seed=3)
     commit_all(repo, "v1")
     status = out(mlx(repo, "status"))
-    assert "Objects not yet on the remote (2)" in status and "a.bin" in status
+    assert "Not on the remote yet: 2 files, 585.9 KiB; `git push` uploads them" in status, status
+    assert "a.bin" in status
     git(repo, "push", "-q", "origin", "main")
     assert "All objects of HEAD and of unpushed commits are on the remote." in out(mlx(repo, "status"))
     for seed in (20, 21):  # two unpushed versions of a.bin: both must be reported
         write_random(repo / "a.bin", 300_000, seed=seed)
         commit_all(repo, f"a {seed}")
     status = out(mlx(repo, "status"))
-    assert "Objects not yet on the remote (2)" in status, status
+    assert "Not on the remote yet: 2 files" in status, status
     git(repo, "push", "-q", "origin", "main")
     assert "All objects of HEAD" in out(mlx(repo, "status"))
 

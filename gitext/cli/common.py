@@ -88,6 +88,17 @@ def _did_you_mean(value: str, action: argparse._SubParsersAction[Any], prog: str
     return f"Did you mean {listing}?"
 
 
+def interrupt_on_sigterm() -> None:
+    """Make SIGTERM stop the command as Ctrl-C does (a KeyboardInterrupt), so that what it was
+    doing ends cleanly and it says what is left (hydration: the files still pointers)."""
+    import signal
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 def say(message: str) -> None:
     print(message, flush=True)
 

@@ -57,46 +57,65 @@ def cmd_ls_files(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+SHOWN = 5  # paths listed per state without --verbose
+
+
+def _plural(n: int) -> str:
+    return f"{n} file" if n == 1 else f"{n} files"
+
+
 def cmd_status(args: argparse.Namespace) -> int:
-    from gitext.repo.sync import missing_on_remote, to_check
-    from gitext.repo.worktree import unhydrated
+    """A summary per state (gitext/repo/status.py): count and bytes, what to do, the first
+    paths (all with --verbose). Exit 0 whatever the states; 2 for an unknown remote, 3 for
+    one that cannot be reached (after the work tree's part is shown)."""
+    from gitext.repo.status import Item, status, total
 
     ctx = context()
     show = _path_printer(ctx)
-    found = to_check(ctx)
-    unusable: MlxError | None = None  # raised after the work tree's part: exit 2 or 3
-    try:
-        spec = ctx.remote_spec(args.remote)
-    except MlxError as exc:
-        if args.remote:  # a name given and unknown: a usage error, as for push and fetch
-            raise
-        spec = None  # no remote set up (yet): the work tree's part is still worth showing
-        say(f"Remote: none usable ({exc.message})")
-    if spec is not None:
-        say(f"Remote: {spec.name} ({spec.url})")
-        try:
-            missing = missing_on_remote(ctx, found, args.remote)
-        except MlxError as exc:
-            unusable = exc
-            say("Could not compare with the remote (see below).")
-        else:
-            if missing:
-                say(f"Objects not yet on the remote ({len(missing)}); `git push` uploads them:")
-                paths = {e.pointer.oid: e.path for e in _entries(ctx)}
-                for oid in missing:
-                    where = show(paths[oid]) if oid in paths else f"sha256:{oid[:12]}"
-                    say(f"    {where} ({human(found[oid].size)})")
+    found = status(ctx, args.remote)
+
+    def section(items: list[Item], title: str, advice: str) -> None:
+        if not items:
+            return
+        say(f"{title}: {_plural(len(items))}, {human(total(items))}; {advice}")
+        listed = items if args.verbose else items[:SHOWN]
+        for i in listed:
+            if i.path is None:
+                say(f"    sha256:{i.oid[:12]} (in history, {human(i.size)})")
+            elif i.commit:
+                say(f"    {show(i.path)} (as of commit {i.commit[:12]}, {human(i.size)})")
             else:
-                say("All objects of HEAD and of unpushed commits are on the remote.")
-    pointers = unhydrated(ctx)
-    if pointers:
-        say(f"Pointers not hydrated in the work tree ({len(pointers)}); `git mlx pull` fetches them:")
-        for path in sorted(pointers):
-            say(f"    {show(path)}")
-    else:
+                say(f"    {show(i.path)} ({human(i.size)})")
+        if len(items) > len(listed):
+            say(f"    ... and {len(items) - len(listed)} more (--verbose lists them all)")
+
+    if found.spec is not None:
+        say(f"Remote: {found.spec.name} ({found.spec.url})")
+    elif found.no_remote is not None:
+        say(f"Remote: none usable ({found.no_remote.message})")
+    if found.unusable is not None:
+        say("Could not compare with the remote (see below).")
+    section(found.unpushed, "Not on the remote yet",
+            "`git push` uploads them (or `git mlx push`)")
+    section(found.claimed, "Missing on the remote although its remote-tracking refs say it "
+            "has their commits",
+            "`git push` skips them; `git mlx push` uploads them (`--all` for every branch)")
+    section(found.nowhere, "Content exists nowhere you can reach (not in the local cache, "
+            "not on the remote)",
+            "it was never pushed from the machine that added it; ask whoever committed it "
+            "to run `git mlx push`")
+    section(found.uncached, "Not in the local cache",
+            "on the remote; `git mlx fetch` downloads them")
+    section(found.unhydrated, "Not hydrated (pointer in the work tree)",
+            "`git mlx pull` fetches and writes them (it finishes an interrupted clone or "
+            "checkout)")
+    section(found.modified, "Modified, not staged", "`git add` stores them")
+    if found.compared and not (found.unpushed or found.claimed or found.nowhere):
+        say("All objects of HEAD and of unpushed commits are on the remote.")
+    if not found.unhydrated:
         say("Every tracked file in the work tree is hydrated.")
-    if unusable is not None:
-        raise unusable  # (an unreachable remote: exit 3, as for every command)
+    if found.unusable is not None:
+        raise found.unusable  # (an unreachable remote: exit 3, as for every command)
     return EXIT_OK
 
 
@@ -142,8 +161,11 @@ def cmd_env(args: argparse.Namespace) -> int:
 
 def register(command: Command) -> None:
     """Add `status`, `ls-files` and `env`."""
-    p = command("status", cmd_status, "objects not yet on the remote; pointers not hydrated")
+    p = command("status", cmd_status, "files not on the remote, not hydrated, not in the cache, "
+                "modified: counts, sizes, what to do")
     p.add_argument("remote", nargs="?", help="remote to compare with")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help=f"list every path (default: the first {SHOWN} of each state)")
     p = command("ls-files", cmd_ls_files, "tracked files: oid, * hydrated / - pointer, path, size")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     command("env", cmd_env, "show configuration, cache, hooks and which remote would be used")

@@ -13,7 +13,7 @@ import io
 import sys
 from typing import cast
 
-from gitext.cli.common import Command, context
+from gitext.cli.common import Command, context, interrupt_on_sigterm
 from gitext.errors import EXIT_FAILURE, EXIT_OK
 
 
@@ -57,12 +57,14 @@ def cmd_pre_push(args: argparse.Namespace) -> int:
 def cmd_post_checkout(args: argparse.Namespace) -> int:
     from gitext.repo.worktree import post_checkout
 
+    interrupt_on_sigterm()  # a killed hook says which files are left as pointers
     return post_checkout(context(lenient=True), args.args)
 
 
 def cmd_post_merge(args: argparse.Namespace) -> int:
     from gitext.repo.worktree import post_merge
 
+    interrupt_on_sigterm()  # a killed hook says which files are left as pointers
     return post_merge(context(lenient=True), args.args)
 
 

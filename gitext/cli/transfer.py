@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from gitext.cli.common import Command, context
+from gitext.cli.common import Command, context, interrupt_on_sigterm
 from gitext.errors import EXIT_FAILURE, EXIT_OK
 from gitext.log import set_quiet
 
@@ -41,6 +41,7 @@ def cmd_pull(args: argparse.Namespace) -> int:
 
     if args.quiet:
         set_quiet()
+    interrupt_on_sigterm()
     failed = pull(context(), args.remote, args.include, args.exclude)
     return EXIT_FAILURE if failed else EXIT_OK
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
-from gitext.errors import CorruptObject, MlxError, RemoteError, explain_os_error
+from gitext.errors import CorruptObject, Interrupted, MlxError, RemoteError, explain_os_error
 from gitext.formats.pointer import LONGEST_POINTER, MAX_POINTER_SIZE, SHORTEST_POINTER, Pointer, try_parse
 from gitext.fsutil import create_temp, write_all
 from gitext.git import index as gitindex
@@ -304,17 +304,47 @@ def hydrate_targets(ctx: Context, targets: Sequence[Target], *, requested: str |
         return {}
     store = ctx.store
     failed: dict[str, str] = {}
+    fresh: dict[str, Manifest] = {}  # downloaded manifests, checked while their file is written
+    written: list[tuple[Target, os.stat_result]] = []
+    changed: list[Target] = []
+    start = time.monotonic()
+    try:
+        downloaded = _write_targets(ctx, targets, requested, progress, remote_errors, failed,
+                                    fresh, written, changed)
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM turned into one by the cli
+        record(ctx, written, changed)  # what is written stays written, and git knows it
+        done = {t.path for t, _ in written} | {t.path for t in changed}
+        raise interrupted([t.path for t in targets if t.path not in done]) from None
+    for manifest in fresh.values():  # downloaded for files that were not written after all
+        with contextlib.suppress(MlxError):
+            store.check_binding(manifest)
+            store.import_bytes("files", manifest.oid, manifest.encode())
+    record(ctx, written, changed)
+    if summary and written and not downloaded:
+        size = format_bytes(sum(t.pointer.size for t, _ in written))
+        inform(f"hydrated {plural(len(written), 'file')} ({size}) from the cache "
+               f"in {time.monotonic() - start:.1f} s")
+    return failed
+
+
+def _write_targets(ctx: Context, targets: Sequence[Target], requested: str | None,
+                   progress: bool | None, remote_errors: list[MlxError] | None,
+                   failed: dict[str, str], fresh: dict[str, Manifest],
+                   written: list[tuple[Target, os.stat_result]], changed: list[Target]) -> bool:
+    """hydrate_targets' download and writes; what they did is in the lists and dicts passed
+    in, so that an interruption still records the files written. True if something was
+    downloaded (the download printed its summary)."""
+    store = ctx.store
+    work_tree = ctx.config.repo.work_tree or Path.cwd()
     absent = {t.pointer.oid for t in targets if not store.has_complete_file(t.pointer.oid)}
     remote_error: MlxError | None = None
-    fresh: dict[str, Manifest] = {}  # downloaded manifests, checked while their file is written
     downloaded = False
-    start = time.monotonic()
     if absent:
         try:
             result = ctx.download(absent, ctx.remote(requested), progress=progress,
                                   unchecked=fresh)
             reasons = {oid: str(why) for oid, why in result.failed.items()}
-            downloaded = result.moved
+            downloaded = bool(result.moved)
             if remote_errors is not None:  # files failed because the remote did (unreachable)
                 remote_errors.extend(why.error for why in result.failed.values()
                                      if isinstance(why.error, RemoteError))
@@ -341,8 +371,6 @@ def hydrate_targets(ctx: Context, targets: Sequence[Target], *, requested: str |
     targets = [t for t in targets if _real_directory(work_tree, t.path.rpartition("/")[0], real_dirs)]
     for directory in dict.fromkeys((work_tree / t.path).parent for t in targets):
         _remove_stale_tmp(directory)
-    written: list[tuple[Target, os.stat_result]] = []
-    changed: list[Target] = []
     for t in targets:
         if t.path in failed:
             continue
@@ -360,16 +388,7 @@ def hydrate_targets(ctx: Context, targets: Sequence[Target], *, requested: str |
             changed.append(t)
         else:
             written.append((t, st))
-    for manifest in fresh.values():  # downloaded for files that were not written after all
-        with contextlib.suppress(MlxError):
-            store.check_binding(manifest)
-            store.import_bytes("files", manifest.oid, manifest.encode())
-    record(ctx, written, changed)
-    if summary and written and not downloaded:
-        size = format_bytes(sum(t.pointer.size for t, _ in written))
-        inform(f"hydrated {plural(len(written), 'file')} ({size}) from the cache "
-               f"in {time.monotonic() - start:.1f} s")
-    return failed
+    return downloaded
 
 
 def _checked_out(ctx: Context, targets: Sequence[Target]) -> list[Target]:
@@ -506,13 +525,31 @@ def index_file(ctx: Context) -> Path:
     return ctx.config.repo.git_dir / "index"
 
 
+NAMED = 5  # files named one by one in a failure report; the rest are counted
 
 
+def _listing(paths: Sequence[str]) -> str:
+    shown = ", ".join(quote_path(p) for p in paths[:NAMED])
+    return shown + (f" and {len(paths) - NAMED} more" if len(paths) > NAMED else "")
 
 
+def interrupted(left: Sequence[str]) -> Interrupted:
+    """The error of a hydration stopped by Ctrl-C or SIGTERM: which files are still pointers,
+    and what finishes the job."""
+    left = sorted(left)
+    if not left:
+        return Interrupted("interrupted after every large file was written")
+    return Interrupted(
+        f"interrupted: {len(left)} large file(s) left as pointers in the work tree: {_listing(left)}",
+        hint="`git mlx pull` finishes it (`git mlx status` lists them)")
 
 
 def report_failures(failed: dict[str, str]) -> None:
-    for path, reason in sorted(failed.items()):
-        warn(f"{quote_path(path)}: content not available ({reason}); left as a pointer. "
+    """Name the first files left as pointers and why, then say how many and what finishes it."""
+    paths = sorted(failed)
+    for path in paths[:NAMED]:
+        warn(f"{quote_path(path)}: content not available ({failed[path]}); left as a pointer. "
              "Run `git mlx pull` once that is fixed.")
+    if len(paths) > NAMED:
+        warn(f"{len(paths)} file(s) left as pointers: {_listing(paths)}; once that is fixed, "
+             "`git mlx pull` finishes it (`git mlx status` lists them)")

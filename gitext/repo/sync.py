@@ -4,7 +4,8 @@
                           that the remote lacks; any failure blocks the push (no pointer
                           reaches a remote without its content)
     upload / upload_to    the files a set of pointers names, to a remote, under a push lease
-    referenced / to_check which pointers HEAD, every ref or unpushed commits name
+    referenced            which pointers HEAD or every ref names (`git mlx status`:
+                          gitext/repo/status.py)
     push, fetch, pull     `git mlx push|fetch|pull` (pull hydrates: gitext/repo/worktree.py)
     pushed records        which commits this clone found complete on a remote (pre-push)
 
@@ -29,7 +30,6 @@ from gitext.git.scan import (
     pointers_in_range,
     pointers_in_tree,
     pointers_to_push,
-    remote_tracking_oids,
 )
 from gitext.log import inform, skip_push, trace
 from gitext.progress import plural
@@ -229,20 +229,6 @@ def referenced(ctx: Context, all_refs: bool, include: Sequence[str], exclude: Se
     return {p.oid: p for p in pointers_in_range(repo, tips, []).values()}
 
 
-def to_check(ctx: Context) -> dict[str, Pointer]:
-    """What `git mlx status` compares with the remote: HEAD's files, and the files of commits
-    no remote-tracking ref has (not yet pushed). Walking all of HEAD's history, as it did,
-    cost seconds on long histories for an answer that only unpushed commits can change."""
-    repo = open_repo(ctx.config.repo.git_dir)
-    if repo.head_is_unborn:
-        return {}
-    found = {e.pointer.oid: e.pointer for e in pointers_in_tree(repo, "HEAD")}
-    pushed = remote_tracking_oids(repo, None)
-    found.update({p.oid: p for p in pointers_in_range(repo, [str(repo.head.target)],
-                                                       pushed).values()})
-    return found
-
-
 def push(ctx: Context, remote: str | None, all_refs: bool, include: Sequence[str],
          exclude: Sequence[str], *, after_push: AfterPush | None = None) -> int:
     found = referenced(ctx, all_refs, include, exclude)
@@ -294,6 +280,3 @@ def pull(ctx: Context, remote: str | None, include: Sequence[str], exclude: Sequ
         raise unusable[0]
     return failed
 
-
-def missing_on_remote(ctx: Context, oids: Iterable[str], remote_name: str | None) -> list[str]:
-    return remote_lacks(ctx.store, ctx.remote(remote_name), list(oids))
