@@ -131,3 +131,16 @@ def assert_clone_then_pull(repo: Path, origin: Path, other: Path, names: Sequenc
     git(other, "pull", "-q")
     assert sha256_file(other / names[0]) == sha256_file(repo / names[0])
     assert_clean_status(other)
+
+
+def write(repo: Path, rel: str, text: str) -> None:
+    """Write `text` to `rel` in `repo`, making its directories."""
+    path = repo / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def commit(repo: Path, message: str) -> None:
+    """`git add -A` and commit."""
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", message)

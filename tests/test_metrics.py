@@ -13,7 +13,7 @@ import pytest
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from mlxtest import git, mlx, out
+from mlxtest import commit, git, mlx, out, write
 
 from gitext.errors import UsageError
 from gitext.ml.metrics import (
@@ -34,17 +34,6 @@ stages:
 """
 MAIN_METRICS = {"acc": 0.8, "loss": 0.5, "nested": {"f1": 0.7, "n": 10}, "name": "base"}
 FEATURE_METRICS = {"acc": 0.9, "loss": 0.45, "nested": {"f1": 0.7, "n": 12}, "new": 3}
-
-
-def write(repo: Path, rel: str, text: str) -> None:
-    path = repo / rel
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-
-
-def commit(repo: Path, message: str) -> None:
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", message)
 
 
 def run_json(repo: Path, *args: str) -> Any:

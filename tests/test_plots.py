@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from mlxtest import git, mlx, out
+from mlxtest import commit, git, mlx, out, write
 
 from gitext.errors import UsageError
 from gitext.git.run import RepoPaths
@@ -34,17 +34,6 @@ TRAIN = """plots:
       title: Training
   - plots/lr.json
 """
-
-
-def write(repo: Path, rel: str, text: str) -> None:
-    path = repo / rel
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-
-
-def commit(repo: Path, message: str) -> None:
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", message)
 
 
 def train_csv(epochs: int, start: float) -> str:
