@@ -15,6 +15,7 @@ import fcntl
 import hashlib
 import io
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
@@ -27,7 +28,7 @@ from gitext.git.install import ensure_hooks, hooks_dir, is_mlx_hook
 from gitext.git.run import quote_path, sequencer_dir
 from gitext.log import skip_smudge, trace, warn
 from gitext.repo.context import Context
-from gitext.repo.pending import clear_pending, mark_pending
+from gitext.repo.pending import clear_pending, mark_pending, reported_since
 from gitext.storage.statcache import stat_key
 
 if TYPE_CHECKING:
@@ -150,6 +151,7 @@ class MlxFilter:
         self.deferred: dict[str, tuple[Pointer, bytes]] = {}  # hydrated by us at the end
         self._direct_min: int | None = None
         self._user_hooks: list[str] | None = None
+        self._started = time.time()  # (hooks of this git command run after it)
 
     # -- clean ------------------------------------------------------------------------------
     def _stat(self, pathname: str) -> os.stat_result | None:
@@ -323,30 +325,40 @@ class MlxFilter:
         return True
 
     def finish(self) -> None:
-        """git closed the pipe: its checkout (and index) is written; hydrate what we deferred.
+        """git closed the pipe: its checkout (and index) is written; hydrate what we deferred,
+        then name the files left as pointers, once.
 
         git waits for the filter to exit, so this finishes before the git command returns.
         A post-checkout hook that ran first may have hydrated these already: files that no
-        longer hold their pointer are skipped.
+        longer hold their pointer are skipped. If such a hook named the files it left as
+        pointers, it had tried every pointer, these included: they are neither tried nor
+        named again.
         """
-        if not self.deferred:
-            return
-        from gitext.repo.hydrate import Target, blob_ids, hydrate_targets, report_failures
+        failed: dict[str, str] = {}
+        if reported_since(self.ctx, self._started):
+            # A hook of this git command tried every pointer (these too) and named those it
+            # left: trying again would only repeat its downloads and its report.
+            self.deferred, self.failed = {}, {}
+        if self.deferred:
+            from gitext.repo.hydrate import Target, blob_ids, hydrate_targets
 
-        work_tree = self.ctx.config.repo.work_tree
-        targets = []
-        for path, (pointer, data) in self.deferred.items():
-            try:
-                mode = os.stat(work_tree / path).st_mode if work_tree else 0
-            except OSError:
-                continue
-            targets.append(Target(path, pointer, 0o100755 if mode & 0o100 else 0o100644,
-                                  blob_ids(data)))
-        self.deferred = {}
-        failed = hydrate_targets(self.ctx, targets)
-        report_failures(failed)
-        if not failed and not self.failed:
-            clear_pending(self.ctx)
+            work_tree = self.ctx.config.repo.work_tree
+            targets = []
+            for path, (pointer, data) in self.deferred.items():
+                try:
+                    mode = os.stat(work_tree / path).st_mode if work_tree else 0
+                except OSError:
+                    continue
+                targets.append(Target(path, pointer, 0o100755 if mode & 0o100 else 0o100644,
+                                      blob_ids(data)))
+            self.deferred = {}
+            failed = hydrate_targets(self.ctx, targets)
+            if not failed and not self.failed:
+                clear_pending(self.ctx)
+        if failed or self.failed:
+            from gitext.repo.hydrate import report_failures
+
+            report_failures({**self.failed, **failed})
 
     # -- helpers ----------------------------------------------------------------------------
     def _remote(self) -> Remote | None:
@@ -380,10 +392,7 @@ class MlxFilter:
     def _give_up(self, path: str, pointer: Pointer, reason: str) -> None:
         if not self.failed:
             mark_pending(self.ctx)  # the hooks retry it (and fail the command if it fails again)
-        self.failed[path] = reason
-        warn(f"{quote_path(path)}: content not available ({reason}); left as a pointer "
-             f"(sha256 {pointer.oid[:12]}, {pointer.size} bytes). "
-             "Run `git mlx pull` once that is fixed.")
+        self.failed[path] = reason  # named in finish(), once, with the others
 
     def write_content(self, pathname: str, pointer: Pointer, write: Write) -> None:
         """Stream verified chunks; a damaged or missing chunk is refetched from the remote."""

@@ -27,6 +27,26 @@ def mark_pending(ctx: Context) -> None:
         pass  # the hook then runs anyway only if the marker exists: see hooks/post-checkout
 
 
+def reported_marker(ctx: Context) -> Path:
+    """Touched by a hook that named the files it left as pointers (see `reported_since`)."""
+    return ctx.config.repo.git_dir / "mlx" / "hydrate-reported"
+
+
+def note_reported(ctx: Context) -> None:
+    with contextlib.suppress(OSError):
+        reported_marker(ctx).touch()
+
+
+def reported_since(ctx: Context, when: float) -> bool:
+    """True if a hook named the files it left as pointers after `when` (time.time()): the
+    filter process of the same git command, which ends after git's hooks, then says nothing
+    more about them (one report per command, not one from the filter and one from the hook)."""
+    try:
+        return reported_marker(ctx).stat().st_mtime >= when
+    except OSError:
+        return False
+
+
 def clear_pending(ctx: Context) -> None:
     with contextlib.suppress(OSError):
         pending_marker(ctx).unlink(missing_ok=True)

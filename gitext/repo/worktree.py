@@ -28,7 +28,7 @@ from gitext.repo.hydrate import (
     report_failures,
 )
 from gitext.repo.paths import matches
-from gitext.repo.pending import clear_pending
+from gitext.repo.pending import clear_pending, note_reported
 
 
 def unhydrated(ctx: Context, include: Sequence[str] = (), exclude: Sequence[str] = (), *,
@@ -98,6 +98,8 @@ def hydrate(ctx: Context, include: Sequence[str] = (), exclude: Sequence[str] = 
     failed = hydrate_targets(ctx, targets, requested=requested, progress=progress, from_index=True,
                              remote_errors=remote_errors, summary=summary)
     report_failures(failed)
+    if failed:
+        note_reported(ctx)  # the filter of the same git command need not name them again
     if not failed and not include and not exclude:
         clear_pending(ctx)
     return sorted(failed)
