@@ -8,7 +8,8 @@ This module imports nothing from the package, so any module may raise these.
     ├── InvalidPointer            bytes that should be a pointer are not    exit 1
     ├── ObjectError               a stored object is missing or bad         exit 1
     │   ├── ObjectMissing         not in the cache / on the remote
-    │   └── CorruptObject         present but fails its hash check
+    │   ├── CorruptObject         present but fails its hash check
+    │   └── UnsupportedObject     written by a newer git-mlx (upgrade to read it)
     ├── RemoteError               a remote could not be reached or written  exit 3
     │   ├── RemoteRefused         it answered no: credentials, host key, permissions
     │   └── RemoteUnsupported     a URL scheme this version cannot use
@@ -80,6 +81,11 @@ class ObjectMissing(ObjectError):
 
 class CorruptObject(ObjectError):
     pass
+
+
+class UnsupportedObject(ObjectError):
+    """An object written by a newer git-mlx (a format or codec this one does not know): not
+    damaged, so never moved aside; upgrading reads it."""
 
 
 class RemoteError(MlxError):
