@@ -41,13 +41,15 @@ from typing import BinaryIO
 import zstandard
 
 from gitext.errors import CorruptObject, ObjectMissing
-from gitext.formats.manifest import FETCH_HINT, MAX_CHUNK_LIMIT, ChunkRef, Manifest
+from gitext.formats.manifest import FETCH_HINT, ChunkRef, Manifest
 from gitext.formats.pointer import Pointer
 from gitext.fsutil import is_hex_id, write_all
+from gitext.storage import codecs
 from gitext.storage.chunker import ChunkParams, iter_chunks
 
 CHUNKS = "chunks"
 FILES = "files"
+MAX_DEPTH = 64  # a delta chain longer than this is refused as damaged (writers keep it short)
 KINDS = (CHUNKS, FILES)
 TMP = "tmp"
 BAD = "bad"
@@ -273,11 +275,15 @@ class Store:
             tmp.unlink(missing_ok=True)
             raise
 
-    def _store_chunk(self, chunk: memoryview) -> ChunkRef:
+    def _store_chunk(self, chunk: memoryview, width: int = 0,
+                     base: codecs.Base | None = None) -> ChunkRef:
         """Worker: hash one chunk and write it unless present (dedup happens here; a present
-        chunk is touched, so gc's grace period covers it until the pointer is in an index)."""
+        chunk is touched, so gc's grace period covers it until the pointer is in an index).
+        `width` (2, 4: float elements) lets it be stored in byte planes, `base` as a delta
+        (storage/codecs.py), whichever is smallest."""
         hexid = hashlib.sha256(chunk).hexdigest()
-        self._reuse_or_write(CHUNKS, hexid, lambda: self._compressor().compress(chunk))
+        self._reuse_or_write(CHUNKS, hexid,
+                             lambda: codecs.encode(chunk, self._compressor(), width, base))
         return ChunkRef(hexid, len(chunk))
 
     def add_stream(self, read: Callable[[int], bytes],
@@ -370,37 +376,52 @@ class Store:
             raise
 
     def _chunk_size(self, hexid: str) -> int | None:
-        """The content size a chunk's frame header declares; None if there is no such chunk,
+        """The content size a chunk's header declares; None if there is no such chunk,
         CorruptObject (moved to bad/) if its header is not a valid one."""
         try:
             with open(self.path(CHUNKS, hexid), "rb") as f:
-                head = f.read(18)
+                head = f.read(codecs.HEADER_MAX)
         except FileNotFoundError:
             return None
         try:
-            size = zstandard.get_frame_parameters(head).content_size
-        except zstandard.ZstdError:
-            size = MAX_CHUNK_LIMIT + 1
-        if size > MAX_CHUNK_LIMIT:
+            return codecs.content_size(head)
+        except codecs.Malformed:
             where = self._quarantine(CHUNKS, hexid)
             raise CorruptObject(f"chunk {hexid} has a damaged header (moved to {where})",
-                                oid=hexid, hint=FETCH_HINT)
-        return int(size)
+                                oid=hexid, hint=FETCH_HINT) from None
 
-    def _decode_chunk(self, raw: bytes, hexid: str) -> bytes | None:
-        """The verified uncompressed bytes of a chunk object, or None if it is not valid."""
+    def _decode_chunk(self, raw: bytes, hexid: str, depth: int = MAX_DEPTH) -> bytes | None:
+        """The verified original bytes of a chunk object, or None if it is not valid.
+
+        A delta's base is read (verified) from this store: ObjectMissing or CorruptObject
+        naming the base if it is absent or damaged (the delta itself may be fine).
+        UnsupportedObject for a chunk written by a newer git-mlx."""
+        def base(bid: str) -> bytes:
+            if depth <= 0:
+                raise codecs.Malformed("delta chain too long (or a loop)")
+            return self.read_chunk(bid, of=f"chunk {hexid} (its delta base)", _depth=depth - 1)
+
         try:
-            params = zstandard.get_frame_parameters(raw)
-            if params.content_size > MAX_CHUNK_LIMIT:  # also "unknown" (2**64 - 1)
-                return None
-            data: bytes = self._decompressor().decompress(raw, allow_extra_data=False)
-        except zstandard.ZstdError:
+            data = codecs.decode(raw, self._decompressor(), base)
+        except codecs.Malformed:
             return None
-        if len(data) != params.content_size or hashlib.sha256(data).hexdigest() != hexid:
+        if hashlib.sha256(data).hexdigest() != hexid:
             return None
         return data
 
-    def read_chunk(self, hexid: str, *, of: str = "") -> bytes:
+    def _frame_intact(self, raw: bytes) -> bool:
+        """A chunk object's own frame decompresses (zstd's checksum, when it has one, holds),
+        whatever its base: the check of a delta whose base is not here."""
+        coded = None
+        try:
+            coded = codecs.header(raw[:codecs.HEADER_MAX])
+            frame = raw if coded is None else raw[coded.length:]
+            self._decompressor().decompress(frame, allow_extra_data=False)
+            return True
+        except (codecs.Malformed, zstandard.ZstdError):
+            return False
+
+    def read_chunk(self, hexid: str, *, of: str = "", _depth: int = MAX_DEPTH) -> bytes:
         """One chunk's verified bytes: ObjectMissing, or CorruptObject (moved to bad/).
 
         `of` names the file it belongs to, for the error message.
@@ -413,7 +434,7 @@ class Store:
                 f"{what} is not in the store at {self.root}", oid=hexid,
                 hint="run `git mlx fetch` to download it",
             ) from None
-        data = self._decode_chunk(raw, hexid)
+        data = self._decode_chunk(raw, hexid, _depth)
         if data is None:
             where = self._quarantine(CHUNKS, hexid)
             raise CorruptObject(
@@ -436,25 +457,30 @@ class Store:
             )
         return data
 
-    def _read_unverified(self, hexid: str, oid: str, checksummed: bool = False) -> bytes:
+    def _read_unverified(self, hexid: str, oid: str, checksummed: bool = False,
+                         depth: int = MAX_DEPTH) -> bytes:
         """A chunk's bytes, decompressed but not hashed (the caller checks the whole file).
 
         With `checksummed`, a chunk is returned only if its frame carries zstd's content
         checksum (which decompression verifies); one without it gets the full sha256 check.
+        A delta's base is read the same way.
         """
         try:
             raw = _read_file(self.path(CHUNKS, hexid))
         except FileNotFoundError:
             return self.read_chunk(hexid, of=oid)  # raises ObjectMissing
+        if checksummed and not codecs.has_checksum(raw):
+            return self.read_chunk(hexid, of=oid)  # written before frames had checksums
+
+        def base(bid: str) -> bytes:
+            if depth <= 0:
+                raise codecs.Malformed("delta chain too long (or a loop)")
+            return self._read_unverified(bid, oid, checksummed, depth - 1)
+
         try:
-            if checksummed and not zstandard.get_frame_parameters(raw).has_checksum:
-                return self.read_chunk(hexid, of=oid)  # written before frames had checksums
-            data: bytes = self._decompressor().decompress(raw, allow_extra_data=False)
-            if len(data) <= MAX_CHUNK_LIMIT:
-                return data
-        except zstandard.ZstdError:
-            pass
-        return self.read_chunk(hexid, of=oid)  # raises CorruptObject (and quarantines)
+            return codecs.decode(raw, self._decompressor(), base)
+        except codecs.Malformed:
+            return self.read_chunk(hexid, of=oid)  # raises CorruptObject (and quarantines)
 
     def iter_content(self, oid: str, *, repair: Callable[[str], None] | None = None,
                      verify_chunks: bool = True, trusted: bool = False,
@@ -604,8 +630,12 @@ class Store:
         self._write_object(kind, hexid, raw)
 
     def chunk_intact(self, hexid: str, raw: bytes) -> bool:
-        """A stored chunk's bytes decode to content hashing to `hexid` (what gc repacks)."""
-        return self._decode_chunk(raw, hexid) is not None
+        """A stored chunk's bytes decode to content hashing to `hexid` (what gc repacks); a
+        delta whose base is not in this store is judged by its own frame."""
+        try:
+            return self._decode_chunk(raw, hexid) is not None
+        except (ObjectMissing, CorruptObject):
+            return self._frame_intact(raw)
 
     def _check_download(self, kind: str, hexid: str, raw: bytes) -> None:
         """A chunk must decode to bytes hashing to its name; a manifest must parse and have all
@@ -630,17 +660,20 @@ class Store:
             )
 
     def frame_ok(self, hexid: str, size: int) -> bool:
-        """Cheap check of a chunk object: a zstd frame header declaring `size` bytes, and a
-        plausible file size. A failing chunk is moved to bad/. (verify() decompresses and
-        hashes; this reads 18 bytes.)"""
+        """Cheap check of a chunk object: a header declaring `size` bytes, and a plausible
+        file size. A failing chunk is moved to bad/. (verify() decompresses and hashes; this
+        reads the first bytes.)"""
         path = self.path(CHUNKS, hexid)
         try:
             with open(path, "rb") as f:
-                head = f.read(18)
+                head = f.read(codecs.HEADER_MAX + 18)
                 length = os.fstat(f.fileno()).st_size
-            ok = zstandard.get_frame_parameters(head).content_size == size and (
-                length <= size + (size >> 7) + 64)  # zstd's worst case for stored blocks
-        except (OSError, zstandard.ZstdError):
+            coded = codecs.header(head)
+            frame = head if coded is None else head[coded.length:]
+            extra = 0 if coded is None else coded.length
+            ok = zstandard.get_frame_parameters(frame).content_size == size and (
+                length <= size + (size >> 7) + 64 + extra)  # zstd's worst case: stored blocks
+        except (OSError, zstandard.ZstdError, codecs.Malformed):
             ok = False
         if not ok:
             self._quarantine(CHUNKS, hexid)
@@ -653,7 +686,10 @@ class Store:
         except FileNotFoundError:
             return False
         if kind == CHUNKS:
-            ok = self._decode_chunk(raw, hexid) is not None
+            try:
+                ok = self._decode_chunk(raw, hexid) is not None
+            except (ObjectMissing, CorruptObject):  # its base: fsck names it with its files
+                ok = self._frame_intact(raw)
         else:
             try:
                 Manifest.decode(raw, hexid)
