@@ -135,6 +135,13 @@ SETTINGS: dict[str, Setting] = {
     "chunking.max_size": Setting(int, 4096, MAX_CHUNK_LIMIT, meaning="bytes"),
     "compression.level": Setting(int, 1, 22, meaning="a zstd level; 1, the default, measured "
                                  "best in docs/store.md"),
+    "compression.tensors": Setting(bool, meaning="true (the default): tensor files (safetensors, "
+                                   "numpy, PyTorch zips) are cut at their tensors and their floats "
+                                   "stored in byte planes and as deltas; false keeps stores readable "
+                                   "by git-mlx 0.3"),
+    "compression.keyframe": Setting(int, 1, 1000, meaning="versions: a tensor file is stored "
+                                    "whole at least every N versions, deltas between (1: no "
+                                    "deltas)"),
     "transfer.jobs": Setting(int, 1),
     "transfer.sync": Setting(bool),
     "hydrate.direct_min_size": Setting(int, 1, meaning="bytes"),
@@ -634,6 +641,17 @@ class Config:
 
     def jobs(self) -> int:
         return self._int("transfer.jobs", DEFAULT_JOBS)
+
+    def tensor_codecs(self) -> bool:
+        """Tensor-aware chunking, byte planes and deltas (docs/store.md); on by default."""
+        value: bool = self.setting("compression.tensors", True)
+        return value
+
+    def delta_keyframe(self) -> int:
+        """Deltas between full versions of a tensor file: at most this many minus one."""
+        from gitext.repo.deltas import DEFAULT_KEYFRAME
+
+        return self._int("compression.keyframe", DEFAULT_KEYFRAME)
 
     def transfer_sync(self) -> bool:
         """Make pushed objects durable (syncfs on a local remote) before the push completes."""

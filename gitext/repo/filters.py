@@ -28,6 +28,7 @@ from gitext.git.install import ensure_hooks, hooks_dir, is_mlx_hook
 from gitext.git.run import quote_path, sequencer_dir
 from gitext.log import skip_smudge, trace, warn
 from gitext.repo.context import Context
+from gitext.repo.deltas import DEFAULT_KEYFRAME, TENSOR_MIN_SIZE, TENSOR_PREFIX, TensorPlanner
 from gitext.repo.pending import clear_pending, mark_pending, reported_since
 from gitext.storage.statcache import stat_key
 
@@ -152,6 +153,8 @@ class MlxFilter:
         self._direct_min: int | None = None
         self._user_hooks: list[str] | None = None
         self._started = time.time()  # (hooks of this git command run after it)
+        self._planner: TensorPlanner | None = None  # made at the first large file
+        self._tensors_on: bool | None = None
 
     # -- clean ------------------------------------------------------------------------------
     def _stat(self, pathname: str) -> os.stat_result | None:
@@ -177,15 +180,38 @@ class MlxFilter:
         if hint is not None and store.reuse_file(hint.oid):  # touched: gc keeps it
             pointer = self._clean_known(pathname, head, read, hint)
         else:
+            pieces = None
+            if before is not None and before.st_size >= TENSOR_MIN_SIZE and self._tensors():
+                head += read_upto(read, TENSOR_PREFIX - len(head))  # enough to know a tensor file
+                pieces = self._tensor_planner().pieces(pathname, head, before.st_size)
             pointer = store.add_stream(prefixed(head, read),
                                        prefixed_into(head, readinto) if readinto else None,
-                                       before.st_size if before else None)
+                                       before.st_size if before else None, pieces)
             after = self._stat(pathname)
             if remember and before and after and stat_key(before) == stat_key(after) \
                     and after.st_size == pointer.size:
                 self.ctx.statcache.record([(pathname, after, pointer.oid)])
         trace(f"clean {pathname}: {pointer.oid} ({pointer.size} bytes)")
         write(pointer.encode())
+
+    def _tensors(self) -> bool:
+        if self._tensors_on is None:
+            try:
+                self._tensors_on = self.ctx.config.tensor_codecs()
+            except MlxError as exc:
+                warn(str(exc))
+                self._tensors_on = True
+        return self._tensors_on
+
+    def _tensor_planner(self) -> TensorPlanner:
+        if self._planner is None:
+            keyframe = DEFAULT_KEYFRAME
+            try:
+                keyframe = self.ctx.config.delta_keyframe()
+            except MlxError as exc:
+                warn(str(exc))
+            self._planner = TensorPlanner(self.ctx, keyframe)
+        return self._planner
 
     def _clean_known(self, pathname: str, head: bytes, read: Read, hint: Pointer) -> Pointer:
         """Stat data says we know this file: hash it (no chunking, no compression) to confirm."""

@@ -32,7 +32,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,12 +40,12 @@ from typing import BinaryIO
 
 import zstandard
 
-from gitext.errors import CorruptObject, ObjectMissing
+from gitext.errors import CorruptObject, ObjectMissing, UnsupportedObject
 from gitext.formats.manifest import FETCH_HINT, ChunkRef, Manifest
 from gitext.formats.pointer import Pointer
 from gitext.fsutil import is_hex_id, write_all
 from gitext.storage import codecs
-from gitext.storage.chunker import ChunkParams, iter_chunks
+from gitext.storage.chunker import ChunkParams, ReadInto, iter_chunks
 
 CHUNKS = "chunks"
 FILES = "files"
@@ -110,6 +110,19 @@ class StoreSettings:
 
     def chunk_params(self) -> ChunkParams:
         return ChunkParams(self.min_chunk, self.avg_chunk, self.max_chunk)
+
+
+@dataclass(frozen=True)
+class Piece:
+    """A stretch of a file whose shape the caller knows (formats/tensors): stored as one chunk
+    of float elements `width` bytes wide (2, 4; 0: not floats), with `base` giving the same
+    stretch of the file's previous version to store it as a delta against, or, with `cdc`,
+    cut by content-defined chunking like any file."""
+
+    size: int
+    width: int = 0
+    base: Callable[[], codecs.Base | None] | None = None
+    cdc: bool = False
 
 
 class Store:
@@ -281,14 +294,78 @@ class Store:
         chunk is touched, so gc's grace period covers it until the pointer is in an index).
         `width` (2, 4: float elements) lets it be stored in byte planes, `base` as a delta
         (storage/codecs.py), whichever is smallest."""
+        return self._store_piece(chunk, width, (lambda: base) if base is not None else None)[0]
+
+    def _store_piece(self, chunk: memoryview, width: int = 0,
+                     base: Callable[[], codecs.Base | None] | None = None) -> tuple[ChunkRef, str]:
+        """_store_chunk, with the base asked for only if the chunk is written; returns the
+        chunk and the id of the base its stored object needs ("" for none)."""
         hexid = hashlib.sha256(chunk).hexdigest()
-        self._reuse_or_write(CHUNKS, hexid,
-                             lambda: codecs.encode(chunk, self._compressor(), width, base))
-        return ChunkRef(hexid, len(chunk))
+        written: list[bytes] = []
+
+        def data() -> bytes:
+            raw = codecs.encode(chunk, self._compressor(), width, base() if base else None)
+            written.append(raw)
+            return raw
+
+        self._reuse_or_write(CHUNKS, hexid, data)
+        # A chunk found here may have been stored as a delta by another file: its base is
+        # then this file's need too.
+        needs = codecs.base_of(written[0][:codecs.HEADER_MAX]) if written else self._base_of(hexid)
+        return ChunkRef(hexid, len(chunk)), needs
+
+    def _base_of(self, hexid: str) -> str:
+        """The base a stored chunk needs ("" for none, or if it cannot be read: a reader will
+        find the damage)."""
+        try:
+            with open(self.path(CHUNKS, hexid), "rb") as f:
+                return codecs.base_of(f.read(codecs.HEADER_MAX))
+        except (OSError, codecs.Malformed, UnsupportedObject):
+            return ""
+
+    def bases_closure(self, needs: Iterable[str]) -> set[str]:
+        """The chunks the given bases need, transitively (each base's own base, ...)."""
+        found: set[str] = set()
+        todo = [b for b in needs if b]
+        while todo:
+            bid = todo.pop()
+            if bid in found or len(found) > 1 << 20:
+                continue
+            found.add(bid)
+            nxt = self._base_of(bid)
+            if nxt:
+                todo.append(nxt)
+        return found
+
+    def _pieces(self, read: Callable[[int], bytes], pieces: Iterable[Piece],
+                readinto: ReadInto | None) -> Iterator[tuple[memoryview, int,
+                                                             Callable[[], codecs.Base | None] | None]]:
+        """The chunks of a stream cut as `pieces` say; whatever the stream holds beyond them
+        (a layout that ends early: the stream is the truth, the layout a hint) is cut by
+        content, and a stream that ends early just ends."""
+        params = self.settings.chunk_params()
+        for piece in pieces:
+            if piece.size <= 0:
+                continue
+            if piece.cdc:
+                sub = _Bounded(read, piece.size)
+                for chunk in iter_chunks(sub.read, params):
+                    yield chunk, 0, None
+                if sub.left:
+                    return  # the stream ended inside the piece
+                continue
+            data = _read_exactly(read, piece.size)
+            if data:
+                yield memoryview(data), piece.width, piece.base
+            if len(data) < piece.size:
+                return
+        for chunk in iter_chunks(read, params, readinto=readinto):
+            yield chunk, 0, None
 
     def add_stream(self, read: Callable[[int], bytes],
                    readinto: Callable[[memoryview], int | None] | None = None,
-                   size_hint: int | None = None) -> Pointer:
+                   size_hint: int | None = None,
+                   pieces: Iterable[Piece] | None = None) -> Pointer:
         """The clean path: store everything `read(n)` yields, return its pointer.
 
         `readinto` (same stream) lets the chunker fill its blocks in place; `size_hint`, the
@@ -296,37 +373,57 @@ class Store:
         reads and chunks; one thread hashes the whole file; `workers` threads hash, compress
         and write chunks (hashlib, zstandard and the C chunker release the GIL). Memory stays
         flat: at most `4 * workers` chunks are in flight at once.
+
+        `pieces` (a tensor file: formats/tensors) says where to cut instead of the content,
+        which elements are floats and what each piece's previous version was (deltas); a
+        file whose chunks need delta bases gets a manifest listing them (docs/store.md).
         """
-        chunks = iter_chunks(read, self.settings.chunk_params(), readinto=readinto,
-                             size_hint=size_hint)
-        first = next(chunks, None)
-        second = next(chunks, None) if first is not None else None
+        items: Iterator[tuple[memoryview, int, Callable[[], codecs.Base | None] | None]]
+        if pieces is None:
+            items = ((c, 0, None) for c in iter_chunks(read, self.settings.chunk_params(),
+                                                        readinto=readinto, size_hint=size_hint))
+        else:
+            items = self._pieces(read, pieces, readinto)
+        first = next(items, None)
+        second = next(items, None) if first is not None else None
         if first is not None and second is None:
             # One chunk (most files of a dataset): its sha256 is the file's, and no thread
             # would earn its start-up cost.
-            # The chunk is the whole file: no manifest (docs/store.md, "One-chunk files").
-            ref = self._store_chunk(first)
+            # The chunk is the whole file: no manifest (docs/store.md, "One-chunk files"),
+            # unless its object is a delta, whose base a manifest must name.
+            ref, needs = self._store_piece(*first)
+            if needs:
+                self._reuse_or_write(FILES, ref.id, Manifest(
+                    ref.id, ref.size, (ref,), self._bases(needs, [ref])).encode)
             return Pointer(ref.id, ref.size)
         whole = hashlib.sha256()
         size = 0
         refs: list[ChunkRef] = []
-        pending: deque[Future[ChunkRef]] = deque()
+        needed: list[str] = []
+        pending: deque[Future[tuple[ChunkRef, str]]] = deque()
         hashed: deque[Future[None]] = deque()
         limit = 4 * self.settings.workers
         lead = [c for c in (first, second) if c is not None]
+
+        def collect(fut: Future[tuple[ChunkRef, str]]) -> None:
+            ref, needs = fut.result()
+            refs.append(ref)
+            if needs:
+                needed.append(needs)
+
         with ThreadPoolExecutor(self.settings.workers, thread_name_prefix="mlx-store") as pool, \
                 ThreadPoolExecutor(1, thread_name_prefix="mlx-hash") as hasher:
             try:
-                for chunk in itertools.chain(lead, chunks):
+                for chunk, width, base in itertools.chain(lead, items):
                     size += len(chunk)
                     hashed.append(hasher.submit(whole.update, chunk))  # FIFO: in file order
-                    pending.append(pool.submit(self._store_chunk, chunk))
+                    pending.append(pool.submit(self._store_piece, chunk, width, base))
                     if len(pending) >= limit:
-                        refs.append(pending.popleft().result())
+                        collect(pending.popleft())
                     while len(hashed) > limit:
                         hashed.popleft().result()
                 while pending:
-                    refs.append(pending.popleft().result())
+                    collect(pending.popleft())
                 while hashed:
                     hashed.popleft().result()
             except BaseException:
@@ -335,10 +432,21 @@ class Store:
                 for done in hashed:
                     done.cancel()
                 raise
-        manifest = Manifest(whole.hexdigest(), size, tuple(refs))
+        manifest = Manifest(whole.hexdigest(), size, tuple(refs), self._bases(needed, refs))
         # Re-adding a known file writes nothing: its manifest is touched.
         self._reuse_or_write(FILES, manifest.oid, manifest.encode)
         return Pointer(manifest.oid, size)
+
+    def _bases(self, needs: Iterable[str] | str, refs: Iterable[ChunkRef]) -> tuple[ChunkRef, ...]:
+        """A manifest's bases: what its chunks' deltas need, transitively, less its own chunks."""
+        own = {r.id for r in refs}
+        closure = self.bases_closure([needs] if isinstance(needs, str) else needs) - own
+        out = []
+        for bid in sorted(closure):
+            size = self._chunk_size(bid)
+            if size is not None:
+                out.append(ChunkRef(bid, size))
+        return tuple(out)
 
     def add_file(self, path: Path) -> Pointer:
         with open(path, "rb", buffering=0) as f:
@@ -776,3 +884,30 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _read_exactly(read: Callable[[int], bytes], n: int) -> bytes:
+    """`n` bytes of the stream, fewer only at its end."""
+    parts = []
+    while n > 0:
+        block = read(min(n, 8 << 20))
+        if not block:
+            break
+        parts.append(block)
+        n -= len(block)
+    return b"".join(parts)
+
+
+class _Bounded:
+    """A read of at most `left` more bytes of a stream (one piece of it)."""
+
+    def __init__(self, read: Callable[[int], bytes], left: int) -> None:
+        self._read = read
+        self.left = left
+
+    def read(self, n: int) -> bytes:
+        if self.left <= 0:
+            return b""
+        data = self._read(min(n, self.left))
+        self.left -= len(data)
+        return data
