@@ -605,9 +605,10 @@ def _gguf_skip(cur: _Cursor, vtype: int, depth: int) -> None:
 # -- cuts ----------------------------------------------------------------------------------------
 def tensor_cuts(regions: list[Region], target: int = 1 << 20) -> list[Piece]:
     """The pieces of a layout, by the rules of this module's docstring; they cover the regions
-    contiguously, in order. ValueError unless 1 <= target <= MAX_CHUNK_LIMIT / 4."""
-    if not 1 <= target <= MAX_CHUNK_LIMIT // 4:
-        raise ValueError(f"tensor_cuts target must be in 1..{MAX_CHUNK_LIMIT // 4}, got {target}")
+    contiguously, in order. ValueError unless 64 <= target <= MAX_CHUNK_LIMIT / 4 (a piece that
+    is not `cdc` is then at most 4 * target bytes)."""
+    if not 64 <= target <= MAX_CHUNK_LIMIT // 4:
+        raise ValueError(f"tensor_cuts target must be in 64..{MAX_CHUNK_LIMIT // 4}, got {target}")
     pieces: list[Piece] = []
     i = 0
     while i < len(regions):
