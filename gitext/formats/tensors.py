@@ -293,11 +293,13 @@ class _Member:
 
 def _zip_members(read_at: ReadAt, size: int) -> tuple[list[_Member], int]:
     """The members of a zip (from its central directory) and where that directory starts."""
+    if size < 22:
+        raise _Bad("too short for a zip")
     tail_len = min(size, 22 + 0xFFFF)
     tail = _read(read_at, size - tail_len, tail_len)
-    at = tail.rfind(b"PK\x05\x06")
+    at = tail.rfind(b"PK\x05\x06", 0, tail_len - 18)   # a whole record, its comment to the end
     while at >= 0 and at + 22 + struct.unpack("<H", tail[at + 20:at + 22])[0] != tail_len:
-        at = tail.rfind(b"PK\x05\x06", 0, at)
+        at = tail.rfind(b"PK\x05\x06", 0, at + 3)
     if at < 0:
         raise _Bad("no end of central directory")
     eocd = size - tail_len + at
