@@ -457,15 +457,13 @@ def test_small_floats_merge_across_small_gaps() -> None:
     spec = [(64, 0)] + [(100, 4), (60, 0)] * 12 + [(100, 2), (5000, 0), (100, 4)]
     pieces = tensor_cuts(regions_of(spec), target)
     assert_pieces_cover(pieces, regions_of(spec), target)
-    assert [(p.key, p.size, p.width, p.cdc) for p in pieces] == [
-        ("r0#0", 64, 0, False),
-        ("r1+6#0", 6 * 100 + 5 * 60, 4, False),    # six floats and the gaps between: <= target
-        ("r12#0", 60, 0, False),                   # the gap where the run stopped
-        ("r13+6#0", 900, 4, False),
-        ("r24#0", 60, 0, False),                   # next float has another width: not absorbed
-        ("r25#0", 100, 2, False),
-        ("r26#0", 5000, 0, True),                  # > 4 * target: chunked by content
-        ("r27#0", 100, 4, False)]
+    assert [(p.key, p.offset, p.size, p.width, p.cdc) for p in pieces] == [
+        ("r0#0", 0, 64, 0, False),
+        ("r1+6#0", 64, 6 * 100 + 5 * 60, 4, False),  # six floats and the gaps between: <= target
+        ("r13+6#0", 964, 60 + 900, 4, False),        # the gap where the run stopped leads the next
+        ("r25#0", 1924, 60 + 100, 2, False),         # (a multiple of the width, 2 here)
+        ("r26#0", 2084, 5000, 0, True),              # > 4 * target: chunked by content
+        ("r27#0", 7084, 100, 4, False)]
 
 
 def test_gap_out_of_phase_breaks_the_run() -> None:
@@ -473,11 +471,20 @@ def test_gap_out_of_phase_breaks_the_run() -> None:
     assert [p.key for p in pieces] == ["r0#0", "r1#0", "r2#0"]
     pieces = tensor_cuts(regions_of([(100, 4), (GAP_ABSORB + 4, 0), (100, 4)]), 100_000)
     assert [p.key for p in pieces] == ["r0#0", "r1#0", "r2#0"]
+    pieces = tensor_cuts(regions_of([(100, 4), (32, 0), (128, 0), (100, 4), (8, 0)]), 1000)
+    assert [(p.key, p.size) for p in pieces] == [("r0+2#0", 360), ("r4#0", 8)]
+    pieces = tensor_cuts(regions_of([(100, 4), (GAP_ABSORB - 96, 0), (100, 0), (100, 4)]), 100_000)
+    assert [p.key for p in pieces] == ["r0#0", "r1+2#0", "r3#0"]
 
 
-def test_header_stands_alone_and_small_opaque_regions_merge() -> None:
+def test_header_stands_alone_and_small_opaque_regions_merge_or_lead() -> None:
     pieces = tensor_cuts(regions_of([(10, 0), (10, 0), (10, 0), (10, 4)]), 1000)
-    assert [(p.key, p.size) for p in pieces] == [("r0#0", 10), ("r1+2#0", 20), ("r3#0", 10)]
+    assert [(p.key, p.size) for p in pieces] == [("r0#0", 10), ("r3#0", 30)]
+    pieces = tensor_cuts(regions_of([(10, 0), (10, 0), (10, 0), (2400, 4)]), 1000)
+    assert [(p.key, p.offset, p.size) for p in pieces] == [
+        ("r0#0", 0, 10), ("r3#0", 10, 20 + 800), ("r3#1", 830, 800), ("r3#2", 1630, 800)]
+    pieces = tensor_cuts(regions_of([(10, 0), (10, 0), (9, 0), (10, 4)]), 1000)
+    assert [(p.key, p.size) for p in pieces] == [("r0#0", 10), ("r1+2#0", 19), ("r3#0", 10)]
 
 
 def test_target_bounds() -> None:
@@ -513,10 +520,12 @@ def test_cuts_cover_and_are_deterministic(spec: list[tuple[int, int]], target: i
     assert tensor_cuts(list(regions), target) == pieces
     starts = {r.offset: r for r in regions}
     for p in pieces:
-        if p.width:
-            region = max((r for r in regions if r.offset <= p.offset), key=lambda r: r.offset)
-            assert (p.offset - region.offset) % p.width == 0   # planes stay aligned
         assert p.offset in starts or p.width     # only float regions are split
+        if p.width:                              # planes stay aligned
+            inside = [r for r in regions if r.width
+                      and r.offset < p.offset + p.size and p.offset < r.offset + r.size]
+            assert inside and all(r.width == p.width for r in inside)
+            assert all((r.offset - p.offset) % p.width == 0 for r in inside)
 
 
 @settings(max_examples=50, suppress_health_check=[HealthCheck.too_slow])

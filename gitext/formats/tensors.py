@@ -41,18 +41,22 @@ so memory stays bounded.
 
     Piece(offset, size, width, key, cdc)
 
-1. A width-0 region is one piece; if it is larger than 4 * target the piece says `cdc=True`
-   and the caller cuts it with the content-defined chunker. Consecutive width-0 regions of at
-   most `target` bytes are merged up to `target` (the file's first region, its header, always
-   stands alone).
+1. Width-0 regions of at most min(4 KiB, target) bytes in all just before a float region
+   join its first piece if their size is a multiple of its width (a zip member's local
+   header goes with its data, a scalar int tensor with the next tensor). Otherwise a width-0
+   region is one piece; if it is larger than 4 * target the piece says `cdc=True` and the
+   caller cuts it with the content-defined chunker. Consecutive width-0 regions of at most
+   `target` bytes are merged up to `target`. The file's first region (its header) always
+   stands alone.
 2. A float region larger than 2 * target is split into n = ceil(size / target) near-equal
    pieces at element boundaries: piece k ends at floor(k * elements / n) * width (the last
    ends at the region's end).
 3. A float region of more than target (up to 2 * target) bytes is one piece.
 4. Consecutive float regions of at most `target` bytes and the same width are merged up to
-   `target` bytes, so thousands of tiny tensors are not thousands of tiny chunks; a width-0
-   gap of at most 4 KiB between two of them (a zip local header) joins the run, if the next
-   region starts at a multiple of the width from the run's start (byte planes stay aligned).
+   `target` bytes, so thousands of tiny tensors are not thousands of tiny chunks; width-0
+   regions of at most 4 KiB in all between two of them (a zip local header, an .npy header,
+   a scalar int tensor) join the run, if the next float region starts at a multiple of the
+   width from the run's start (byte planes stay aligned).
 5. Keys name a piece for delta matching across versions: `<name>#<k>` for piece k of a
    region, `<first name>+<count>#0` for a merged run of `count` regions. The same layout
    always gives the same pieces; a new version that changes only tensor values gives the same
@@ -615,41 +619,65 @@ def tensor_cuts(regions: list[Region], target: int = 1 << 20) -> list[Piece]:
     i = 0
     while i < len(regions):
         r = regions[i]
+        start = r.offset
         if r.width == 0:
-            if r.size > 4 * target:
-                pieces.append(Piece(r.offset, r.size, 0, f"{r.name}#0", cdc=True))
-                i += 1
+            k, gap = _gaps(regions, i, min(GAP_ABSORB, target))
+            if not (i > 0 and k < len(regions) and regions[k].width and gap % regions[k].width == 0):
+                i = _opaque(regions, i, target, pieces)
                 continue
-            j, total = i + 1, r.size
-            if i > 0 and r.size <= target:
-                while (j < len(regions) and regions[j].width == 0
-                       and total + regions[j].size <= target):
-                    total += regions[j].size
-                    j += 1
-            pieces.append(Piece(r.offset, total, 0, _run_key(r.name, j - i)))
-            i = j
-        elif r.size > 2 * target:
-            pieces.extend(_split(r, target))
+            i, r = k, regions[k]   # small opaque bytes lead the float region after them
+        lead = r.offset - start
+        if r.size > 2 * target:
+            split = _split(r, target)
+            split[0] = Piece(start, lead + split[0].size, r.width, split[0].key)
+            pieces.extend(split)
             i += 1
         elif r.size > target:
-            pieces.append(Piece(r.offset, r.size, r.width, f"{r.name}#0"))
+            pieces.append(Piece(start, lead + r.size, r.width, f"{r.name}#0"))
             i += 1
         else:
-            j, total, count = i + 1, r.size, 1
+            j, total, count = i + 1, lead + r.size, 1
             while j < len(regions):
-                nxt, gap = regions[j], 0
-                if (nxt.width == 0 and nxt.size <= GAP_ABSORB and j + 1 < len(regions)):
-                    gap, nxt = nxt.size, regions[j + 1]
+                k, gap = _gaps(regions, j, GAP_ABSORB)
+                if k == len(regions):
+                    break
+                nxt = regions[k]
                 if (nxt.width != r.width or nxt.size > target
                         or (nxt.offset - r.offset) % r.width
                         or total + gap + nxt.size > target):
                     break
                 total += gap + nxt.size
                 count += 1
-                j += 2 if gap else 1
-            pieces.append(Piece(r.offset, total, r.width, _run_key(r.name, count)))
+                j = k + 1
+            pieces.append(Piece(start, total, r.width, _run_key(r.name, count)))
             i = j
     return pieces
+
+
+def _gaps(regions: list[Region], i: int, limit: int) -> tuple[int, int]:
+    """The first region from i on that is not among width-0 regions of `limit` bytes in all,
+    and those regions' size."""
+    k, gap = i, 0
+    while k < len(regions) and regions[k].width == 0 and gap + regions[k].size <= limit:
+        gap += regions[k].size
+        k += 1
+    return k, gap
+
+
+def _opaque(regions: list[Region], i: int, target: int, pieces: list[Piece]) -> int:
+    """The piece of width-0 region i (with the small ones after it, unless it is the file's
+    first); where the next piece starts."""
+    r = regions[i]
+    if r.size > 4 * target:
+        pieces.append(Piece(r.offset, r.size, 0, f"{r.name}#0", cdc=True))
+        return i + 1
+    j, total = i + 1, r.size
+    if i > 0 and r.size <= target:
+        while j < len(regions) and regions[j].width == 0 and total + regions[j].size <= target:
+            total += regions[j].size
+            j += 1
+    pieces.append(Piece(r.offset, total, 0, _run_key(r.name, j - i)))
+    return j
 
 
 def _run_key(name: str, count: int) -> str:
