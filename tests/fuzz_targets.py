@@ -50,6 +50,7 @@ INSTRUMENTED: dict[str, list[str]] = {
     "mlproject": ["gitext.ml.mlfiles", "yaml"],
     "gitindex": ["gitext.git.index"],
     "filter": ["gitext.git.filter_protocol", "gitext.formats.pktline"],
+    "tensors": ["gitext.formats.tensors"],
 }
 
 _INSTRUMENT: Any = contextlib.nullcontext()
@@ -75,6 +76,7 @@ with _INSTRUMENT:
     from gitext.formats import pktline, pointer
     from gitext.formats.manifest import Manifest
     from gitext.formats.packindex import decode_index, encode_index
+    from gitext.formats.tensors import detect_layout, tensor_cuts
     from gitext.git import index as gitindex
     from gitext.git.filter_protocol import (
         ContentReader,
@@ -467,6 +469,35 @@ def fuzz_filter(data: bytes) -> None:
     assert end == "eof", "the filter wrote a malformed pkt-line stream"
 
 
+# -- tensor layouts ------------------------------------------------------------------------------
+def fuzz_tensors(data: bytes) -> None:
+    """Input: mode byte, then a file (safetensors, .npy, .npz, torch zip, GGUF). detect_layout
+    returns None or regions covering the file contiguously; the pieces tensor_cuts makes of
+    them (target 64 << (mode % 8)) cover it too. Mode bit 3: reads are served one byte short
+    at the end of the file (a file that shrank while read), which must give None, not a crash."""
+    mode, blob = _mode(data)
+    short = bool(mode & 8)
+
+    def read_at(offset: int, n: int) -> bytes:
+        got = blob[offset:offset + n]
+        return got[:-1] if short and offset + n >= len(blob) else got
+
+    regions = detect_layout(read_at, len(blob))
+    if regions is None:
+        return
+    pos = 0
+    for r in regions:
+        assert r.offset == pos and r.size > 0 and r.width in (0, 2, 4), r
+        pos += r.size
+    assert pos == len(blob)
+    target = 64 << (mode % 8)
+    pos = 0
+    for p in tensor_cuts(regions, target):
+        assert p.offset == pos and p.size > 0 and (p.cdc or p.size <= 4 * target), p
+        pos += p.size
+    assert pos == len(blob)
+
+
 TARGETS: dict[str, Callable[[bytes], None]] = {
     "pointer": fuzz_pointer,
     "pktline": fuzz_pktline,
@@ -478,6 +509,7 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
     "mlproject": fuzz_mlproject,
     "gitindex": fuzz_gitindex,
     "filter": fuzz_filter,
+    "tensors": fuzz_tensors,
 }
 
 # libFuzzer dictionaries: the tokens a mutation is unlikely to invent byte by byte.
@@ -506,6 +538,11 @@ TOKENS: dict[str, list[bytes]] = {
                b"capability=smudge\n", b"capability=delay\n", b"command=clean\n",
                b"command=smudge\n", b"command=list_available_blobs\n", b"pathname=",
                b"can-delay=1\n"],
+    "tensors": [b"\x93NUMPY\x01\x00", b"PK\x03\x04", b"PK\x01\x02", b"PK\x05\x06", b"PK\x06\x06",
+                b"PK\x06\x07", b"GGUF\x03\x00\x00\x00", b'"dtype"', b'"F32"', b'"BF16"', b'"shape"',
+                b'"data_offsets"', b'"__metadata__"', b"'descr': '<f4'", b"'shape': (",
+                b"data.pkl", b"archive/data/", b"ctorch\nFloatStorage\n", b"storage",
+                b"general.alignment"],
 }
 
 

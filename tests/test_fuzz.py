@@ -137,7 +137,15 @@ def seeds(base: Path) -> dict[str, list[bytes]]:
         "gitindex": [b"\x00" + indexes["2", "sha1"], b"\x01" + indexes["4", "sha1"][:-20],
                      b"\x02" + indexes["3", "sha256"][:-32], b"\x03" + indexes["2", "sha1"][:-20]],
         "filter": [bytes([mode]) + handshake + requests for mode in (0, 1, 2, 4, 8, 16, 32, 65)],
+        "tensors": [bytes([mode]) + blob for mode, blob in enumerate(tensor_files())],
     }
+
+
+def tensor_files() -> list[bytes]:
+    """A safetensors file, an .npy, a GGUF, a torch.save-shaped zip and an .npz (test_tensors)."""
+    from test_tensors import VALID
+
+    return VALID
 
 
 @pytest.fixture(scope="module")
@@ -149,6 +157,7 @@ def test_seeds_are_what_the_targets_accept(seed_inputs: dict[str, list[bytes]]) 
     """The seeds reach the interesting paths: the parsers accept them as they are."""
     from gitext.formats.manifest import Manifest
     from gitext.formats.packindex import decode_index
+    from gitext.formats.tensors import detect_layout
     from gitext.git import index as gitindex
 
     made = seed_inputs
@@ -159,6 +168,7 @@ def test_seeds_are_what_the_targets_accept(seed_inputs: dict[str, list[bytes]]) 
     index = made["packindex"][0][1:]
     assert len(decode_index(index, hashlib.sha256(index).hexdigest())) == 5
     assert gitindex.parse(made["gitindex"][0][1:])[1] == 20
+    assert all(detect_layout(lambda o, n, d=d[1:]: d[o:o + n], len(d) - 1) for d in made["tensors"])
     for name, inputs in made.items():
         for data in inputs:
             fuzz_targets.TARGETS[name](data)
@@ -302,6 +312,12 @@ REGRESSIONS: list[tuple[str, bytes, str]] = [
      "(git/index.py, parse); this SHA-256 index reads as SHA-1 once refresh has written stat "
      "data, so a refresh can patch the wrong bytes. Refuse an index that parses both ways, or "
      "take the hash size from the repository's objectFormat"),
+    # -- tensor layouts (gitext/formats/tensors.py) --
+    ("tensors", b"\x03PK\x03\x04\x14yPK\x05\x06\x00\x00\x00  $ ", "fuzz: a zip shorter than an "
+     "end record made the record search's bound negative (a slice from the end), then "
+     "struct.error in _zip_members"),
+    ("tensors", b"\x00PK\x03\x04" + bytes(10) + b"PK\x05\x06" + bytes(17), "fuzz (hand-run "
+     "mutations): an end-record signature in the last 21 bytes raised struct.error"),
 ]
 
 
