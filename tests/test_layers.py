@@ -47,6 +47,11 @@ LAZY = {
     ("gitext.repo.context", "gitext.storage.remotes.factory"),
     ("gitext.repo.context", "gitext.storage.transfer"),
     ("gitext.repo.config", "gitext.storage.store"),
+    # the clean filter's tensor planning: only when a file of 1 MiB or more is cleaned
+    ("gitext.repo.deltas", "gitext.formats.tensors"),
+    ("gitext.repo.deltas", "gitext.storage.store"),
+    ("gitext.repo.deltas", "gitext.storage.codecs"),
+    ("gitext.repo.deltas", "gitext.git.scan"),
 }
 # Where a Context (or a Config) may be built from the current directory.
 DISCOVER_OK = {"cli", "repo"}

@@ -126,6 +126,8 @@ class Setting:
         return None if ok else f"must be {self.describe()}, not {_show(value)}"
 
 
+DEFAULT_KEYFRAME = 8  # a tensor file stored whole at least every 8 versions (docs/store.md)
+
 SETTINGS: dict[str, Setting] = {
     "remote": Setting(str, meaning="the name of a remote under `remotes`"),
     "cache.dir": Setting(str, meaning="a directory outside the work tree"),
@@ -649,8 +651,6 @@ class Config:
 
     def delta_keyframe(self) -> int:
         """Deltas between full versions of a tensor file: at most this many minus one."""
-        from gitext.repo.deltas import DEFAULT_KEYFRAME
-
         return self._int("compression.keyframe", DEFAULT_KEYFRAME)
 
     def transfer_sync(self) -> bool:

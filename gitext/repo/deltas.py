@@ -28,6 +28,7 @@ from gitext.errors import MlxError
 from gitext.formats.pointer import try_parse
 from gitext.git import index as gitindex
 from gitext.log import trace
+from gitext.repo.config import DEFAULT_KEYFRAME
 from gitext.repo.context import Context
 
 if TYPE_CHECKING:
@@ -37,7 +38,6 @@ if TYPE_CHECKING:
 
 TENSOR_PREFIX = 64 << 10   # what the filter reads ahead to recognise a tensor file
 TENSOR_MIN_SIZE = 1 << 20  # smaller files are not worth a layout
-DEFAULT_KEYFRAME = 8       # a full piece at least every 8 versions (docs/store.md, "Deltas")
 TARGET = 1 << 20           # a float piece's size (formats/tensors.tensor_cuts)
 
 
@@ -54,17 +54,17 @@ class TensorPlanner:
         or None to store it as any file (content-defined chunks)."""
         if size is None or size < TENSOR_MIN_SIZE:
             return None
-        from gitext.formats import tensors
+        from gitext.formats.tensors import detect_layout, tensor_cuts
         from gitext.storage.store import Piece
 
         read_at = self._reader(pathname, prefix, size)
         try:
-            regions = tensors.detect_layout(read_at, size, pathname)
+            regions = detect_layout(read_at, size, pathname)
         except OSError:
             return None
         if not regions:
             return None
-        cuts = tensors.tensor_cuts(regions, TARGET)
+        cuts = tensor_cuts(regions, TARGET)
         previous = self._previous(pathname)
         olds: dict[tuple[int, int], str] = {}
         if previous is not None:

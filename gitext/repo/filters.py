@@ -27,8 +27,9 @@ from gitext.git.filter_protocol import serve
 from gitext.git.install import ensure_hooks, hooks_dir, is_mlx_hook
 from gitext.git.run import quote_path, sequencer_dir
 from gitext.log import skip_smudge, trace, warn
+from gitext.repo.config import DEFAULT_KEYFRAME
 from gitext.repo.context import Context
-from gitext.repo.deltas import DEFAULT_KEYFRAME, TENSOR_MIN_SIZE, TENSOR_PREFIX, TensorPlanner
+from gitext.repo.deltas import TENSOR_MIN_SIZE, TENSOR_PREFIX, TensorPlanner
 from gitext.repo.pending import clear_pending, mark_pending, reported_since
 from gitext.storage.statcache import stat_key
 
