@@ -47,6 +47,15 @@ def test_planes_round_trip(data: bytes, width: int) -> None:
     assert codecs.ungroup(grouped, width) == data
 
 
+@given(st.binary(max_size=4096), st.sampled_from(codecs.WIDTHS), st.binary(max_size=100))
+def test_the_c_extension_and_the_python_twins_agree(data: bytes, width: int, other: bytes) -> None:
+    assert codecs._NATIVE is not None, "the C extension is built in CI (setup.py build_ext)"
+    assert codecs.group(data, width) == codecs._group_py(data, width)
+    assert codecs.ungroup(data, width) == codecs._ungroup_py(data, width)
+    assert codecs.xor(data, other) == codecs._xor_py(data, other)
+    assert codecs.xor(other, data) == codecs._xor_py(other, data)
+
+
 @given(st.binary(max_size=2048), st.binary(max_size=2048))
 def test_xor_is_its_own_inverse(data: bytes, base: bytes) -> None:
     mixed = codecs.xor(data, base)

@@ -24,6 +24,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <string.h>
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -157,12 +158,80 @@ static PyObject *gear_table(PyObject *self, PyObject *unused) {
     return result;
 }
 
+/* Byte planes and XOR for storage/codecs.py (docs/store.md, "Coded chunks"); each has a
+ * Python twin there, and the tests check the two agree. */
+
+static PyObject *planes(PyObject *self, PyObject *args, int inverse) {
+    Py_buffer view;
+    int width;
+    PyObject *result;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "y*i", &view, &width)) return NULL;
+    if (width < 1 || width > 16) {
+        PyBuffer_Release(&view);
+        PyErr_SetString(PyExc_ValueError, "width must be in 1..16");
+        return NULL;
+    }
+    result = PyBytes_FromStringAndSize(NULL, view.len);
+    if (result == NULL) {
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    {
+        const unsigned char *src = (const unsigned char *)view.buf;
+        unsigned char *dst = (unsigned char *)PyBytes_AS_STRING(result);
+        Py_ssize_t count = view.len / width, whole = count * width;
+        for (int k = 0; k < width; k++) {
+            if (inverse) {
+                const unsigned char *plane = src + (Py_ssize_t)k * count;
+                for (Py_ssize_t i = 0; i < count; i++) dst[i * width + k] = plane[i];
+            } else {
+                unsigned char *plane = dst + (Py_ssize_t)k * count;
+                for (Py_ssize_t i = 0; i < count; i++) plane[i] = src[i * width + k];
+            }
+        }
+        memcpy(dst + whole, src + whole, (size_t)(view.len - whole));
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&view);
+    return result;
+}
+
+static PyObject *group_bytes(PyObject *self, PyObject *args) { return planes(self, args, 0); }
+static PyObject *ungroup_bytes(PyObject *self, PyObject *args) { return planes(self, args, 1); }
+
+static PyObject *xor_bytes(PyObject *self, PyObject *args) {
+    Py_buffer a, b;
+    PyObject *result;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "y*y*", &a, &b)) return NULL;
+    result = PyBytes_FromStringAndSize(NULL, a.len);
+    if (result != NULL) {
+        Py_BEGIN_ALLOW_THREADS
+        {
+            const unsigned char *x = (const unsigned char *)a.buf, *y = (const unsigned char *)b.buf;
+            unsigned char *dst = (unsigned char *)PyBytes_AS_STRING(result);
+            Py_ssize_t n = a.len < b.len ? a.len : b.len;
+            for (Py_ssize_t i = 0; i < n; i++) dst[i] = x[i] ^ y[i];
+            memcpy(dst + n, x + n, (size_t)(a.len - n));
+        }
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&a);
+    PyBuffer_Release(&b);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"cut_points", (PyCFunction)(void (*)(void))cut_points, METH_VARARGS | METH_KEYWORDS,
      "cut_points(buffer, min_size, avg_size, max_size, final, normalization=1) -> list[int]\n\n"
      "End offsets of the content-defined chunks found in buffer (which starts a chunk). When\n"
      "final is false the trailing partial chunk is not emitted: carry buffer[last:] over."},
     {"gear_table", gear_table, METH_NOARGS, "The 256 gear values (for cross-checking)."},
+    {"group", group_bytes, METH_VARARGS, "group(data, width) -> bytes: byte planes, then the tail."},
+    {"ungroup", ungroup_bytes, METH_VARARGS, "ungroup(data, width) -> bytes: the inverse of group."},
+    {"xor", xor_bytes, METH_VARARGS, "xor(data, base) -> bytes: data XOR base over the shorter."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -149,6 +149,11 @@ _C = _load_c()
 HAVE_C_CHUNKER: bool = _C is not None
 
 
+def native() -> ModuleType | None:
+    """The C extension (also home of storage/codecs' byte planes and XOR), or None."""
+    return _C
+
+
 class CutPoints(Protocol):
     def __call__(
         self,

@@ -27,6 +27,7 @@ import zstandard
 
 from gitext.errors import UnsupportedObject
 from gitext.formats.manifest import MAX_CHUNK_LIMIT
+from gitext.storage.chunker import native
 
 SKIPPABLE_MAGIC = 0x184D2A5B   # one of zstd's sixteen skippable-frame magics
 PLAIN, GROUPED, DELTA = 0, 1, 2
@@ -103,16 +104,40 @@ def base_of(head: bytes) -> str:
     return coded.base if coded is not None else ""
 
 
+_NATIVE = native()
+if _NATIVE is not None and not hasattr(_NATIVE, "group"):  # an extension built before codecs
+    _NATIVE = None
+
+
 def group(data: bytes | memoryview, width: int) -> bytes:
     """Byte planes: byte k of every whole element, for k in 0..width-1, then the tail."""
+    if _NATIVE is not None:
+        return bytes(_NATIVE.group(data, width))
+    return _group_py(data, width)
+
+
+def ungroup(data: bytes, width: int) -> bytes:
+    """The inverse of `group`."""
+    if _NATIVE is not None:
+        return bytes(_NATIVE.ungroup(data, width))
+    return _ungroup_py(data, width)
+
+
+def xor(data: bytes | memoryview, base: bytes | memoryview) -> bytes:
+    """`data` XOR `base` over their common length; the rest of `data` unchanged."""
+    if _NATIVE is not None:
+        return bytes(_NATIVE.xor(data, base))
+    return _xor_py(data, base)
+
+
+def _group_py(data: bytes | memoryview, width: int) -> bytes:
     view = memoryview(data).cast("B")
     whole = len(view) - len(view) % width
     body = view[:whole]
     return b"".join([body[k::width].tobytes() for k in range(width)] + [view[whole:].tobytes()])
 
 
-def ungroup(data: bytes, width: int) -> bytes:
-    """The inverse of `group`."""
+def _ungroup_py(data: bytes, width: int) -> bytes:
     whole = len(data) - len(data) % width
     count = whole // width
     out = bytearray(len(data))
@@ -122,8 +147,7 @@ def ungroup(data: bytes, width: int) -> bytes:
     return bytes(out)
 
 
-def xor(data: bytes | memoryview, base: bytes | memoryview) -> bytes:
-    """`data` XOR `base` over their common length; the rest of `data` unchanged."""
+def _xor_py(data: bytes | memoryview, base: bytes | memoryview) -> bytes:
     n = min(len(data), len(base))
     if n == 0:
         return bytes(data)
@@ -146,7 +170,7 @@ class Base:
     depth: int
 
 
-SAMPLE = 64 << 10  # a chunk larger than 2 * SAMPLE is coded the way its first SAMPLE bytes code best
+SAMPLE = 64 << 10  # a delta or planes? a chunk larger than 2 * SAMPLE asks its first SAMPLE bytes
 
 
 def encode(data: memoryview, cctx: zstandard.ZstdCompressor, width: int = 0,
@@ -155,19 +179,29 @@ def encode(data: memoryview, cctx: zstandard.ZstdCompressor, width: int = 0,
     4), and, given a base, its XOR with the base in planes. `cctx` writes content sizes and
     checksums.
 
-    A large chunk is compressed once, the way its first SAMPLE bytes compress best (a chunk of
-    one tensor is alike throughout), so choosing costs a tenth of a compression, not two.
+    A small chunk tries them all. A large one is compressed once or twice: in planes (which
+    beat a plain frame on floats: docs/store.md, "Decisions"), or as a delta if its first
+    SAMPLE bytes say a delta is smaller (one tensor is alike throughout), and plain too only
+    if that came out nearly incompressible.
     """
     if width not in WIDTHS:
         return cctx.compress(data)
-    codecs_ = [PLAIN, GROUPED] + ([DELTA] if base is not None else [])
-    if len(data) > 2 * SAMPLE:
+    if len(data) <= 2 * SAMPLE:
+        tried = [PLAIN, GROUPED] + ([DELTA] if base is not None else [])
+        return min((_code(c, data, cctx, width, base) for c in tried), key=len)
+    pick = GROUPED
+    if base is not None:
         cut = SAMPLE - SAMPLE % width
-        sample = data[:cut]
-        sample_base = Base(base.id, base.data[:cut], base.depth) if base is not None else None
-        sizes = {c: len(_code(c, sample, cctx, width, sample_base)) for c in codecs_}
-        codecs_ = [min(codecs_, key=lambda c: (sizes[c], c))]
-    return min((_code(c, data, cctx, width, base) for c in codecs_), key=len)
+        sample, sample_base = data[:cut], Base(base.id, base.data[:cut], base.depth)
+        if len(_code(DELTA, sample, cctx, width, sample_base)) < len(
+                _code(GROUPED, sample, cctx, width, None)):
+            pick = DELTA
+    best = _code(pick, data, cctx, width, base)
+    if len(best) > 0.95 * len(data):  # not floats after all, or noise: a plain frame may do
+        plain = cctx.compress(data)
+        if len(plain) <= len(best):
+            return plain
+    return best
 
 
 def _code(codec: int, data: memoryview, cctx: zstandard.ZstdCompressor, width: int,
