@@ -363,3 +363,28 @@ def test_format_1_manifests_are_unchanged(tmp_path: Path) -> None:
     manifest = Manifest.decode(data, ptr.oid)
     assert manifest.bases == () and manifest.needed == tuple(dict.fromkeys(manifest.chunks))
     assert Manifest(ptr.oid, manifest.size, manifest.chunks).encode() == data
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_a_one_chunk_file_with_bases_is_on_a_remote_only_with_its_manifest(
+        tmp_path: Path, packed: bool) -> None:
+    """Its chunk alone (a push stopped before the manifest) is not the file: gc must not free
+    the local copy, fsck --remote must say the remote lacks it."""
+    store = Store(tmp_path / "a", SMALL)
+    a = store.add_file(write_random(tmp_path / "a.bin", 300_000, seed=1)).oid
+    small = store.add_file(write_random(tmp_path / "s.bin", 1000, seed=2))
+    manifest = Manifest(small.oid, small.size, store.read_manifest(small.oid).chunks,
+                        store.read_manifest(a).chunks[:2])
+    assert not manifest.single
+    store.import_bytes(FILES, small.oid, manifest.encode())
+    remote = (PackedReads if packed else Reads)(tmp_path / "remote")
+    remote.upload(object_key(CHUNKS, small.oid), store.path(CHUNKS, small.oid))
+    assert transfer.remote_lacks(store, remote, [small.oid]) == [small.oid]
+    up = transfer.upload(store, remote, [small.oid], progress=False)
+    assert up.failed == {} and up.done == [small.oid]
+    assert object_key(FILES, small.oid) in set(remote.list_keys("files/"))
+    assert transfer.remote_lacks(store, remote, [small.oid]) == []
+    other = Store(tmp_path / "b", SMALL)
+    down = transfer.download(other, remote, [small.oid], progress=False)
+    assert down.failed == {} and other.has_complete_file(small.oid)
+    assert all(other.has(CHUNKS, c.id) for c in manifest.bases)

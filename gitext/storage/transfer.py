@@ -36,10 +36,12 @@ from pathlib import Path
 from gitext.errors import (
     CorruptObject,
     MlxError,
+    ObjectError,
     ObjectMissing,
     RemoteError,
     RemoteRefused,
     RemoteUnsupported,
+    UnsupportedObject,
     explain_os_error,
 )
 from gitext.formats.manifest import ChunkRef, Manifest
@@ -870,12 +872,29 @@ class _Download(_Transfer):
 
 def remote_lacks(store: Store, remote: Remote, oids: Sequence[str]) -> list[str]:
     """The files `oids` the remote does not have complete (no manifest, and no one-chunk
-    file stored as its chunk, loose or in a pack), in one batched existence check."""
+    file stored as its chunk, loose or in a pack), in one batched existence check. (A file
+    with bases is complete only with its manifest: its bases are then there too.)"""
     keys = [object_key(kind, oid) for oid in oids for kind in (FILES, CHUNKS)]
     have = remote.exists(keys) if keys else set()
-    lacking = [oid for oid in oids
-               if object_key(FILES, oid) not in have and object_key(CHUNKS, oid) not in have]
+    unlisted = [oid for oid in oids if object_key(FILES, oid) not in have]
+    # A one-chunk file whose chunk needs bases has a manifest (docs/store.md): its chunk alone
+    # on the remote (a push stopped before the manifest) is not the file.
+    lacking = [oid for oid in unlisted
+               if object_key(CHUNKS, oid) not in have or _has_bases(store, oid)]
     if lacking and remote.packed:
         packed = RemoteIndex.current(store, remote).where
-        lacking = [oid for oid in lacking if oid not in packed]
+        lacking = [oid for oid in lacking if oid not in packed or _has_bases(store, oid)]
     return lacking
+
+
+def _has_bases(store: Store, oid: str) -> bool:
+    """The cached manifest of `oid` lists bases (or is of a newer format: maybe). One stat
+    for the usual one-chunk file, which has no manifest."""
+    if not store.has(FILES, oid):
+        return False
+    try:
+        return bool(store.read_manifest(oid).bases)
+    except UnsupportedObject:
+        return True
+    except ObjectError:
+        return False
