@@ -388,3 +388,57 @@ def test_a_one_chunk_file_with_bases_is_on_a_remote_only_with_its_manifest(
     down = transfer.download(other, remote, [small.oid], progress=False)
     assert down.failed == {} and other.has_complete_file(small.oid)
     assert all(other.has(CHUNKS, c.id) for c in manifest.bases)
+
+
+# -- real delta chunks (storage/codecs.py) -------------------------------------------------------
+
+def checkpoints(store: Store, versions: int, seed: int) -> list[Manifest]:
+    """`versions` successive "checkpoints" of 6 fp32 chunks of 64 KiB, each weight moved by
+    ~1e-4 relative per version; version k's chunks stored as deltas of version k-1's (a
+    chain of depth k), its manifest listing every chunk of the versions before as bases."""
+    import numpy as np
+
+    from gitext.storage import codecs
+
+    rng = np.random.default_rng(seed)
+    weights = rng.standard_normal(6 * (16 << 10)).astype(np.float32)
+    made: list[Manifest] = []
+    previous: list[codecs.Base] = []
+    for _ in range(versions):
+        data = weights.tobytes()
+        refs, bases = [], []
+        for i in range(6):
+            chunk = memoryview(data)[i * (64 << 10):(i + 1) * (64 << 10)]
+            base = previous[i] if previous else None
+            refs.append(store._store_chunk(chunk, 4, base))
+            bases.append(codecs.Base(refs[-1].id, bytes(chunk), base.depth + 1 if base else 0))
+        earlier = tuple(c for m in made for c in m.chunks)  # (sorted, deduplicated by Manifest)
+        manifest = Manifest(hashlib.sha256(data).hexdigest(), len(data), tuple(refs), earlier)
+        store.import_bytes(FILES, manifest.oid, manifest.encode())
+        made.append(manifest)
+        previous = bases
+        weights = weights * (1 + 1e-4 * rng.standard_normal(weights.size)).astype(np.float32)
+    return made
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_a_chain_of_real_deltas_downloads_alone_and_reads(tmp_path: Path, packed: bool) -> None:
+    """A clone of only the newest of three checkpoints fetches the chain it needs (bases of
+    bases, in any order) and reads it byte for byte."""
+    from gitext.storage import codecs
+
+    local = Store(tmp_path / "a", SMALL)
+    chain = checkpoints(local, 3, seed=4)
+    newest = chain[-1]
+    depths = [codecs.header(local.path(CHUNKS, c.id).read_bytes()[:codecs.HEADER_MAX])
+              for c in newest.chunks]
+    assert any(h is not None and h.depth == 2 for h in depths), "stored as deltas of deltas"
+    remote = (PackedReads if packed else Reads)(tmp_path / "remote")
+    up = transfer.upload(local, remote, [newest.oid], jobs=8, progress=False)
+    assert up.failed == {}
+    other = Store(tmp_path / "b", SMALL)
+    down = transfer.download(other, remote, [newest.oid], jobs=8, progress=False)
+    assert down.failed == {} and down.done == [newest.oid]
+    assert b"".join(other.iter_content(newest.oid)) == b"".join(local.iter_content(newest.oid))
+    assert not other.has(FILES, chain[0].oid), "only the newest version's manifest"
+    assert list((other.root / "tmp").iterdir()) == []
