@@ -72,7 +72,14 @@ if __name__ == "__main__":
 with _INSTRUMENT:
     import yaml  # noqa: F401  (imported here so that it is instrumented)
 
-    from gitext.errors import CorruptObject, InvalidPointer, MlxError, ObjectMissing, ProtocolError
+    from gitext.errors import (
+        CorruptObject,
+        InvalidPointer,
+        MlxError,
+        ObjectMissing,
+        ProtocolError,
+        UnsupportedObject,
+    )
     from gitext.formats import pktline, pointer
     from gitext.formats.manifest import Manifest
     from gitext.formats.packindex import decode_index, encode_index
@@ -219,13 +226,15 @@ def fuzz_manifest(data: bytes) -> None:
     oid = named.group(1).decode() if named and mode & 2 else (pointer.EMPTY_OID if mode & 4 else OTHER_OID)
     try:
         manifest = Manifest.decode(blob, oid)
-    except CorruptObject as exc:
+    except (CorruptObject, UnsupportedObject) as exc:
         assert exc.oid == oid and exc.message
         return
     assert manifest.oid == oid
     assert manifest.encode() == blob, "a non-canonical manifest was accepted"
     assert sum(c.size for c in manifest.chunks) == manifest.size
-    assert all(object_key(CHUNKS, c.id) for c in manifest.chunks)
+    assert all(object_key(CHUNKS, c.id) for c in manifest.needed)
+    bases = [b.id for b in manifest.bases]
+    assert bases == sorted(set(bases)) and not set(bases) & {c.id for c in manifest.chunks}
 
 
 # -- pack indexes -------------------------------------------------------------------------------
@@ -519,8 +528,8 @@ _YAML = [b": ", b"\n  ", b"- ", b"{", b"}", b"[", b"]", b"&a ", b"*a", b"<<: ", 
 TOKENS: dict[str, list[bytes]] = {
     "pointer": [b"version git-mlx/1\n", b"oid sha256:", b"size ", b"\n"],
     "pktline": [b"0000", b"0001", b"0004", b"fff0", b"fff1", b"FFF0", b"\n"],
-    "manifest": [b"version git-mlx-manifest/1\n", b"oid sha256:", b"size ", b"chunks ",
-                 b"checksum sha256:", b"\n", b" "],
+    "manifest": [b"version git-mlx-manifest/1\n", b"version git-mlx-manifest/2\n", b"oid sha256:",
+                 b"size ", b"chunks ", b"bases ", b"checksum sha256:", b"\n", b" "],
     "packindex": [b"mlx-pack 1\n", b" 0 ", b"\n", b" "],
     "config": _YAML + [b"remote", b"remotes", b"url", b"cache", b"dir", b"chunking", b"min_size",
                        b"avg_size", b"max_size", b"compression", b"level", b"transfer", b"jobs",

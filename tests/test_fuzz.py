@@ -126,7 +126,9 @@ def seeds(base: Path) -> dict[str, list[bytes]]:
     return {
         "pointer": [ptr.encode(), small_ptr.encode()],
         "pktline": [bytes([mode]) + pktlines for mode in range(4)],
-        "manifest": [b"\x03" + body, b"\x02" + manifest, b"\x00" + manifest],
+        "manifest": [b"\x03" + body, b"\x02" + manifest, b"\x00" + manifest,
+                     b"\x03" + body.replace(b"manifest/1", b"manifest/2") + b"bases 1\n"
+                     + b"f" * 64 + b" 5\n"],  # format 2: a file with one base
         "packindex": [b"\x01" + index, b"\x00" + index],
         "config": [settings + SEP + local, settings, b"cache: {dir: ~/mlx-cache}\n" + SEP],
         "urls": [u.encode() for u in ("s3://bucket/prefix/", "ssh://user@[::1]:2222/~/repo",

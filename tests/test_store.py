@@ -18,7 +18,7 @@ import zstandard
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gitext.errors import CorruptObject, ObjectMissing
+from gitext.errors import CorruptObject, ObjectMissing, UnsupportedObject
 from gitext.formats.manifest import ChunkRef, Manifest
 from gitext.formats.pointer import EMPTY_OID, Pointer
 from gitext.storage import chunker
@@ -229,8 +229,133 @@ def test_manifest_any_byte_flip_is_detected(pos: int, flip: int) -> None:
 @settings(max_examples=200)
 @given(data=st.binary(max_size=400))
 def test_manifest_decode_never_crashes(data: bytes) -> None:
-    with contextlib.suppress(CorruptObject):
+    with contextlib.suppress(CorruptObject, UnsupportedObject):
         Manifest.decode(data, "1" * 64)
+
+
+# -- manifests, format 2 (bases) -----------------------------------------------------------------
+
+base_lists = st.lists(st.builds(ChunkRef, hexids, st.integers(1, 1 << 24)), min_size=1, max_size=20)
+
+
+@settings(max_examples=200)
+@given(chunks=chunk_lists, bases=base_lists, oid=hexids)
+def test_manifest_v2_round_trip_is_canonical(chunks: list[ChunkRef], bases: list[ChunkRef],
+                                             oid: str) -> None:
+    size = sum(c.size for c in chunks)
+    if size == 0:
+        oid = EMPTY_OID
+    m = Manifest(oid, size, tuple(chunks), tuple(bases))
+    own = {c.id for c in chunks}
+    # the one canonical form: sorted by id, each once, none also a chunk
+    assert [b.id for b in m.bases] == sorted({b.id for b in bases} - own)
+    data = m.encode()
+    assert data.startswith(b"version git-mlx-manifest/" + (b"2" if m.bases else b"1") + b"\n")
+    back = Manifest.decode(data, oid)
+    assert back == m and back.encode() == data
+    assert [c.id for c in back.needed] == list(dict.fromkeys(
+        [c.id for c in chunks] + [b.id for b in m.bases]))
+
+
+def test_manifest_without_bases_is_format_1_byte_for_byte() -> None:
+    assert Manifest(GOOD.oid, GOOD.size, GOOD.chunks, ()).encode() == GOOD.encode()
+    assert GOOD.encode().startswith(b"version git-mlx-manifest/1\n")
+    assert Manifest.decode(GOOD.encode(), GOOD.oid).bases == ()
+    assert GOOD.needed == GOOD.chunks
+
+
+GOOD2 = Manifest("1" * 64, 5, (ChunkRef("2" * 64, 3), ChunkRef("3" * 64, 2)),
+                 (ChunkRef("5" * 64, 7), ChunkRef("4" * 64, 9)))
+GOOD2_BODY = GOOD2.encode().rsplit(b"checksum", 1)[0]
+
+
+def test_manifest_v2_exact_bytes() -> None:
+    body = (b"version git-mlx-manifest/2\noid sha256:" + b"1" * 64 + b"\nsize 5\nchunks 2\n"
+            + b"2" * 64 + b" 3\n" + b"3" * 64 + b" 2\n"
+            + b"bases 2\n" + b"4" * 64 + b" 9\n" + b"5" * 64 + b" 7\n")
+    assert GOOD2.encode() == reseal(body)
+    assert [c.id for c in GOOD2.needed] == ["2" * 64, "3" * 64, "4" * 64, "5" * 64]
+    assert not Manifest(GOOD2.oid, 3, (ChunkRef(GOOD2.oid, 3),), GOOD2.bases).single
+
+
+@pytest.mark.parametrize("body", [
+    GOOD2_BODY.replace(b"bases 2", b"bases 3"),                        # count mismatch
+    GOOD2_BODY.replace(b"bases 2", b"bases 1"),                        # trailing line
+    GOOD2_BODY.replace(b"bases 2", b"bases 02"),                       # leading zero
+    GOOD2_BODY.replace(b"bases 2\n" + b"4" * 64 + b" 9\n" + b"5" * 64 + b" 7\n",
+                       b"bases 0\n"),                                  # format 2 without bases
+    GOOD2_BODY.replace(b"bases 2\n" + b"4" * 64 + b" 9\n" + b"5" * 64 + b" 7\n", b""),
+    GOOD2_BODY.replace(b"4" * 64 + b" 9\n" + b"5" * 64 + b" 7\n",
+                       b"5" * 64 + b" 7\n" + b"4" * 64 + b" 9\n"),      # not sorted
+    GOOD2_BODY.replace(b"5" * 64 + b" 7\n", b"4" * 64 + b" 9\n"),      # listed twice
+    GOOD2_BODY.replace(b" 7\n", b" 0\n"),                               # empty base
+    GOOD2_BODY.replace(b" 7\n", f" {64 << 20 | 1}\n".encode()),         # over the chunk limit
+    GOOD2_BODY.replace(b"5" * 64, b"5" * 63 + b"G"),                    # bad id
+    GOOD2_BODY.replace(b"bases", b"Bases"),
+    GOOD2_BODY.replace(b"git-mlx-manifest/2", b"git-mlx-manifest/1"),   # v1 header, v2 body
+    GOOD2_BODY + b"\n",
+])
+def test_manifest_v2_decode_rejects_non_canonical(body: bytes) -> None:
+    with pytest.raises(CorruptObject):
+        Manifest.decode(reseal(body), "1" * 64)
+
+
+def test_base_that_is_a_chunk_is_refused() -> None:
+    body = GOOD2_BODY.replace(b"4" * 64 + b" 9\n", b"3" * 64 + b" 2\n")
+    with pytest.raises(CorruptObject, match="also one of the file's chunks"):
+        Manifest.decode(reseal(body), "1" * 64)
+
+
+@pytest.mark.parametrize("version", [b"3", b"10", b"999999999"])
+def test_manifest_of_a_newer_format_is_unsupported_not_corrupt(version: bytes) -> None:
+    data = reseal(GOOD2_BODY.replace(b"git-mlx-manifest/2", b"git-mlx-manifest/" + version))
+    with pytest.raises(UnsupportedObject) as err:
+        Manifest.decode(data, "1" * 64)
+    assert not isinstance(err.value, CorruptObject)
+    assert "newer git-mlx" in str(err.value) and "upgrade git-mlx" in str(err.value)
+    # a damaged one (checksum wrong) is corrupt, whatever its version line says
+    with pytest.raises(CorruptObject):
+        Manifest.decode(data[:-3] + (b"0" if data[-3:-2] != b"0" else b"1") + data[-2:], "1" * 64)
+
+
+def test_store_leaves_a_newer_manifest_in_place(store: Store) -> None:
+    ptr = add(store, mixed(30_000, 31))
+    path = store.path(FILES, ptr.oid)
+    body = path.read_bytes().rsplit(b"checksum", 1)[0].replace(b"manifest/1", b"manifest/3")
+    os.chmod(path, 0o644)
+    path.write_bytes(reseal(body))
+    with pytest.raises(UnsupportedObject):
+        store.read_manifest(ptr.oid)
+    with pytest.raises(UnsupportedObject):
+        store.has_complete_file(ptr.oid)
+    assert path.is_file() and not (store.root / "bad").exists()
+
+
+@settings(max_examples=300)
+@given(pos=st.integers(0, 10**6), flip=st.integers(1, 255))
+def test_manifest_v2_any_byte_flip_is_detected(pos: int, flip: int) -> None:
+    data = bytearray(GOOD2.encode())
+    data[pos % len(data)] ^= flip
+    with pytest.raises(CorruptObject):
+        Manifest.decode(bytes(data), "1" * 64)
+
+
+@settings(max_examples=300)
+@given(cut=st.integers(0, 10**6), insert=st.binary(max_size=80), drop=st.integers(0, 80),
+       version=st.sampled_from([b"1", b"2", b"3"]))
+def test_manifest_v2_decode_never_crashes_on_mutations(cut: int, insert: bytes, drop: int,
+                                                        version: bytes) -> None:
+    """Resealed mutations of a format 2 body reach every check past the checksum: they are
+    refused with CorruptObject (or UnsupportedObject for a newer version line), or decode
+    to a manifest that encodes back to exactly the same bytes."""
+    body = GOOD2_BODY.replace(b"manifest/2", b"manifest/" + version)
+    at = cut % (len(body) + 1)
+    data = reseal(body[:at] + insert + body[at + drop:])
+    try:
+        m = Manifest.decode(data, "1" * 64)
+    except (CorruptObject, UnsupportedObject):
+        return
+    assert m.encode() == data
 
 
 # -- round trips ---------------------------------------------------------------------------------

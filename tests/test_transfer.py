@@ -129,7 +129,7 @@ class Recording(Remote):
         if key.startswith("files/"):  # the manifest's chunks must already be there
             oid = key.rsplit("/", 1)[1]
             manifest = Manifest.decode(src.read_bytes(), oid)
-            keys = [object_key(CHUNKS, c.id) for c in manifest.chunks]
+            keys = [object_key(CHUNKS, c.id) for c in manifest.needed]
             assert self.inner.exists(keys) == set(keys), "manifest sent before its chunks"
         self.inner.upload(key, src)
         with self.lock:

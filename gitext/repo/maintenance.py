@@ -41,6 +41,7 @@ from gitext.errors import (
     ObjectError,
     ObjectMissing,
     RemoteError,
+    UnsupportedObject,
     UsageError,
 )
 from gitext.formats.pointer import Pointer
@@ -113,16 +114,23 @@ def fsck(ctx: Context, *, all_refs: bool = False, remote: str | None = None,
         for oid in list(cached_ids(store, FILES)):
             report.objects += 1
             try:
-                lacking = store.missing_chunks(store.read_manifest(oid))  # checks its checksum
+                manifest = store.read_manifest(oid)  # checks its checksum
             except CorruptObject:
                 bad(FILES, oid)  # (moved aside by read_manifest)
                 report.broken[oid] = BAD_MANIFEST
                 continue
             except ObjectMissing:
                 continue  # removed meanwhile
+            except UnsupportedObject as exc:
+                report.problems.append(f"{exc.message}: not checked (upgrade git-mlx)")
+                continue
+            lacking = store.missing_chunks(manifest)  # its chunks, then its bases
             if lacking:
-                report.problems.append(f"manifest {oid} lacks {len(lacking)} chunk(s), first "
-                                       f"{lacking[0].id}")
+                bases = {b.id for b in manifest.bases}
+                lost = [c for c in lacking if c.id in bases]
+                what = f" ({len(lost)} of them base(s) of its delta chunks)" if lost else ""
+                report.problems.append(f"manifest {oid} lacks {len(lacking)} chunk(s){what}, "
+                                       f"first {lacking[0].id}")
                 report.broken[oid] = LACKS_CHUNKS
                 report.lacking.update(c.id for c in lacking)
     wanted = _referenced_with_paths(ctx, all_refs)
@@ -372,12 +380,14 @@ def _gc(ctx: Context, kept: set[str], clones: list[Path], dry_run: bool, grace_m
     # 1. Manifests nothing needs (before any chunk: a manifest never outlives its chunks).
     cached_files = set(cached_ids(store, FILES))
     free(FILES, (oid for oid in cached_files if oid not in kept), report.manifests)
-    # 2. Chunks no remaining manifest lists and no kept one-chunk file is. Any chunk may be a
-    #    one-chunk file of its own, so it too goes only if the remote has it.
+    # 2. Chunks no remaining manifest needs (as a chunk, or as a base of its delta chunks)
+    #    and no kept one-chunk file is. Any chunk may be a one-chunk file of its own, so it
+    #    too goes only if the remote has it. A manifest of a newer format stops the gc
+    #    (UnsupportedObject): which chunks it needs is unknown.
     needed = set(kept)
     for oid in cached_files - set(report.manifests):
         try:
-            needed.update(c.id for c in store.read_manifest(oid).chunks)
+            needed.update(c.id for c in store.read_manifest(oid).needed)
         except (CorruptObject, ObjectMissing):
             continue  # fsck's business
     unneeded = [cid for cid in cached_ids(store, CHUNKS) if cid not in needed]

@@ -204,8 +204,10 @@ def check_fetched(ctx: Context) -> None:
 
 
 def _manifest_chunks(store: Store, remote: Remote, oids: list[str]) -> set[str]:
-    """Chunk ids of the multi-chunk files `oids`: manifests from the cache, else the remote.
-    A manifest that cannot be read stops the gc (its chunks would look dead)."""
+    """Ids of the chunks the multi-chunk files `oids` need (`Manifest.needed`: their chunks
+    and the bases of their delta chunks): manifests from the cache, else the remote. A
+    manifest that cannot be read, or is of a newer format, stops the gc (its chunks would
+    look dead)."""
     def chunks(oid: str) -> list[str]:
         try:
             manifest = store.read_manifest(oid)
@@ -216,7 +218,7 @@ def _manifest_chunks(store: Store, remote: Remote, oids: list[str]) -> set[str]:
                 raise RemoteError(f"{exc.message} (on remote {remote.name}); gc cannot tell "
                                   "which chunks that file needs, so nothing was deleted",
                                   hint="`git mlx push` the file from a clone that has it") from None
-        return [c.id for c in manifest.chunks]
+        return [c.id for c in manifest.needed]
 
     found: set[str] = set()
     with ThreadPoolExecutor(8) as pool:

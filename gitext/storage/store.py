@@ -162,8 +162,8 @@ class Store:
             return None
 
     def has_complete_file(self, oid: str) -> bool:
-        """has_file, and every chunk its manifest lists is present (stat only, no hashing):
-        what fetch, pull and hydration ask before they skip a file."""
+        """has_file, and every chunk its manifest lists is present, bases included (stat
+        only, no hashing): what fetch, pull and hydration ask before they skip a file."""
         manifest = self.cached_manifest(oid)
         return manifest is not None and not self.missing_chunks(manifest)
 
@@ -463,7 +463,8 @@ class Store:
         return dest
 
     def read_manifest(self, oid: str) -> Manifest:
-        """The manifest of `oid`: ObjectMissing if absent, CorruptObject (moved to bad/) if bad.
+        """The manifest of `oid`: ObjectMissing if absent, CorruptObject (moved to bad/) if bad,
+        UnsupportedObject (left in place) if written in a newer format.
 
         A one-chunk file has no manifest object; its manifest is made from the chunk's header.
         """
@@ -690,23 +691,18 @@ class Store:
             out.write(data)
 
     def missing_chunks(self, manifest: Manifest) -> list[ChunkRef]:
-        """The manifest's chunks absent from this store, each once, in manifest order."""
-        seen: set[str] = set()
-        missing = []
-        for ref in manifest.chunks:
-            if ref.id not in seen:
-                seen.add(ref.id)
-                if not self.has(CHUNKS, ref.id):
-                    missing.append(ref)
-        return missing
+        """The chunks the file needs (`Manifest.needed`: its chunks, then the bases its delta
+        chunks are read against) absent from this store, each once, in that order."""
+        return [ref for ref in manifest.needed if not self.has(CHUNKS, ref.id)]
 
     # -- downloads and checks -----------------------------------------------------------------
 
     def import_object(self, kind: str, hexid: str, src: Path) -> None:
         """Verify a downloaded object and move it into place; CorruptObject (src deleted) if bad.
 
-        A manifest is accepted only once all its chunks are here (ObjectMissing otherwise, src
-        deleted): that keeps "manifest present" meaning "file complete".
+        A manifest is accepted only once all the chunks it needs (bases included) are here
+        (ObjectMissing otherwise, src deleted): that keeps "manifest present" meaning "file
+        complete".
         """
         _check_id(kind, hexid)
         src = Path(src)
@@ -759,8 +755,7 @@ class Store:
         # The chunks are touched, not just looked at: they were downloaded, or found here
         # and possibly old, and a concurrent gc must not free them (docs/maintenance.md).
         manifest = Manifest.decode(raw, hexid)
-        ids = dict.fromkeys(ref.id for ref in manifest.chunks)
-        missing = [cid for cid in ids if self.touch(CHUNKS, cid) is False]
+        missing = [ref.id for ref in manifest.needed if self.touch(CHUNKS, ref.id) is False]
         if missing:
             raise ObjectMissing(
                 f"manifest {hexid} imported before its chunk {missing[0]}",

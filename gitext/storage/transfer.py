@@ -1,8 +1,12 @@
 """Move sets of files (by pointer oid) between the local Store and a Remote.
 
 Both directions keep one invariant on the receiving side: a manifest is written only after
-every chunk it lists is there, so "manifest present" means "file complete". A push or fetch
-killed half-way leaves only chunks behind, and the next run sends only what is still missing.
+every chunk it needs is there (`Manifest.needed`: its chunks and the bases of its delta
+chunks), so "manifest present" means "file complete". A push or fetch killed half-way leaves
+only chunks behind, and the next run sends only what is still missing. Bases move in a wave
+of their own before the other chunks, so a receiver can verify a delta chunk as it lands; a
+downloaded chunk whose base is still to come (a base of a base, or of a chunk of the same
+file) waits in tmp/ and is verified once the base is in.
 
 The work is: dedupe oids, ask the destination in one batch which manifests it has, then in one
 batch which chunks the missing files need, move the missing chunks with `jobs` worker threads
@@ -32,13 +36,16 @@ from pathlib import Path
 from gitext.errors import (
     CorruptObject,
     MlxError,
+    ObjectError,
     ObjectMissing,
     RemoteError,
     RemoteRefused,
     RemoteUnsupported,
+    UnsupportedObject,
     explain_os_error,
 )
 from gitext.formats.manifest import ChunkRef, Manifest
+from gitext.log import trace
 from gitext.progress import NullProgress, Progress, format_summary
 from gitext.storage import packs
 from gitext.storage.packs import RemoteIndex
@@ -385,8 +392,11 @@ def upload(store: Store, remote: Remote, oids: Iterable[str], *, jobs: int = 8,
         missing = up.find_chunks() if up.find_files() else None
         if missing is not None:
             ready = up.measure(missing)
-            up.send_chunks()
-            up.send_manifests(up.collect_chunks(ready))
+            complete: list[str] = []
+            for n, wave in enumerate(up.waves()):  # bases first, then the rest
+                up.send_chunks(wave)
+                complete += up.collect_chunks(ready if n == 0 else [])
+            up.send_manifests([oid for oid in complete if oid not in up.ledger.failed])
         return up.ledger.result()
     finally:
         up.close()
@@ -434,8 +444,8 @@ class _Upload(_Transfer):
         self.todo = [oid for key, oid in file_keys.items() if key not in on_remote]
         self.ledger.done.update(oid for key, oid in file_keys.items() if key in on_remote)
         for oid in self.todo:
-            for cid in dict.fromkeys(c.id for c in self.manifests[oid].chunks):
-                self.needed_by.setdefault(cid, []).append(oid)
+            for ref in self.manifests[oid].needed:
+                self.needed_by.setdefault(ref.id, []).append(oid)
         return True
 
     def find_chunks(self) -> list[str] | None:
@@ -470,13 +480,18 @@ class _Upload(_Transfer):
         ready = [oid for oid in self.todo if oid not in self.ledger.failed]
         self.bar = Progress(f"Uploading to {self.remote.name}", len(ready),
                             sum(self.sizes.values()), enabled=self.progress)
-        self.chunk_size = {c.id: c.size for oid in self.todo for c in self.manifests[oid].chunks}
+        self.chunk_size = {c.id: c.size for oid in self.todo for c in self.manifests[oid].needed}
         return ready
 
-    def send_chunks(self) -> None:
-        """The chunks files still going need: in packs of the files' chunks in order, or one
-        by one, largest first."""
-        wanted = [cid for cid in self.sizes
+    def waves(self) -> list[list[str]]:
+        """The chunks to send, in waves sent one after the other: the bases of the files'
+        delta chunks, then the rest (one wave when no file has bases). Each in file order."""
+        return _waves(list(self.sizes), (self.manifests[oid] for oid in self.todo))
+
+    def send_chunks(self, wave: list[str]) -> None:
+        """The chunks of `wave` files still going need: in packs of the files' chunks in
+        order, or one by one, largest first."""
+        wanted = [cid for cid in wave
                   if any(oid not in self.ledger.failed for oid in self.needed_by[cid])]
         if self.index is None:
             for cid in sorted(wanted, key=lambda c: self.sizes[c], reverse=True):
@@ -490,9 +505,10 @@ class _Upload(_Transfer):
                 damage = _failure(_LocalDamage.chunk(self.store, cid), self.remote)
                 for oid in self.needed_by[cid]:
                     self.ledger.fail(oid, damage)
-        for n, cids in enumerate(packs.group(good, self.sizes)):
-            self.members[f"{n}"] = cids
-            self.runner.submit((PACKS, f"{n}"), _pack_task(self.store, self.index, cids))
+        for cids in packs.group(good, self.sizes):
+            tag = f"{len(self.members)}"
+            self.members[tag] = cids
+            self.runner.submit((PACKS, tag), _pack_task(self.store, self.index, cids))
 
     def send(self, kind: str, hexid: str) -> None:
         self.runner.submit((kind, hexid),
@@ -567,6 +583,18 @@ class _Upload(_Transfer):
             return False
 
 
+def _waves(cids: list[str], manifests: Iterable[Manifest]) -> list[list[str]]:
+    """`cids` split into the bases some manifest lists, then the others (order kept); just
+    `[cids]` when none is a base."""
+    bases = {b.id for manifest in manifests for b in manifest.bases}
+    first = [cid for cid in cids if cid in bases]
+    if not first:
+        return [cids]
+    trace(f"transfer: {len(first)} base chunk(s) first, then {len(cids) - len(first)} "
+              "chunk(s)")
+    return [first, [cid for cid in cids if cid not in bases]]
+
+
 def _pack_task(store: Store, index: RemoteIndex, cids: list[str]) -> Callable[[], int]:
     def task() -> int:
         pack_id, data, idx, entries = packs.build(store, cids)
@@ -576,19 +604,36 @@ def _pack_task(store: Store, index: RemoteIndex, cids: list[str]) -> Callable[[]
 
 
 def _range_task(store: Store, remote: Remote, pack_id: str, offset: int, length: int,
-                where: dict[str, packs.Entry], damaged: dict[str, BaseException]) -> Callable[[], int]:
+                where: dict[str, packs.Entry], damaged: dict[str, BaseException],
+                deferred: dict[str, Path]) -> Callable[[], int]:
     """Read one range of a pack and import the chunks in it; a chunk that fails its check is
-    recorded in `damaged` (its files fail, the others in the range do not)."""
+    recorded in `damaged` (its files fail, the others in the range do not), one whose base
+    is not here yet in `deferred` (_defer)."""
     def task() -> int:
         data = remote.read_range(packs.pack_key(pack_id), offset, length)
         for cid, entry in where.items():
             start = entry.offset - offset
+            raw = data[start:start + entry.length]
             try:
-                store.import_bytes(CHUNKS, cid, data[start:start + entry.length])
+                store.import_bytes(CHUNKS, cid, raw)
             except CorruptObject as exc:
                 damaged[cid] = exc
+            except ObjectMissing:
+                _defer(store, cid, raw, deferred)
         return length
     return task
+
+
+def _defer(store: Store, cid: str, raw: bytes, deferred: dict[str, Path]) -> None:
+    """A downloaded chunk that cannot be verified yet (Store.import_bytes said ObjectMissing:
+    a delta chunk whose base has not landed): kept in the store's tmp/ until it has."""
+    tmp = store.new_tmp_path()
+    try:
+        tmp.write_bytes(raw)
+    except FileNotFoundError:  # someone cleaned tmp/
+        store.make_dir(tmp.parent)
+        tmp.write_bytes(raw)
+    deferred[cid] = tmp
 
 
 def download(store: Store, remote: Remote, oids: Iterable[str], *, jobs: int = 8,
@@ -608,8 +653,10 @@ def download(store: Store, remote: Remote, oids: Iterable[str], *, jobs: int = 8
             down.plan_chunks()
             in_packs = down.find_packed()
             if in_packs is not None:
-                down.fetch_chunks(in_packs)
-                down.collect_chunks()
+                for wave in down.waves():  # bases first, then the rest
+                    down.fetch_chunks(in_packs, wave)
+                    down.collect_chunks()
+                down.settle_deferred()
         return down.ledger.result()
     finally:
         down.close()
@@ -628,6 +675,7 @@ class _Download(_Transfer):
         self.manifests: dict[str, Manifest] = {}    # file -> its manifest, as fetched (or made)
         self.sizes: dict[str, int] = {}             # chunk the store lacks -> its content size
         self.damaged: dict[str, BaseException] = {}  # chunk -> why it was refused (set by workers)
+        self.deferred: dict[str, Path] = {}         # chunk waiting for its base -> its bytes in tmp/
         for oid in self.ledger.order:
             try:
                 cached = store.cached_manifest(oid)
@@ -643,7 +691,7 @@ class _Download(_Transfer):
 
     def close(self) -> None:
         super().close()
-        for tmp in self.manifest_tmp.values():
+        for tmp in [*self.manifest_tmp.values(), *self.deferred.values()]:
             with contextlib.suppress(OSError):
                 tmp.unlink(missing_ok=True)
 
@@ -711,16 +759,26 @@ class _Download(_Transfer):
             return None
         return {cid: index.where[cid] for cid in self.sizes if cid in index.where}
 
-    def fetch_chunks(self, in_packs: dict[str, packs.Entry]) -> None:
-        """Loose chunks one by one, largest first; packed ones by ranged reads of their packs."""
-        for cid in sorted(self.sizes, key=lambda c: self.sizes[c], reverse=True):
+    def waves(self) -> list[list[str]]:
+        """The lacking chunks in waves fetched one after the other: the bases the files'
+        delta chunks are verified against, then the rest (one wave when there are none)."""
+        return _waves(list(self.sizes), (self.manifests[oid] for oid in self.waiting
+                                         if self.waiting[oid]))
+
+    def fetch_chunks(self, in_packs: dict[str, packs.Entry], wave: list[str]) -> None:
+        """The chunks of `wave`: loose ones one by one, largest first; packed ones by ranged
+        reads of their packs."""
+        for cid in sorted(wave, key=lambda c: self.sizes[c], reverse=True):
             if cid not in in_packs:
                 self.fetch(CHUNKS, cid, None)
-        for n, (pack_id, offset, length, cids) in enumerate(packs.ranges(in_packs)):
-            self.members[f"{n}"] = cids
-            self.runner.submit((PACKS, f"{n}"),
+        packed = {cid: in_packs[cid] for cid in wave if cid in in_packs}
+        for pack_id, offset, length, cids in packs.ranges(packed):
+            tag = f"{len(self.members)}"
+            self.members[tag] = cids
+            self.runner.submit((PACKS, tag),
                                _range_task(self.store, self.remote, pack_id, offset, length,
-                                           {c: in_packs[c] for c in cids}, self.damaged))
+                                           {c: in_packs[c] for c in cids}, self.damaged,
+                                           self.deferred))
 
     def fetch(self, kind: str, hexid: str, dst: Path | None) -> None:
         self.runner.submit((kind, hexid), partial(self._fetch_one, kind, hexid, dst))
@@ -732,7 +790,10 @@ class _Download(_Transfer):
         if dst is not None:
             dst.write_bytes(data)
         if kind == CHUNKS:
-            self.store.import_bytes(CHUNKS, hexid, data)
+            try:
+                self.store.import_bytes(CHUNKS, hexid, data)
+            except ObjectMissing:  # its base is not here yet: verified once it is
+                _defer(self.store, hexid, data, self.deferred)
         return len(data)
 
     def collect_chunks(self) -> None:
@@ -743,8 +804,45 @@ class _Download(_Transfer):
             if error is None:
                 self.moved(len(cids), nbytes)
             for cid in cids:
+                if error is None and cid in self.deferred:
+                    continue  # counted in when its base is in (settle_deferred)
                 for oid in self.chunk_done(cid, error or self.damaged.get(cid)):
                     self.finish(oid)
+
+    def settle_deferred(self) -> None:
+        """Verify and store the chunks that came before their bases, in rounds until a round
+        stores none (a chain of bases settles one link per round); a chunk whose base never
+        came fails its files."""
+        while self.deferred:
+            settled = 0
+            for cid, tmp in sorted(self.deferred.items()):
+                error: BaseException | None = None
+                try:
+                    self.store.import_bytes(CHUNKS, cid, tmp.read_bytes())
+                except ObjectMissing:
+                    continue
+                except (MlxError, OSError) as exc:
+                    error = exc
+                del self.deferred[cid]
+                settled += 1
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+                for oid in self.chunk_done(cid, error):
+                    self.finish(oid)
+            if not settled:
+                break
+        for cid, tmp in sorted(self.deferred.items()):
+            try:
+                self.store.import_bytes(CHUNKS, cid, tmp.read_bytes())  # for its error
+            except (MlxError, OSError) as exc:
+                error = exc
+            else:  # (a base landed meanwhile, from another process)
+                error = None
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            for oid in self.chunk_done(cid, error):
+                self.finish(oid)
+        self.deferred.clear()
 
     def which_chunk(self, cid: str, oid: str) -> str | None:
         return cid if cid != oid else None  # a one-chunk file's chunk is the file itself
@@ -774,12 +872,29 @@ class _Download(_Transfer):
 
 def remote_lacks(store: Store, remote: Remote, oids: Sequence[str]) -> list[str]:
     """The files `oids` the remote does not have complete (no manifest, and no one-chunk
-    file stored as its chunk, loose or in a pack), in one batched existence check."""
+    file stored as its chunk, loose or in a pack), in one batched existence check. (A file
+    with bases is complete only with its manifest: its bases are then there too.)"""
     keys = [object_key(kind, oid) for oid in oids for kind in (FILES, CHUNKS)]
     have = remote.exists(keys) if keys else set()
-    lacking = [oid for oid in oids
-               if object_key(FILES, oid) not in have and object_key(CHUNKS, oid) not in have]
+    unlisted = [oid for oid in oids if object_key(FILES, oid) not in have]
+    # A one-chunk file whose chunk needs bases has a manifest (docs/store.md): its chunk alone
+    # on the remote (a push stopped before the manifest) is not the file.
+    lacking = [oid for oid in unlisted
+               if object_key(CHUNKS, oid) not in have or _has_bases(store, oid)]
     if lacking and remote.packed:
         packed = RemoteIndex.current(store, remote).where
-        lacking = [oid for oid in lacking if oid not in packed]
+        lacking = [oid for oid in lacking if oid not in packed or _has_bases(store, oid)]
     return lacking
+
+
+def _has_bases(store: Store, oid: str) -> bool:
+    """The cached manifest of `oid` lists bases (or is of a newer format: maybe). One stat
+    for the usual one-chunk file, which has no manifest."""
+    if not store.has(FILES, oid):
+        return False
+    try:
+        return bool(store.read_manifest(oid).bases)
+    except UnsupportedObject:
+        return True
+    except ObjectError:
+        return False
