@@ -204,3 +204,45 @@ def test_old_plain_chunks_still_read(tmp_path: Path) -> None:
     store._write_object(CHUNKS, cid, zstandard.ZstdCompressor().compress(data))  # no checksum
     assert store.read_chunk(cid) == data
     assert store._read_unverified(cid, "f" * 64, checksummed=True) == data
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.binary(min_size=0, max_size=300_000), st.lists(st.tuples(
+    st.integers(0, 120_000), st.sampled_from([0, 2, 4]), st.booleans()), max_size=8),
+    st.integers(0, 2000))
+def test_add_stream_with_any_pieces_stores_exactly_the_stream(
+        tmp_path_factory: pytest.TempPathFactory, data: bytes,
+        plan: list[tuple[int, int, bool]], prefix: int) -> None:
+    """Whatever the layout says (too short, too long, odd widths), the stored file is the
+    stream's bytes: the pointer hashes them and they read back. The stream comes as the clean
+    filter gives it: a prefix already read, then `read` and `readinto` on the rest."""
+    import io
+
+    from gitext.storage.store import Piece
+
+    store = Store(tmp_path_factory.mktemp("cache"))
+    head, rest = data[:prefix], io.BytesIO(data[prefix:])
+    state = {"read": head, "into": head}
+
+    def read(n: int) -> bytes:
+        if state["read"]:
+            out, state["read"] = state["read"][:n], state["read"][n:]
+            return out
+        return rest.read(n)
+
+    def readinto(buf: memoryview) -> int:
+        if state["into"]:
+            n = min(len(buf), len(state["into"]))
+            buf[:n] = state["into"][:n]
+            state["into"] = state["into"][n:]
+            return n
+        return rest.readinto(buf)
+
+    base_data = bytes(reversed(data[:5000]))
+    base_id = store._store_chunk(memoryview(base_data)).id if base_data else ""
+    pieces = [Piece(size, width, (lambda: codecs.Base(base_id, base_data, 0))
+                    if with_base and base_id else None, cdc=(width == 0 and size > 60_000))
+              for size, width, with_base in plan]
+    pointer = store.add_stream(read, readinto, len(data), pieces)
+    assert pointer.oid == hashlib.sha256(data).hexdigest() and pointer.size == len(data)
+    assert b"".join(store.iter_content(pointer.oid)) == data

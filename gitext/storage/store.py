@@ -45,7 +45,7 @@ from gitext.formats.manifest import FETCH_HINT, ChunkRef, Manifest
 from gitext.formats.pointer import Pointer
 from gitext.fsutil import is_hex_id, write_all
 from gitext.storage import codecs
-from gitext.storage.chunker import ChunkParams, ReadInto, iter_chunks
+from gitext.storage.chunker import ChunkParams, iter_chunks
 
 CHUNKS = "chunks"
 FILES = "files"
@@ -338,8 +338,7 @@ class Store:
         return found
 
     def _pieces(self, read: Callable[[int], bytes], pieces: Iterable[Piece],
-                readinto: ReadInto | None) -> Iterator[tuple[memoryview, int,
-                                                             Callable[[], codecs.Base | None] | None]]:
+                ) -> Iterator[tuple[memoryview, int, Callable[[], codecs.Base | None] | None]]:
         """The chunks of a stream cut as `pieces` say; whatever the stream holds beyond them
         (a layout that ends early: the stream is the truth, the layout a hint) is cut by
         content, and a stream that ends early just ends."""
@@ -359,8 +358,8 @@ class Store:
                 yield memoryview(data), piece.width, piece.base
             if len(data) < piece.size:
                 return
-        for chunk in iter_chunks(read, params, readinto=readinto):
-            yield chunk, 0, None
+        for chunk in iter_chunks(read, params):  # (`read` only: it and `readinto` may each
+            yield chunk, 0, None                 # hold their own copy of the prefix)
 
     def add_stream(self, read: Callable[[int], bytes],
                    readinto: Callable[[memoryview], int | None] | None = None,
@@ -383,7 +382,7 @@ class Store:
             items = ((c, 0, None) for c in iter_chunks(read, self.settings.chunk_params(),
                                                         readinto=readinto, size_hint=size_hint))
         else:
-            items = self._pieces(read, pieces, readinto)
+            items = self._pieces(read, pieces)
         first = next(items, None)
         second = next(items, None) if first is not None else None
         if first is not None and second is None:
