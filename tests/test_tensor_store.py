@@ -162,3 +162,21 @@ def test_a_layout_that_lies_changes_only_the_cuts(model_repo: Path, tmp_path: Pa
     git(repo, "checkout", "--", "model.safetensors")
     assert sha256_file(path) == digest
     assert mlx(repo, "fsck", check=False).returncode == 0
+
+
+def test_a_store_written_before_codecs_reads_and_grows_on(model_repo: Path) -> None:
+    """v1 as 0.3 stored it (plain chunks, content-defined cuts), then v2 with tensors on: its
+    cuts do not line up with v1's chunks, so it gets planes, not deltas; both read back."""
+    repo = model_repo
+    (repo / ".mlx.yaml").write_text("compression:\n  tensors: false\n")
+    v1 = weights(8)
+    h1 = add_version(repo, v1, "v1, as before codecs")
+    assert all(h is None for h in chunk_headers(repo))
+    (repo / ".mlx.yaml").unlink()
+    h2 = add_version(repo, nudge(v1, 1e-4, 9), "v2, tensors on")
+    heads = [h for h in chunk_headers(repo) if h is not None]
+    assert heads and all(h.codec == codecs.GROUPED for h in heads)
+    for rev, digest in (("HEAD~1", h1), ("HEAD", h2)):
+        git(repo, "checkout", "-q", rev, "--", "model.safetensors")
+        assert sha256_file(repo / "model.safetensors") == digest
+    assert mlx(repo, "fsck", "--all", check=False).returncode == 0
