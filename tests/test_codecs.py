@@ -52,15 +52,24 @@ def test_the_c_extension_and_the_python_twins_agree(data: bytes, width: int, oth
     assert codecs._NATIVE is not None, "the C extension is built in CI (setup.py build_ext)"
     assert codecs.group(data, width) == codecs._group_py(data, width)
     assert codecs.ungroup(data, width) == codecs._ungroup_py(data, width)
-    assert codecs.xor(data, other) == codecs._xor_py(data, other)
-    assert codecs.xor(other, data) == codecs._xor_py(other, data)
+    for a, b in ((data, other), (other, data), (data, data[::-1])):
+        assert codecs.delta(a, b, width) == codecs._delta_py(a, b, width, inverse=False)
+        coded = codecs.delta(a, b, width)
+        assert codecs.undelta(coded, b, width) == codecs._delta_py(coded, b, width, inverse=True)
 
 
-@given(st.binary(max_size=2048), st.binary(max_size=2048))
-def test_xor_is_its_own_inverse(data: bytes, base: bytes) -> None:
-    mixed = codecs.xor(data, base)
-    assert len(mixed) == len(data)
-    assert codecs.xor(mixed, base) == data
+@given(st.binary(max_size=2048), st.binary(max_size=2048), st.sampled_from(codecs.WIDTHS))
+def test_undelta_inverts_delta(data: bytes, base: bytes, width: int) -> None:
+    coded = codecs.delta(data, base, width)
+    assert len(coded) == len(data)
+    assert codecs.undelta(coded, base, width) == data
+    assert codecs._delta_py(coded, base, width, inverse=True) == data
+
+
+def test_small_changes_either_way_are_small_numbers() -> None:
+    base = struct.pack("<4I", 1000, 1000, 0, 0xFFFFFFFF)
+    data = struct.pack("<4I", 1000, 999, 1, 0)  # 0, -1, +1, +1 (wrapping)
+    assert struct.unpack("<4I", codecs.delta(data, base, 4)) == (0, 1, 2, 2)
 
 
 @settings(max_examples=60, deadline=None)

@@ -158,7 +158,7 @@ static PyObject *gear_table(PyObject *self, PyObject *unused) {
     return result;
 }
 
-/* Byte planes and XOR for storage/codecs.py (docs/store.md, "Coded chunks"); each has a
+/* Byte planes and deltas for storage/codecs.py (docs/store.md, "Coded chunks"); each has a
  * Python twin there, and the tests check the two agree. */
 
 static PyObject *planes(PyObject *self, PyObject *args, int inverse) {
@@ -201,20 +201,57 @@ static PyObject *planes(PyObject *self, PyObject *args, int inverse) {
 static PyObject *group_bytes(PyObject *self, PyObject *args) { return planes(self, args, 0); }
 static PyObject *ungroup_bytes(PyObject *self, PyObject *args) { return planes(self, args, 1); }
 
-static PyObject *xor_bytes(PyObject *self, PyObject *args) {
+/* A delta of float elements (docs/store.md, "Coded chunks"): each whole element of `data`
+ * within the base's length, read as a little-endian unsigned integer of `width` bytes, minus the
+ * base's element (mod 2^(8 width)), zigzag-encoded so that small changes either way are small
+ * numbers; bytes past the last whole common element are XORed with the base where it has them.
+ * `inverse` turns such bytes back into the data. */
+static PyObject *delta_impl(PyObject *args, int inverse) {
     Py_buffer a, b;
+    int width;
     PyObject *result;
-    (void)self;
-    if (!PyArg_ParseTuple(args, "y*y*", &a, &b)) return NULL;
+    if (!PyArg_ParseTuple(args, "y*y*i", &a, &b, &width)) return NULL;
+    if (width != 2 && width != 4) {
+        PyBuffer_Release(&a);
+        PyBuffer_Release(&b);
+        PyErr_SetString(PyExc_ValueError, "width must be 2 or 4");
+        return NULL;
+    }
     result = PyBytes_FromStringAndSize(NULL, a.len);
     if (result != NULL) {
         Py_BEGIN_ALLOW_THREADS
         {
             const unsigned char *x = (const unsigned char *)a.buf, *y = (const unsigned char *)b.buf;
             unsigned char *dst = (unsigned char *)PyBytes_AS_STRING(result);
-            Py_ssize_t n = a.len < b.len ? a.len : b.len;
-            for (Py_ssize_t i = 0; i < n; i++) dst[i] = x[i] ^ y[i];
-            memcpy(dst + n, x + n, (size_t)(a.len - n));
+            Py_ssize_t common = a.len < b.len ? a.len : b.len;
+            Py_ssize_t whole = common - common % width, i;
+            for (i = 0; i < whole; i += width) {
+                uint32_t u = 0, v = 0, out;
+                for (int k = 0; k < width; k++) {
+                    u |= (uint32_t)x[i + k] << (8 * k);
+                    v |= (uint32_t)y[i + k] << (8 * k);
+                }
+                if (width == 4) {
+                    if (!inverse) {
+                        int32_t d = (int32_t)(u - v);
+                        out = ((uint32_t)d << 1) ^ (uint32_t)(d >> 31);
+                    } else {
+                        uint32_t d = (u >> 1) ^ (0u - (u & 1u));
+                        out = d + v;
+                    }
+                } else {
+                    if (!inverse) {
+                        int16_t d = (int16_t)(uint16_t)(u - v);
+                        out = (uint16_t)(((uint16_t)d << 1) ^ (uint16_t)(d >> 15));
+                    } else {
+                        uint16_t d = (uint16_t)((u >> 1) ^ (0u - (u & 1u)));
+                        out = (uint16_t)(d + v);
+                    }
+                }
+                for (int k = 0; k < width; k++) dst[i + k] = (unsigned char)(out >> (8 * k));
+            }
+            for (; i < common; i++) dst[i] = x[i] ^ y[i];
+            memcpy(dst + common, x + common, (size_t)(a.len - common));
         }
         Py_END_ALLOW_THREADS
     }
@@ -222,6 +259,9 @@ static PyObject *xor_bytes(PyObject *self, PyObject *args) {
     PyBuffer_Release(&b);
     return result;
 }
+
+static PyObject *delta_encode(PyObject *self, PyObject *args) { (void)self; return delta_impl(args, 0); }
+static PyObject *delta_decode(PyObject *self, PyObject *args) { (void)self; return delta_impl(args, 1); }
 
 static PyMethodDef methods[] = {
     {"cut_points", (PyCFunction)(void (*)(void))cut_points, METH_VARARGS | METH_KEYWORDS,
@@ -231,7 +271,10 @@ static PyMethodDef methods[] = {
     {"gear_table", gear_table, METH_NOARGS, "The 256 gear values (for cross-checking)."},
     {"group", group_bytes, METH_VARARGS, "group(data, width) -> bytes: byte planes, then the tail."},
     {"ungroup", ungroup_bytes, METH_VARARGS, "ungroup(data, width) -> bytes: the inverse of group."},
-    {"xor", xor_bytes, METH_VARARGS, "xor(data, base) -> bytes: data XOR base over the shorter."},
+    {"delta_encode", delta_encode, METH_VARARGS,
+     "delta_encode(data, base, width) -> bytes: zigzag differences of elements (codecs.py)."},
+    {"delta_decode", delta_decode, METH_VARARGS,
+     "delta_decode(coded, base, width) -> bytes: the inverse of delta_encode."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -8,9 +8,10 @@ the chunk's bytes transformed by the codec the header names:
     GROUPED  the bytes of each float split into planes (byte 0 of every element, then byte 1,
              ...; the size % width tail raw): the exponent bytes of nearby weights are alike, so
              zstd finds them, where interleaved with the noisy mantissa bytes it does not
-    DELTA    XOR with the original bytes of a base chunk (the same tensor in the previous
-             version of the file), then grouped: a fine-tune moves every weight a little, which
-             leaves the sign, the exponent and the top of the mantissa unchanged: zeros
+    DELTA    each element minus the same element of a base chunk (the same tensor in the
+             previous version of the file), as integers, zigzag-encoded, then grouped: a
+             fine-tune moves every weight a little, so the differences are small numbers,
+             zeros in every plane but the lowest
 
 The chunk's name is the sha256 of its original bytes whatever the codec, so deduplication and
 verification do not depend on how a chunk is stored. A reader meets a codec it does not know as
@@ -20,6 +21,8 @@ UnsupportedObject (upgrade), never as a damaged object.
 from __future__ import annotations
 
 import struct
+import sys
+from array import array
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -123,11 +126,21 @@ def ungroup(data: bytes, width: int) -> bytes:
     return _ungroup_py(data, width)
 
 
-def xor(data: bytes | memoryview, base: bytes | memoryview) -> bytes:
-    """`data` XOR `base` over their common length; the rest of `data` unchanged."""
+def delta(data: bytes | memoryview, base: bytes | memoryview, width: int) -> bytes:
+    """Each whole element of `data` within `base`'s length, as a little-endian unsigned
+    integer of `width` bytes, minus `base`'s (mod 2**(8*width)), zigzag-encoded (0, -1, 1,
+    -2, ... become 0, 1, 2, 3, ...); the bytes after the last whole common element XOR the
+    base where it has them, and the rest as they are."""
     if _NATIVE is not None:
-        return bytes(_NATIVE.xor(data, base))
-    return _xor_py(data, base)
+        return bytes(_NATIVE.delta_encode(data, base, width))
+    return _delta_py(data, base, width, inverse=False)
+
+
+def undelta(coded: bytes | memoryview, base: bytes | memoryview, width: int) -> bytes:
+    """The inverse of `delta`."""
+    if _NATIVE is not None:
+        return bytes(_NATIVE.delta_decode(coded, base, width))
+    return _delta_py(coded, base, width, inverse=True)
 
 
 def _group_py(data: bytes | memoryview, width: int) -> bytes:
@@ -147,12 +160,27 @@ def _ungroup_py(data: bytes, width: int) -> bytes:
     return bytes(out)
 
 
-def _xor_py(data: bytes | memoryview, base: bytes | memoryview) -> bytes:
+def _delta_py(data: bytes | memoryview, base: bytes | memoryview, width: int,
+              inverse: bool) -> bytes:
     n = min(len(data), len(base))
-    if n == 0:
-        return bytes(data)
-    mixed = (int.from_bytes(data[:n], "little") ^ int.from_bytes(base[:n], "little"))
-    return mixed.to_bytes(n, "little") + bytes(data[n:])
+    whole = n - n % width
+    code = "I" if width == 4 else "H"
+    mask = (1 << (8 * width)) - 1
+    sign = 1 << (8 * width - 1)
+    xs, ys = array(code, bytes(data[:whole])), array(code, bytes(base[:whole]))
+    if sys.byteorder == "big":
+        xs.byteswap()
+        ys.byteswap()
+    if inverse:
+        out = array(code, [(((z >> 1) ^ (mask if z & 1 else 0)) + y) & mask
+                           for z, y in zip(xs, ys, strict=True)])
+    else:
+        out = array(code, [(((d << 1) & mask) ^ (mask if d & sign else 0))
+                           for d in ((x - y) & mask for x, y in zip(xs, ys, strict=True))])
+    if sys.byteorder == "big":
+        out.byteswap()
+    tail = bytes(a ^ b for a, b in zip(bytes(data[whole:n]), bytes(base[whole:n]), strict=True))
+    return out.tobytes() + tail + bytes(data[n:])
 
 
 def _head(codec: int, width: int, depth: int, size: int, base: str = "") -> bytes:
@@ -176,7 +204,7 @@ SAMPLE = 64 << 10  # a delta or planes? a chunk larger than 2 * SAMPLE asks its 
 def encode(data: memoryview, cctx: zstandard.ZstdCompressor, width: int = 0,
            base: Base | None = None) -> bytes:
     """The smallest chunk object for `data` among: a plain frame, its byte planes (width 2 or
-    4), and, given a base, its XOR with the base in planes. `cctx` writes content sizes and
+    4), and, given a base, its differences from the base in planes. `cctx` writes content sizes and
     checksums.
 
     A small chunk tries them all. A large one is compressed once or twice: in planes (which
@@ -212,7 +240,7 @@ def _code(codec: int, data: memoryview, cctx: zstandard.ZstdCompressor, width: i
     if codec == GROUPED or base is None:
         return _head(GROUPED, width, 0, size) + cctx.compress(group(data, width))
     return _head(DELTA, width, base.depth + 1, size, base.id) + cctx.compress(
-        group(xor(data, base.data), width))
+        group(delta(data, base.data, width), width))
 
 
 def decode(raw: bytes, dctx: zstandard.ZstdDecompressor,
@@ -241,7 +269,7 @@ def decode(raw: bytes, dctx: zstandard.ZstdDecompressor,
     planes = ungroup(body, coded.width)
     if coded.codec == GROUPED:
         return planes
-    return xor(planes, load_base(coded.base))
+    return undelta(planes, load_base(coded.base), coded.width)
 
 
 def has_checksum(raw: bytes) -> bool:
