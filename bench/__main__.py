@@ -1,9 +1,9 @@
 """git-mlx vs git-lfs vs DVC on the same generated data, in one run.
 
     python3 -m bench [--quick] [--out DIR] [--tools mlx,lfs,dvc]
-                     [--scenarios S1,S2,S3,floors,startup,remotes,pipeline]
+                     [--scenarios S1,S2,S3,floors,startup,remotes,pipeline,models]
                      [--seed N] [--workdir DIR] [--keep] [--dvc PATH]
-    python3 -m bench --install-peers [--verbose]   # DVC (+ its S3/SSH plugins) in a venv, then exit
+    python3 -m bench --install-peers [--verbose]   # DVC (+ its S3/SSH plugins) and hf-xet in a venv
 
 Writes results.json (every raw measurement) and results.md (tables, also printed) into --out.
 Progress goes to stderr. Exit 0 when every step succeeded, 1 when any failed, 2 on usage errors.

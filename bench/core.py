@@ -35,6 +35,9 @@ class Config:
     remote_size: int
     reps: int
     timeout: float
+    models_subset: int  # the models scenario: real tensors used, bytes (0: all of them)
+    models_big: int  # its big safetensors file
+    models_checkpoints: int  # its training run
 
     @classmethod
     def make(cls, quick: bool, seed: int) -> Config:
@@ -42,17 +45,18 @@ class Config:
             return cls(quick, seed, s1_size=32 * MiB, s1_edit_count=16, s1_edit_total=512 * 1024,
                        s2_count=300, s2_file_size=64 * 1024, s3_size=16 * MiB, s3_edit_count=5,
                        s3_edit_fraction=0.02, s3_insert=64 * 1024, remote_size=16 * MiB, reps=5,
-                       timeout=300)
+                       timeout=300, models_subset=4 * MiB, models_big=16 * MiB, models_checkpoints=10)
         # remote_size: moto's S3 server moves 20-60 MB/s here, so 1 GiB would add ~6 minutes.
         return cls(quick, seed, s1_size=1 * GiB, s1_edit_count=16, s1_edit_total=16 * MiB,
                    s2_count=5000, s2_file_size=64 * 1024, s3_size=256 * MiB, s3_edit_count=5,
                    s3_edit_fraction=0.02, s3_insert=1 * MiB, remote_size=256 * MiB, reps=10,
-                   timeout=3600)
+                   timeout=3600, models_subset=0, models_big=1 * GiB, models_checkpoints=10)
 
     def disk_estimate(self) -> int:
         """Peak scratch use: the data files, one tool's S1 dirs (file, cache of 2 versions, clone and
         its cache) and what the remote image grows to."""
-        data = 2 * self.s1_size + 3 * self.s3_size + self.s2_count * self.s2_file_size + self.remote_size
+        data = 2 * self.s1_size + 3 * self.s3_size + self.s2_count * self.s2_file_size + self.remote_size \
+            + 2 * self.models_big + (self.models_checkpoints + 7) * 90 * MiB
         return data + 5 * self.s1_size + 3 * self.s1_size
 
     def remote_fs_size(self) -> int:

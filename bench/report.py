@@ -60,7 +60,7 @@ def scenario_table(sc: dict[str, Any]) -> list[str]:
     if tools == ["machine"]:
         return floors_table(sc)
     head = ["step"] + [f"{LABELS.get(t, t)} wall / CPU / peak RSS" for t in tools]
-    pairs = [(a, b) for a, b in (("mlx", "lfs"), ("mlx", "dvc")) if a in tools and b in tools]
+    pairs = [(a, b) for a, b in (("mlx", "lfs"), ("mlx", "dvc"), ("mlx", "xet")) if a in tools and b in tools]
     columns = {pair: [ratio(value(step["results"].get(pair[0]), step["kind"]),
                             value(step["results"].get(pair[1]), step["kind"])) for step in sc["steps"]]
                for pair in pairs}
@@ -108,6 +108,28 @@ def targets_table(sc: dict[str, Any]) -> list[str]:
     return lines if len(lines) > 2 else []
 
 
+def summary_table(sc: dict[str, Any]) -> list[str]:
+    """The models scenario's numbers (issue 15): one row per measure, one column per tool; the
+    target is git-mlx's."""
+    tools: list[str] = sc["tools"]
+    lines = ["| measure | " + " | ".join(LABELS.get(t, t) for t in tools) + " | target (git-mlx) |",
+             "|---|" + "---|" * (len(tools) + 1)]
+    for row in sc["summary"]:
+        cells = []
+        for t in tools:
+            v = row["values"].get(t)
+            if v is None:
+                cells.append("–")
+            elif row["format"] == "rate":
+                cells.append(f"{v:.0f}")
+            elif row["format"] == "mib":
+                cells.append(mib(v))
+            else:
+                cells.append(f"{v:.3f}")
+        lines.append(f"| {row['name']} | " + " | ".join(cells) + f" | {row['target']} |")
+    return lines
+
+
 def floors_table(sc: dict[str, Any]) -> list[str]:
     lines = ["| step | wall | CPU | peak RSS | MB/s | note |", "|---|---|---|---|---|---|"]
     for step in sc["steps"]:
@@ -151,6 +173,8 @@ def render(results: dict[str, Any]) -> str:
         targets = targets_table(sc) if sc.get("targets") else []
         if targets:
             out += ["", "Targets:", ""] + targets
+        if sc.get("summary"):
+            out += ["", "Issue 15's measures:", ""] + summary_table(sc)
         plain = sc.get("plain_git")
         if plain:
             after = plain.get("objects after gc")

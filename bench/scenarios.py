@@ -374,7 +374,16 @@ def pipeline(b: Bench) -> None:
     run(b)
 
 
+# -- models ------------------------------------------------------------------------------------------
+
+def models(b: Bench) -> None:
+    """Real weights, fine-tunes, a training run and a big safetensors file, hf-xet beside: bench/models.py."""
+    from bench.models import models as run
+
+    run(b)
+
+
 SCENARIOS: dict[str, Callable[[Bench], None]] = {
     "S1": s1, "S2": s2, "S3": s3, "floors": floors, "startup": startup, "remotes": remotes,
-    "pipeline": pipeline,
+    "pipeline": pipeline, "models": models,
 }

@@ -353,4 +353,4 @@ def make_tools(keys: Sequence[str], root: Path, dvc_exe: str | None) -> list[Too
     return tools
 
 
-LABELS = {"mlx": "git-mlx", "lfs": "git-lfs", "dvc": "DVC", "floor": "floor (boto3 / scp)"}
+LABELS = {"mlx": "git-mlx", "lfs": "git-lfs", "dvc": "DVC", "floor": "floor (boto3 / scp)", "xet": "hf-xet"}

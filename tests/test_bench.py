@@ -16,15 +16,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 TOOLS = ("mlx", "lfs", "dvc")
 LABELS = ("git-mlx", "git-lfs", "DVC")
-SCENARIOS = ("S1", "S2", "S3", "floors", "startup", "remotes", "pipeline")
+SCENARIOS = ("S1", "S2", "S3", "floors", "startup", "remotes", "pipeline", "models")
 # The remotes scenario has a column for its floors (boto3 and scp moving the same bytes); the
 # pipeline scenario one for the stage commands alone (sh), and none for git-lfs (no pipelines).
-COLUMNS = {"remotes": (*TOOLS, "floor"), "pipeline": ("mlx", "dvc", "sh")}
+COLUMNS = {"remotes": (*TOOLS, "floor"), "pipeline": ("mlx", "dvc", "sh"), "models": (*TOOLS, "xet")}
 # Rows a tool has nothing for: DVC has no hooks or filter process; `dvc status` is DVC's alone;
 # git-lfs has no S3 or SSH transfer (the remotes scenario's rows); the stage commands alone
 # have nothing to run in a no-op and no metrics command.
 NOT_APPLICABLE = {"dvc": ("post-checkout", "filter-process"), "mlx": ("dvc status",),
-                  "lfs": ("dvc status", "S3: ", "SSH: "), "sh": ("no-op repro", "metrics diff")}
+                  "lfs": ("dvc status", "S3: ", "SSH: "), "sh": ("no-op repro", "metrics diff"),
+                  "xet": ("16 MiB: push", "16 MiB: checkout")}
 
 
 def test_quick_run_reports_every_scenario_step_and_tool(tmp_path: Path) -> None:
@@ -45,7 +46,7 @@ def test_quick_run_reports_every_scenario_step_and_tool(tmp_path: Path) -> None:
     by_id = {sc["id"]: sc for sc in results["scenarios"]}
     assert set(by_id) == set(SCENARIOS)
 
-    for sid in ("S1", "S2", "S3", "startup", "remotes", "pipeline"):
+    for sid in ("S1", "S2", "S3", "startup", "remotes", "pipeline", "models"):
         sc = by_id[sid]
         assert sc["steps"], sid
         assert f"## {sid}:" in md
@@ -72,6 +73,15 @@ def test_quick_run_reports_every_scenario_step_and_tool(tmp_path: Path) -> None:
     assert len(floor_steps) == 7
     assert all(r["status"] == "ok" and r["wall"] > 0 for r in floor_steps.values())
     assert 0.5 < floor_steps["zstd -3 -T0 -c f > out"]["ratio"] < 1.0
+
+    # The models scenario: real weights read from the checkpoint's pickle (dtype and shape), and
+    # its summary table with a value for every tool on the storage rows.
+    models = by_id["models"]
+    assert models["tensors_found_by"] == "pickle"
+    assert "Issue 15's measures:" in md
+    first = models["summary"][0]
+    assert first["name"] == "fp32 v1 stored / file size"
+    assert all(0.3 < first["values"][t] <= 1.05 for t in COLUMNS["models"]), first
 
     plain = by_id["S3"]["plain_git"]
     assert plain["objects after gc"]["apparent"] > 0 and "error" not in plain
