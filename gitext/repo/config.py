@@ -126,7 +126,7 @@ class Setting:
         return None if ok else f"must be {self.describe()}, not {_show(value)}"
 
 
-DEFAULT_KEYFRAME = 8  # a tensor file stored whole at least every 8 versions (docs/store.md)
+DEFAULT_KEYFRAME = 4  # a tensor file stored whole at least every 4 versions (docs/store.md)
 
 SETTINGS: dict[str, Setting] = {
     "remote": Setting(str, meaning="the name of a remote under `remotes`"),
