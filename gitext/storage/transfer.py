@@ -593,15 +593,23 @@ def _range_task(store: Store, remote: Remote, pack_id: str, offset: int, length:
 
 def download(store: Store, remote: Remote, oids: Iterable[str], *, jobs: int = 8,
              progress: bool | None = None,
-             unchecked: dict[str, Manifest] | None = None) -> TransferResult:
+             unchecked: dict[str, Manifest] | None = None,
+             streamed: dict[str, Manifest] | None = None) -> TransferResult:
     """Fetch the files `oids` (manifests and the chunks the store lacks) from `remote`.
 
     Every chunk is verified as it arrives. A manifest enters the store only once the content
     it describes hashes to its oid (Store.check_binding), unless `unchecked` is given: then
     manifests whose chunks all arrived are put there instead (and their files count as done),
     for a caller that is about to read the whole file anyway, checks it while writing it out,
-    and then stores the manifest itself (hydrate.py). One-chunk files need no such check."""
+    and then stores the manifest itself (hydrate.py). One-chunk files need no such check.
+
+    `streamed` (the fused download-and-write path, hydrate.py): the files whose manifest came
+    from the remote get only their manifest here, put in `streamed`; their chunks are left to
+    the caller, which fetches each one as it writes the file (ChunkFetcher), checks the whole
+    file and stores the manifest. They count neither as done nor as failed, and what the
+    caller moves is not in this result."""
     down = _Download(store, remote, oids, jobs, unchecked)
+    down.streamed = streamed
     down.bar = Progress(f"Downloading from {remote.name}", len(down.need), 0, enabled=progress)
     try:
         if down.fetch_manifests():
@@ -628,6 +636,7 @@ class _Download(_Transfer):
         self.manifests: dict[str, Manifest] = {}    # file -> its manifest, as fetched (or made)
         self.sizes: dict[str, int] = {}             # chunk the store lacks -> its content size
         self.damaged: dict[str, BaseException] = {}  # chunk -> why it was refused (set by workers)
+        self.streamed: dict[str, Manifest] | None = None  # see download()
         for oid in self.ledger.order:
             try:
                 cached = store.cached_manifest(oid)
@@ -691,6 +700,14 @@ class _Download(_Transfer):
         lacks none is finished at once."""
         for oid in self.singles:
             self.manifests[oid] = Manifest(oid, 0, (ChunkRef(oid, 0),))  # size unknown until fetched
+        if self.streamed is not None:
+            for oid in list(self.manifest_tmp):
+                manifest = self.manifests.get(oid)
+                if manifest is not None and oid not in self.ledger.failed \
+                        and not getattr(manifest, "bases", ()):  # (a delta's base comes first)
+                    self.streamed[oid] = manifest
+                    del self.manifests[oid]
+                    self.manifest_tmp.pop(oid).unlink(missing_ok=True)
         for oid, manifest in self.manifests.items():
             lacking = {c.id: c.size for c in self.store.missing_chunks(manifest)}
             self.waiting[oid] = len(lacking)
@@ -770,6 +787,51 @@ class _Download(_Transfer):
             self.ledger.fail(oid, _failure(exc, self.remote))
         else:
             self.completed(oid)
+
+
+class ChunkFetcher:
+    """The fused download-and-write path's source of chunks (Store.iter_content's `fetch`):
+    one chunk from the remote (loose or packed), retried on RemoteError like a transfer's
+    objects, checked and stored as received (Store.accept_chunk), its original bytes handed
+    to the writer. Safe to call from several threads; counts what it moved for the one
+    summary line of the transfer it completes."""
+
+    def __init__(self, store: Store, remote: Remote, bar: Progress | None = None,
+                 jobs: int = 4) -> None:
+        self.store = store
+        self.remote = remote
+        self.bar: Progress = bar or NullProgress()
+        self.jobs = jobs  # how many chunks the writer fetches at once
+        self.files = 0    # the writer counts the files it wrote through this fetcher
+        self.chunks = 0
+        self.nbytes = 0
+        self.start = time.monotonic()
+        self._lock = threading.Lock()
+
+    def __call__(self, ref: ChunkRef) -> bytes:
+        for attempt in range(ATTEMPTS):
+            try:
+                raw = packs.read_chunk_object(self.store, self.remote, ref.id)
+                break
+            except ObjectMissing as exc:
+                raise ObjectMissing(f"missing on remote {self.remote.name} (chunk "
+                                    f"{ref.id[:12]})", oid=ref.id, hint=exc.hint) from None
+            except (RemoteUnsupported, RemoteRefused):
+                raise
+            except RemoteError:
+                if attempt + 1 == ATTEMPTS:
+                    raise
+                time.sleep(_backoff(attempt))
+        try:
+            data = self.store.accept_chunk(ref.id, raw)
+        except CorruptObject as exc:
+            raise CorruptObject(f"corrupt on remote {self.remote.name} (sha256 mismatch in "
+                                f"chunk {ref.id[:12]})", oid=ref.id, hint=exc.hint) from None
+        with self._lock:
+            self.chunks += 1
+            self.nbytes += len(raw)
+        self.bar.advance(0, len(raw))
+        return data
 
 
 def remote_lacks(store: Store, remote: Remote, oids: Sequence[str]) -> list[str]:

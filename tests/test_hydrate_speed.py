@@ -1,0 +1,116 @@
+"""Hydration at copy speed (docs/hydration.md, "The fused path" and "Checkout between versions"):
+a clone writes each downloaded chunk straight into the work-tree file (one decompression, one
+hash per chunk, the whole file's sha256 once), and a checkout between versions copies the
+unchanged ranges of the previous version instead of decompressing their chunks."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from mlxtest import assert_clean_status, blob_of, git, run, sha256_file, write_random
+
+from gitext.formats.pointer import parse
+
+
+@pytest.fixture
+def direct(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every tracked file takes the direct path (the default starts at 8 MiB)."""
+    monkeypatch.setenv("GIT_MLX_DIRECT_MIN_SIZE", "1")
+
+
+def commit_all(repo: Path, message: str) -> None:
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", message)
+
+
+def cache(clone: Path) -> Path:
+    return clone / ".git" / "mlx"
+
+
+def leftovers(work: Path) -> list[str]:
+    return sorted(p.name for p in work.rglob(".*.tmp"))
+
+
+def test_fused_clone_is_byte_identical(repo_with_origin: Path, origin: Path, tmp_path: Path,
+                                       direct: None) -> None:
+    repo = repo_with_origin
+    write_random(repo / "model.bin", 5 * 2**20 + 13, seed=1, compressible=0.5)
+    (repo / "copy.bin").write_bytes((repo / "model.bin").read_bytes())  # same oid: two targets
+    block = os.urandom(2**20)
+    (repo / "repeats.bin").write_bytes(block * 6 + b"tail")  # one chunk id at several offsets
+    commit_all(repo, "v1")
+    git(repo, "push", "-q", "origin", "main")
+
+    other = tmp_path / "other"
+    proc = run(["git", "clone", "-q", str(origin), str(other)], env={"GIT_MLX_TRACE": "1"})
+    err = proc.stderr.decode()
+    assert "fused download-and-write" in err, err
+    assert err.count("downloaded ") == 1, err  # one summary line for the whole transfer
+    for name in ("model.bin", "copy.bin", "repeats.bin"):
+        assert sha256_file(other / name) == sha256_file(repo / name), name
+    assert_clean_status(other)
+    assert leftovers(other) == []
+    # The cache holds every file complete (manifests stored after their chunks).
+    fsck = run(["git", "-C", str(other), "mlx", "fsck"])
+    assert b"problem" not in fsck.stdout.lower(), fsck.stdout
+    for name in ("model.bin", "repeats.bin"):
+        oid = parse(blob_of(repo, f"HEAD:{name}")).oid
+        assert (cache(other) / "files" / oid[:2] / oid).is_file(), name
+
+
+def test_fused_path_refuses_a_corrupt_chunk(repo_with_origin: Path, origin: Path, tmp_path: Path,
+                                            direct: None) -> None:
+    import zstandard
+
+    repo = repo_with_origin
+    write_random(repo / "model.bin", 4 * 2**20, seed=2, compressible=0.5)
+    commit_all(repo, "v1")
+    git(repo, "push", "-q", "origin", "main")
+    oid = parse(blob_of(repo, "HEAD:model.bin")).oid
+    chunks = sorted(p for p in (origin / "mlx" / "chunks").rglob("*") if p.is_file())
+    victim = chunks[len(chunks) // 2]
+    good = victim.read_bytes()
+    victim.chmod(0o644)
+    # A well-formed frame of other bytes: only the sha256 of the content can tell.
+    wrong = bytearray(zstandard.ZstdDecompressor().decompress(good))
+    wrong[len(wrong) // 3] ^= 0x01
+    victim.write_bytes(zstandard.ZstdCompressor(write_checksum=True).compress(bytes(wrong)))
+
+    other = tmp_path / "other"
+    proc = run(["git", "clone", "-q", str(origin), str(other)], check=False)
+    err = proc.stderr.decode()
+    assert proc.returncode != 0, err
+    assert "model.bin" in err and "corrupt on remote" in err, err
+    assert "Traceback" not in err
+    assert parse((other / "model.bin").read_bytes()).oid == oid  # still the pointer
+    assert leftovers(other) == []  # nothing half-written stays
+    assert not (cache(other) / "chunks" / victim.name[:2] / victim.name).exists()
+    assert not (cache(other) / "files" / oid[:2] / oid).exists()
+
+    victim.write_bytes(good)  # the remote is repaired: pull finishes the job
+    git(other, "mlx", "pull")
+    assert sha256_file(other / "model.bin") == sha256_file(repo / "model.bin")
+    assert_clean_status(other)
+
+
+def test_fused_clone_of_1gib_keeps_memory_flat(repo_with_origin: Path, origin: Path,
+                                               tmp_path: Path) -> None:
+    repo = repo_with_origin
+    big = write_random(repo / "huge.bin", 2**30, seed=16, compressible=0.5)
+    commit_all(repo, "v1")
+    git(repo, "push", "-q", "origin", "main")
+    other = tmp_path / "other"
+    env = {**os.environ, "GIT_MLX_TRACE": "1"}
+    proc = subprocess.Popen(["git", "clone", "-q", str(origin), str(other)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert proc.stderr is not None
+    err = proc.stderr.read().decode()
+    _, status, usage = os.wait4(proc.pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, err
+    assert "fused download-and-write" in err, err
+    peak_mib = usage.ru_maxrss / 1024  # the largest of git and every process it waited for
+    assert peak_mib < 150, peak_mib
+    assert sha256_file(other / "huge.bin") == sha256_file(big)
