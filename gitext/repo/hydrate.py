@@ -410,7 +410,7 @@ def _write_targets(ctx: Context, targets: Sequence[Target], requested: str | Non
         fetcher.bar.close()
         moved = replace(result, files=result.files + fetcher.files,
                         chunks=result.chunks + fetcher.chunks, nbytes=result.nbytes + fetcher.nbytes,
-                        seconds=result.seconds + time.monotonic() - fetcher.start)
+                        seconds=result.seconds + fetcher.seconds)
         trace(f"hydrate: fused download-and-write: {fetcher.chunks} chunk(s), "
               f"{fetcher.nbytes} bytes written straight into {fetcher.files} file(s)")
         ctx.report_download(moved, fetcher.remote)

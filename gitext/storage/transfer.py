@@ -805,10 +805,17 @@ class ChunkFetcher:
         self.files = 0    # the writer counts the files it wrote through this fetcher
         self.chunks = 0
         self.nbytes = 0
-        self.start = time.monotonic()
+        self.busy = 0.0   # seconds spent fetching and checking, summed over the threads
         self._lock = threading.Lock()
 
+    @property
+    def seconds(self) -> float:
+        """The transfer's share of the time, for its summary's rate: the fetches' time over
+        the threads that ran them (the writing of chunks the cache had is not counted)."""
+        return self.busy / max(1, min(self.jobs, self.chunks))
+
     def __call__(self, ref: ChunkRef) -> bytes:
+        start = time.monotonic()
         for attempt in range(ATTEMPTS):
             try:
                 raw = packs.read_chunk_object(self.store, self.remote, ref.id)
@@ -830,6 +837,7 @@ class ChunkFetcher:
         with self._lock:
             self.chunks += 1
             self.nbytes += len(raw)
+            self.busy += time.monotonic() - start
         self.bar.advance(0, len(raw))
         return data
 
