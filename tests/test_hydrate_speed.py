@@ -114,3 +114,56 @@ def test_fused_clone_of_1gib_keeps_memory_flat(repo_with_origin: Path, origin: P
     peak_mib = usage.ru_maxrss / 1024  # the largest of git and every process it waited for
     assert peak_mib < 150, peak_mib
     assert sha256_file(other / "huge.bin") == sha256_file(big)
+
+
+# --- the fused path at the storage level, through a packed remote --------------------------------
+
+def test_fused_path_through_a_packed_remote(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from gitext.errors import CorruptObject
+    from gitext.formats.manifest import Manifest
+    from gitext.storage import packs, transfer
+    from gitext.storage.remotes.local import LocalRemote
+    from gitext.storage.store import CHUNKS, Store, StoreSettings
+
+    class PackedLocal(LocalRemote):
+        packed = True
+
+    monkeypatch.setattr(packs, "TARGET_PACK_BYTES", 64 << 10)
+    small = StoreSettings(min_chunk=4 << 10, avg_chunk=16 << 10, max_chunk=64 << 10)
+    local, other = Store(tmp_path / "a", small), Store(tmp_path / "b", small)
+    remote = PackedLocal(tmp_path / "remote", name="origin")
+    path = write_random(tmp_path / "f.bin", 400_000, seed=3, compressible=0.3)
+    oid = local.add_file(path).oid
+    assert transfer.upload(local, remote, [oid], progress=False).failed == {}
+
+    streamed: dict[str, Manifest] = {}
+    down = transfer.download(other, remote, [oid], progress=False, streamed=streamed)
+    assert down.failed == {} and down.done == [] and list(streamed) == [oid]
+    manifest = streamed[oid]
+    assert other.missing_chunks(manifest) == list(dict.fromkeys(manifest.chunks))  # none fetched yet
+    fetcher = transfer.ChunkFetcher(other, remote, jobs=3)
+    data = b"".join(other.iter_content(oid, manifest=manifest, verify_chunks=False,
+                                       fetch=fetcher, workers=3))
+    assert data == path.read_bytes()
+    assert fetcher.chunks == len({c.id for c in manifest.chunks})
+    assert other.missing_chunks(manifest) == []
+
+    # A chunk whose bytes are wrong is refused and never stored under its name.
+    third = Store(tmp_path / "c", small)
+    victim = manifest.chunks[1].id
+    monkeypatch.setattr(packs, "read_chunk_object",
+                        lambda store, remote, cid: b"\x28\xb5\x2f\xfd garbage" if cid == victim
+                        else LocalRemote.read_range(remote, *_where(store, remote, cid)))
+    with pytest.raises(CorruptObject) as raised:
+        for _ in third.iter_content(oid, manifest=manifest, verify_chunks=False,
+                                    fetch=transfer.ChunkFetcher(third, remote)):
+            pass
+    assert raised.value.oid == victim and "corrupt on remote origin" in raised.value.message
+    assert not third.has(CHUNKS, victim)
+
+
+def _where(store: object, remote: object, cid: str) -> tuple[str, int, int]:
+    from gitext.storage.packs import RemoteIndex, pack_key
+
+    entry = RemoteIndex.current(store, remote).where[cid]  # type: ignore[arg-type]
+    return pack_key(entry.pack), entry.offset, entry.length
