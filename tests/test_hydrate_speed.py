@@ -167,3 +167,42 @@ def _where(store: object, remote: object, cid: str) -> tuple[str, int, int]:
 
     entry = RemoteIndex.current(store, remote).where[cid]  # type: ignore[arg-type]
     return pack_key(entry.pack), entry.offset, entry.length
+
+
+def test_fused_path_fetches_a_delta_base_that_comes_later_in_the_file(tmp_path: Path) -> None:
+    """A chunk stored as a delta against another chunk of the same file (which a manifest does
+    not list as a base): the fused path meets the delta first, fetches its base, decodes it."""
+    import array
+    import hashlib
+    import random
+
+    from gitext.formats.manifest import Manifest
+    from gitext.storage import codecs, transfer
+    from gitext.storage.remotes.local import LocalRemote
+    from gitext.storage.store import CHUNKS, FILES, Store
+
+    rng = random.Random(7)
+    weights = array.array("f", (rng.gauss(0, 1) for _ in range(40_000)))
+    base = weights.tobytes()
+    moved = array.array("f", (w * (1 + 1e-4 * rng.gauss(0, 1)) for w in weights)).tobytes()
+    local = Store(tmp_path / "a")
+    base_ref = local._store_chunk(memoryview(base), 4)
+    delta_ref = local._store_chunk(memoryview(moved), 4,
+                                   codecs.Base(base_ref.id, base, 0))
+    raw = local.path(CHUNKS, delta_ref.id).read_bytes()
+    header = codecs.header(raw[:codecs.HEADER_MAX])
+    assert header is not None and header.codec == codecs.DELTA  # the store chose the delta
+    content = moved + base  # the delta first in file order, its base after it
+    manifest = Manifest(hashlib.sha256(content).hexdigest(), len(content), (delta_ref, base_ref))
+    local._write_object(FILES, manifest.oid, manifest.encode())
+    remote = LocalRemote(tmp_path / "remote", name="origin")
+    assert transfer.upload(local, remote, [manifest.oid], progress=False).failed == {}
+
+    other = Store(tmp_path / "b")
+    streamed: dict[str, Manifest] = {}
+    transfer.download(other, remote, [manifest.oid], progress=False, streamed=streamed)
+    got = b"".join(other.iter_content(manifest.oid, manifest=streamed[manifest.oid],
+                                      verify_chunks=False, fetch=transfer.ChunkFetcher(other, remote),
+                                      workers=1))
+    assert got == content
+    assert other.has(CHUNKS, base_ref.id) and other.has(CHUNKS, delta_ref.id)

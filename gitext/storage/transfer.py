@@ -43,7 +43,7 @@ from gitext.progress import NullProgress, Progress, format_summary
 from gitext.storage import packs
 from gitext.storage.packs import RemoteIndex
 from gitext.storage.remotes.base import Remote
-from gitext.storage.store import CHUNKS, FILES, Store, file_key, object_key
+from gitext.storage.store import CHUNKS, FILES, MAX_DEPTH, Store, file_key, object_key
 
 ATTEMPTS = 3          # tries per object, counting the first
 BACKOFF_BASE = 0.5    # seconds before the first retry; doubles each time
@@ -814,12 +814,36 @@ class ChunkFetcher:
         the threads that ran them (the writing of chunks the cache had is not counted)."""
         return self.busy / max(1, min(self.jobs, self.chunks))
 
-    def __call__(self, ref: ChunkRef) -> bytes:
+    def __call__(self, ref: ChunkRef, _depth: int = MAX_DEPTH) -> bytes:
         start = time.monotonic()
+        raw = self._read(ref)
+        try:
+            data = self.store.accept_chunk(ref.id, raw)
+        except ObjectMissing as exc:
+            # A delta whose base is not here yet: one of the file's own chunks (a manifest
+            # lists only the other bases), on its way in another thread or later in the
+            # file. Fetch it first, then decode the delta (chains are bounded).
+            if exc.oid in ("", ref.id) or _depth <= 0:
+                raise
+            self(ChunkRef(exc.oid, 0), _depth - 1)
+            data = self.store.accept_chunk(ref.id, raw)
+        except CorruptObject as exc:
+            if exc.oid != ref.id:
+                raise  # a damaged base in our store: its message names it
+            raise CorruptObject(f"corrupt on remote {self.remote.name} (sha256 mismatch in "
+                                f"chunk {ref.id[:12]})", oid=ref.id, hint=exc.hint) from None
+        with self._lock:
+            self.chunks += 1
+            self.nbytes += len(raw)
+            self.busy += time.monotonic() - start
+        self.bar.advance(0, len(raw))
+        return data
+
+    def _read(self, ref: ChunkRef) -> bytes:
+        """The chunk object's bytes from the remote (not checked), retried on RemoteError."""
         for attempt in range(ATTEMPTS):
             try:
-                raw = packs.read_chunk_object(self.store, self.remote, ref.id)
-                break
+                return packs.read_chunk_object(self.store, self.remote, ref.id)
             except ObjectMissing as exc:
                 raise ObjectMissing(f"missing on remote {self.remote.name} (chunk "
                                     f"{ref.id[:12]})", oid=ref.id, hint=exc.hint) from None
@@ -829,17 +853,7 @@ class ChunkFetcher:
                 if attempt + 1 == ATTEMPTS:
                     raise
                 time.sleep(_backoff(attempt))
-        try:
-            data = self.store.accept_chunk(ref.id, raw)
-        except CorruptObject as exc:
-            raise CorruptObject(f"corrupt on remote {self.remote.name} (sha256 mismatch in "
-                                f"chunk {ref.id[:12]})", oid=ref.id, hint=exc.hint) from None
-        with self._lock:
-            self.chunks += 1
-            self.nbytes += len(raw)
-            self.busy += time.monotonic() - start
-        self.bar.advance(0, len(raw))
-        return data
+        raise AssertionError("unreachable")
 
 
 def remote_lacks(store: Store, remote: Remote, oids: Sequence[str]) -> list[str]:
