@@ -383,31 +383,34 @@ def _write_targets(ctx: Context, targets: Sequence[Target], requested: str | Non
     targets = [t for t in targets if _real_directory(work_tree, t.path.rpartition("/")[0], real_dirs)]
     for directory in dict.fromkeys((work_tree / t.path).parent for t in targets):
         _remove_stale_tmp(directory)
-    for t in targets:
-        if t.path in failed:
-            continue
-        dest = work_tree / t.path
-        seen = pointer_stat(dest, t.pointer)
-        if seen is None:
-            continue  # not the pointer file git wrote (changed, replaced): not ours to write
-        manifest, fetch = fresh.pop(t.pointer.oid, None), None
-        if manifest is None and t.pointer.oid in streamed:
-            manifest, fetch = streamed.pop(t.pointer.oid), fetcher
-        try:
-            st = write_file(ctx, t, dest, seen, repair, manifest, fetch)
-        except (MlxError, OSError) as exc:
-            why = explain_os_error(exc) or exc  # a full or read-only disk: say which, and where
-            failed[t.path] = why.message if isinstance(why, MlxError) else str(why)
-            continue
-        if st is None:
-            changed.append(t)
-        else:
-            written.append((t, st))
-        if fetch is not None and fetcher is not None:
-            fetcher.files += 1  # (written or not, its chunks moved)
-            fetcher.bar.advance(1)
+    try:
+        for t in targets:
+            if t.path in failed:
+                continue
+            dest = work_tree / t.path
+            seen = pointer_stat(dest, t.pointer)
+            if seen is None:
+                continue  # not the pointer file git wrote (changed, replaced): not ours to write
+            manifest, fetch = fresh.pop(t.pointer.oid, None), None
+            if manifest is None and t.pointer.oid in streamed:
+                manifest, fetch = streamed.pop(t.pointer.oid), fetcher
+            try:
+                st = write_file(ctx, t, dest, seen, repair, manifest, fetch)
+            except (MlxError, OSError) as exc:
+                why = explain_os_error(exc) or exc  # a full or read-only disk: say which, and where
+                failed[t.path] = why.message if isinstance(why, MlxError) else str(why)
+                continue
+            if st is None:
+                changed.append(t)
+            else:
+                written.append((t, st))
+            if fetch is not None and fetcher is not None:
+                fetcher.files += 1  # (written or not, its chunks moved)
+                fetcher.bar.advance(1)
+    finally:
+        if fetcher is not None:
+            fetcher.bar.close()
     if fetcher is not None and result is not None:
-        fetcher.bar.close()
         moved = replace(result, files=result.files + fetcher.files,
                         chunks=result.chunks + fetcher.chunks, nbytes=result.nbytes + fetcher.nbytes,
                         seconds=result.seconds + fetcher.seconds)
