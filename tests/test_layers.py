@@ -39,6 +39,7 @@ HEAVY = {"yaml", "ruamel", "pygit2", "boto3", "botocore", "paramiko", "sqlite3",
 # git starts for a command that sends it nothing, stay cheap.
 LAZY = {
     ("gitext.repo.hydrate", "gitext.storage.repair"),
+    ("gitext.repo.hydrate", "gitext.storage.transfer"),  # (the fused path: only when downloading)
     ("gitext.repo.filters", "gitext.storage.repair"),
     ("gitext.repo.filters", "gitext.repo.hydrate"),  # (files git delayed, written at the end)
     ("gitext.repo.context", "gitext.storage.store"),

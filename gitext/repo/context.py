@@ -91,14 +91,22 @@ class Context:
 
     def download(self, oids: Iterable[str], remote: Remote | None = None,
                  progress: bool | None = None,
-                 unchecked: dict[str, Manifest] | None = None) -> TransferResult:
+                 unchecked: dict[str, Manifest] | None = None,
+                 streamed: dict[str, Manifest] | None = None) -> TransferResult:
+        """transfer.download, then its summary line; when files were left to the caller to
+        stream (`streamed` filled), the caller prints the summary (report_download) once it
+        has fetched their chunks."""
         from gitext.storage.transfer import download
 
         remote = remote or self.remote()
         result = download(self.store, remote, oids, jobs=self.config.jobs(),
-                          progress=progress, unchecked=unchecked)
-        _report(result, "downloaded", f"from {remote.name}")
+                          progress=progress, unchecked=unchecked, streamed=streamed)
+        if not streamed:
+            _report(result, "downloaded", f"from {remote.name}")
         return result
+
+    def report_download(self, result: TransferResult, remote: Remote) -> None:
+        _report(result, "downloaded", f"from {remote.name}")
 
     def upload(self, oids: Iterable[str], remote: Remote, progress: bool | None = None) -> TransferResult:
         from gitext.storage.transfer import upload

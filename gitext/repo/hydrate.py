@@ -27,7 +27,7 @@ import stat
 import subprocess
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
@@ -37,12 +37,13 @@ from gitext.fsutil import create_temp, write_all
 from gitext.git import index as gitindex
 from gitext.git.run import git, quote_path, staged_entries
 from gitext.log import inform, trace, warn
-from gitext.progress import format_bytes, plural
+from gitext.progress import Progress, format_bytes, plural
 from gitext.repo.context import Context
 
 if TYPE_CHECKING:
     from gitext.formats.manifest import Manifest
     from gitext.storage.remotes.base import Remote
+    from gitext.storage.transfer import ChunkFetcher, TransferResult
 
 EXECUTABLE = 0o100755
 
@@ -147,14 +148,17 @@ def pointer_stat(path: Path, pointer: Pointer) -> os.stat_result | None:
 
 def write_file(ctx: Context, target: Target, dest: Path, seen: os.stat_result,
                repair: Callable[[str], None] | None = None,
-               fresh: Manifest | None = None) -> os.stat_result | None:
+               fresh: Manifest | None = None,
+               fetch: ChunkFetcher | None = None) -> os.stat_result | None:
     """Write the verified content of `target` over `dest`; return the new file's stat.
 
     The content goes to a temp file in the same directory and is renamed into place only after
     it checked out, so a failure leaves the pointer file as it was. From the cache, chunks are
     checked by their zstd checksums (docs/store.md, "Reading"); a `fresh` manifest (just
     downloaded, not yet in the store) is checked by the whole file's sha256 while writing,
-    and then stored.
+    and then stored. With `fetch` (the fused path), the chunks of a `fresh` manifest that the
+    cache lacks are downloaded as the file is written: each is decompressed and hashed once,
+    stored as received, and its bytes go straight into the temp file (docs/hydration.md).
 
     `seen` is the pointer file's lstat when it was found: if `dest` is not that same untouched
     file right before the rename (another process wrote it, in place or by rename), the temp
@@ -167,7 +171,9 @@ def write_file(ctx: Context, target: Target, dest: Path, seen: os.stat_result,
     renamed = False
     try:
         if fresh is not None:
-            _write_fd(store.iter_content(oid, manifest=fresh, verify_chunks=False), fd, tmp)
+            workers = None if fetch is None else max(store.settings.workers, fetch.jobs)
+            _write_fd(store.iter_content(oid, manifest=fresh, verify_chunks=False, fetch=fetch,
+                                         workers=workers), fd, tmp)
             store.import_bytes("files", oid, fresh.encode())
         else:
             try:
@@ -339,12 +345,18 @@ def _write_targets(ctx: Context, targets: Sequence[Target], requested: str | Non
     absent = {t.pointer.oid for t in targets if not store.has_complete_file(t.pointer.oid)}
     remote_error: MlxError | None = None
     downloaded = False
+    streamed: dict[str, Manifest] = {}  # fresh manifests whose chunks come as the file is written
+    fetcher: ChunkFetcher | None = None
+    result: TransferResult | None = None
     if absent:
         try:
-            result = ctx.download(absent, ctx.remote(requested), progress=progress,
-                                  unchecked=fresh)
+            remote = ctx.remote(requested)
+            result = ctx.download(absent, remote, progress=progress, unchecked=fresh,
+                                  streamed=streamed if FUSED else None)
             reasons = {oid: str(why) for oid, why in result.failed.items()}
             downloaded = bool(result.moved)
+            if streamed:
+                fetcher = _fetcher(ctx, remote, streamed, progress)
             if remote_errors is not None:  # files failed because the remote did (unreachable)
                 remote_errors.extend(why.error for why in result.failed.values()
                                      if isinstance(why.error, RemoteError))
@@ -371,24 +383,55 @@ def _write_targets(ctx: Context, targets: Sequence[Target], requested: str | Non
     targets = [t for t in targets if _real_directory(work_tree, t.path.rpartition("/")[0], real_dirs)]
     for directory in dict.fromkeys((work_tree / t.path).parent for t in targets):
         _remove_stale_tmp(directory)
-    for t in targets:
-        if t.path in failed:
-            continue
-        dest = work_tree / t.path
-        seen = pointer_stat(dest, t.pointer)
-        if seen is None:
-            continue  # not the pointer file git wrote (changed, replaced): not ours to write
-        try:
-            st = write_file(ctx, t, dest, seen, repair, fresh.pop(t.pointer.oid, None))
-        except (MlxError, OSError) as exc:
-            why = explain_os_error(exc) or exc  # a full or read-only disk: say which, and where
-            failed[t.path] = why.message if isinstance(why, MlxError) else str(why)
-            continue
-        if st is None:
-            changed.append(t)
-        else:
-            written.append((t, st))
+    try:
+        for t in targets:
+            if t.path in failed:
+                continue
+            dest = work_tree / t.path
+            seen = pointer_stat(dest, t.pointer)
+            if seen is None:
+                continue  # not the pointer file git wrote (changed, replaced): not ours to write
+            manifest, fetch = fresh.pop(t.pointer.oid, None), None
+            if manifest is None and t.pointer.oid in streamed:
+                manifest, fetch = streamed.pop(t.pointer.oid), fetcher
+            try:
+                st = write_file(ctx, t, dest, seen, repair, manifest, fetch)
+            except (MlxError, OSError) as exc:
+                why = explain_os_error(exc) or exc  # a full or read-only disk: say which, and where
+                failed[t.path] = why.message if isinstance(why, MlxError) else str(why)
+                continue
+            if st is None:
+                changed.append(t)
+            else:
+                written.append((t, st))
+            if fetch is not None and fetcher is not None:
+                fetcher.files += 1  # (written or not, its chunks moved)
+                fetcher.bar.advance(1)
+    finally:
+        if fetcher is not None:
+            fetcher.bar.close()
+    if fetcher is not None and result is not None:
+        moved = replace(result, files=result.files + fetcher.files,
+                        chunks=result.chunks + fetcher.chunks, nbytes=result.nbytes + fetcher.nbytes,
+                        seconds=result.seconds + fetcher.seconds)
+        trace(f"hydrate: fused download-and-write: {fetcher.chunks} chunk(s), "
+              f"{fetcher.nbytes} bytes written straight into {fetcher.files} file(s)")
+        ctx.report_download(moved, fetcher.remote)
+        downloaded = downloaded or moved.moved
     return downloaded
+
+
+FUSED = True  # the fused download-and-write path (tests and benchmarks turn it off)
+
+
+def _fetcher(ctx: Context, remote: Remote, streamed: dict[str, Manifest],
+             progress: bool | None) -> ChunkFetcher:
+    """The source of the chunks of the files whose manifests `streamed` holds: fetched from
+    `remote` as each file is written, `transfer.jobs` (at most the remote's) at a time."""
+    from gitext.storage.transfer import ChunkFetcher  # (storage code: only when there is work)
+
+    bar = Progress(f"Downloading from {remote.name}", len(streamed), 0, enabled=progress)
+    return ChunkFetcher(ctx.store, remote, bar, jobs=min(ctx.config.jobs(), remote.max_jobs))
 
 
 def _checked_out(ctx: Context, targets: Sequence[Target]) -> list[Target]:

@@ -199,13 +199,16 @@ class RemoteIndex:
 def fetch_chunk(store: Store, remote: Remote, chunk_id: str) -> None:
     """Download one chunk into `store` (verified): from a pack if the remote's index has it,
     else as a loose object."""
+    store.import_bytes(CHUNKS, chunk_id, read_chunk_object(store, remote, chunk_id))
 
+
+def read_chunk_object(store: Store, remote: Remote, chunk_id: str) -> bytes:
+    """One chunk object's bytes as the remote keeps them (not verified): from a pack if the
+    remote's index has it, else the loose object."""
     if remote.packed:
         entry = RemoteIndex.current(store, remote).where.get(chunk_id)
         if entry is None:  # packed since this process looked: look again
             entry = RemoteIndex(store, remote).load().where.get(chunk_id)
         if entry is not None:
-            data = remote.read_range(pack_key(entry.pack), entry.offset, entry.length)
-            store.import_bytes(CHUNKS, chunk_id, data)
-            return
-    store.import_bytes(CHUNKS, chunk_id, remote.read(object_key(CHUNKS, chunk_id)))
+            return remote.read_range(pack_key(entry.pack), entry.offset, entry.length)
+    return remote.read(object_key(CHUNKS, chunk_id))

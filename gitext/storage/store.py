@@ -35,6 +35,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import BinaryIO
 
@@ -565,6 +566,20 @@ class Store:
             )
         return data
 
+    def _load_or_fetch(self, fetch: Callable[[ChunkRef], bytes], ref: ChunkRef, oid: str,
+                       verify: bool | None) -> bytes:
+        """Worker: `_load_chunk` for a chunk the store has; else `fetch(ref)` (already checked
+        against its name)."""
+        if self.has(CHUNKS, ref.id):
+            return self._load_chunk(ref, oid, verify)
+        data = fetch(ref)
+        if len(data) != ref.size:
+            raise CorruptObject(
+                f"manifest of {oid} gives chunk {ref.id} {ref.size} bytes, it has {len(data)}",
+                oid=oid, hint=FETCH_HINT,
+            )
+        return data
+
     def _read_unverified(self, hexid: str, oid: str, checksummed: bool = False,
                          depth: int = MAX_DEPTH) -> bytes:
         """A chunk's bytes, decompressed but not hashed (the caller checks the whole file).
@@ -592,7 +607,9 @@ class Store:
 
     def iter_content(self, oid: str, *, repair: Callable[[str], None] | None = None,
                      verify_chunks: bool = True, trusted: bool = False,
-                     manifest: Manifest | None = None) -> Iterator[bytes]:
+                     manifest: Manifest | None = None,
+                     fetch: Callable[[ChunkRef], bytes] | None = None,
+                     workers: int | None = None) -> Iterator[bytes]:
         """The file's bytes chunk by chunk, read and decompressed ahead by worker threads.
 
         Three levels of checking (docs/store.md, "Reading"):
@@ -604,6 +621,10 @@ class Store:
           cache, whose chunks were hashed when they entered it and whose link to `oid` was
           checked when it did (clean made it, or a download checked the whole file first).
         `manifest` reads a manifest that is not (yet) in the store: a fresh download.
+        `fetch` (the fused download-and-write path): a chunk absent from the store is not an
+        error but `fetch(ref)`'s job, which downloads it, stores it and returns its checked
+        original bytes (Store.accept_chunk), so that it is decompressed once and never read
+        back; `workers` threads (default: the store's) then read, fetch and decode ahead.
 
         A chunk that is missing or fails its check is passed to `repair(chunk_id)` when given
         (which should fetch it again into this store) and read once more.
@@ -628,15 +649,19 @@ class Store:
                 yield self._load_chunk(ref, oid, single)
             return
         whole = hashlib.sha256()
-        ahead = self.settings.workers + 2
+        workers = workers or self.settings.workers
+        ahead = workers + 2
         refs = iter(manifest.chunks)
+        load: Callable[[ChunkRef, str, bool | None], bytes] = self._load_chunk
+        if fetch is not None:
+            load = partial(self._load_or_fetch, fetch)
         pending: deque[tuple[ChunkRef, Future[bytes]]] = deque()
         hashed: deque[Future[None]] = deque()  # the whole-file hash runs in its own thread
-        with ThreadPoolExecutor(self.settings.workers, thread_name_prefix="mlx-read") as pool, \
+        with ThreadPoolExecutor(workers, thread_name_prefix="mlx-read") as pool, \
                 ThreadPoolExecutor(1, thread_name_prefix="mlx-hash") as hasher:
             try:
                 for ref in refs:
-                    pending.append((ref, pool.submit(self._load_chunk, ref, oid, mode)))
+                    pending.append((ref, pool.submit(load, ref, oid, mode)))
                     if len(pending) >= ahead:
                         break
                 while pending:
@@ -647,10 +672,10 @@ class Store:
                         if repair is None or exc.oid != ref.id:
                             raise
                         repair(ref.id)
-                        data = self._load_chunk(ref, oid, mode)
+                        data = load(ref, oid, mode)
                     nxt = next(refs, None)
                     if nxt is not None:
-                        pending.append((nxt, pool.submit(self._load_chunk, nxt, oid, mode)))
+                        pending.append((nxt, pool.submit(load, nxt, oid, mode)))
                     if not trusted:
                         hashed.append(hasher.submit(whole.update, data))  # FIFO: in file order
                         if len(hashed) > ahead:
@@ -731,6 +756,22 @@ class Store:
         _check_id(kind, hexid)
         self._check_download(kind, hexid, raw)
         self._write_object(kind, hexid, raw)
+
+    def accept_chunk(self, hexid: str, raw: bytes) -> bytes:
+        """A downloaded chunk object for a writer that wants its content now (the fused
+        download-and-write path, repo/hydrate.py): decoded and checked once (`_decode_chunk`:
+        the content must hash to `hexid`), written into the store as received, and its
+        original bytes returned. CorruptObject if it does not check out (nothing written)."""
+        _check_id(CHUNKS, hexid)
+        data = self._decode_chunk(raw, hexid)
+        if data is None:
+            raise CorruptObject(
+                f"downloaded chunk {hexid} failed its sha256 check", oid=hexid,
+                hint="the remote's copy is damaged: push the file again from a clone "
+                "that has it",
+            )
+        self._write_object(CHUNKS, hexid, raw)
+        return data
 
     def chunk_intact(self, hexid: str, raw: bytes) -> bool:
         """A stored chunk's bytes decode to content hashing to `hexid` (what gc repacks); a

@@ -50,7 +50,7 @@ from gitext.progress import NullProgress, Progress, format_summary
 from gitext.storage import packs
 from gitext.storage.packs import RemoteIndex
 from gitext.storage.remotes.base import Remote
-from gitext.storage.store import CHUNKS, FILES, Store, file_key, object_key
+from gitext.storage.store import CHUNKS, FILES, MAX_DEPTH, Store, file_key, object_key
 
 ATTEMPTS = 3          # tries per object, counting the first
 BACKOFF_BASE = 0.5    # seconds before the first retry; doubles each time
@@ -638,15 +638,23 @@ def _defer(store: Store, cid: str, raw: bytes, deferred: dict[str, Path]) -> Non
 
 def download(store: Store, remote: Remote, oids: Iterable[str], *, jobs: int = 8,
              progress: bool | None = None,
-             unchecked: dict[str, Manifest] | None = None) -> TransferResult:
+             unchecked: dict[str, Manifest] | None = None,
+             streamed: dict[str, Manifest] | None = None) -> TransferResult:
     """Fetch the files `oids` (manifests and the chunks the store lacks) from `remote`.
 
     Every chunk is verified as it arrives. A manifest enters the store only once the content
     it describes hashes to its oid (Store.check_binding), unless `unchecked` is given: then
     manifests whose chunks all arrived are put there instead (and their files count as done),
     for a caller that is about to read the whole file anyway, checks it while writing it out,
-    and then stores the manifest itself (hydrate.py). One-chunk files need no such check."""
+    and then stores the manifest itself (hydrate.py). One-chunk files need no such check.
+
+    `streamed` (the fused download-and-write path, hydrate.py): the files whose manifest came
+    from the remote get only their manifest here, put in `streamed`; their chunks are left to
+    the caller, which fetches each one as it writes the file (ChunkFetcher), checks the whole
+    file and stores the manifest. They count neither as done nor as failed, and what the
+    caller moves is not in this result."""
     down = _Download(store, remote, oids, jobs, unchecked)
+    down.streamed = streamed
     down.bar = Progress(f"Downloading from {remote.name}", len(down.need), 0, enabled=progress)
     try:
         if down.fetch_manifests():
@@ -676,6 +684,7 @@ class _Download(_Transfer):
         self.sizes: dict[str, int] = {}             # chunk the store lacks -> its content size
         self.damaged: dict[str, BaseException] = {}  # chunk -> why it was refused (set by workers)
         self.deferred: dict[str, Path] = {}         # chunk waiting for its base -> its bytes in tmp/
+        self.streamed: dict[str, Manifest] | None = None  # see download()
         for oid in self.ledger.order:
             try:
                 cached = store.cached_manifest(oid)
@@ -739,6 +748,14 @@ class _Download(_Transfer):
         lacks none is finished at once."""
         for oid in self.singles:
             self.manifests[oid] = Manifest(oid, 0, (ChunkRef(oid, 0),))  # size unknown until fetched
+        if self.streamed is not None:
+            for oid in list(self.manifest_tmp):
+                manifest = self.manifests.get(oid)
+                if manifest is not None and oid not in self.ledger.failed \
+                        and not getattr(manifest, "bases", ()):  # (a delta's base comes first)
+                    self.streamed[oid] = manifest
+                    del self.manifests[oid]
+                    self.manifest_tmp.pop(oid).unlink(missing_ok=True)
         for oid, manifest in self.manifests.items():
             lacking = {c.id: c.size for c in self.store.missing_chunks(manifest)}
             self.waiting[oid] = len(lacking)
@@ -868,6 +885,73 @@ class _Download(_Transfer):
             self.ledger.fail(oid, _failure(exc, self.remote))
         else:
             self.completed(oid)
+
+
+class ChunkFetcher:
+    """The fused download-and-write path's source of chunks (Store.iter_content's `fetch`):
+    one chunk from the remote (loose or packed), retried on RemoteError like a transfer's
+    objects, checked and stored as received (Store.accept_chunk), its original bytes handed
+    to the writer. Safe to call from several threads; counts what it moved for the one
+    summary line of the transfer it completes."""
+
+    def __init__(self, store: Store, remote: Remote, bar: Progress | None = None,
+                 jobs: int = 4) -> None:
+        self.store = store
+        self.remote = remote
+        self.bar: Progress = bar or NullProgress()
+        self.jobs = jobs  # how many chunks the writer fetches at once
+        self.files = 0    # the writer counts the files it wrote through this fetcher
+        self.chunks = 0
+        self.nbytes = 0
+        self.busy = 0.0   # seconds spent fetching and checking, summed over the threads
+        self._lock = threading.Lock()
+
+    @property
+    def seconds(self) -> float:
+        """The transfer's share of the time, for its summary's rate: the fetches' time over
+        the threads that ran them (the writing of chunks the cache had is not counted)."""
+        return self.busy / max(1, min(self.jobs, self.chunks))
+
+    def __call__(self, ref: ChunkRef, _depth: int = MAX_DEPTH) -> bytes:
+        start = time.monotonic()
+        raw = self._read(ref)
+        try:
+            data = self.store.accept_chunk(ref.id, raw)
+        except ObjectMissing as exc:
+            # A delta whose base is not here yet: one of the file's own chunks (a manifest
+            # lists only the other bases), on its way in another thread or later in the
+            # file. Fetch it first, then decode the delta (chains are bounded).
+            if exc.oid in ("", ref.id) or _depth <= 0:
+                raise
+            self(ChunkRef(exc.oid, 0), _depth - 1)
+            data = self.store.accept_chunk(ref.id, raw)
+        except CorruptObject as exc:
+            if exc.oid != ref.id:
+                raise  # a damaged base in our store: its message names it
+            raise CorruptObject(f"corrupt on remote {self.remote.name} (sha256 mismatch in "
+                                f"chunk {ref.id[:12]})", oid=ref.id, hint=exc.hint) from None
+        with self._lock:
+            self.chunks += 1
+            self.nbytes += len(raw)
+            self.busy += time.monotonic() - start
+        self.bar.advance(0, len(raw))
+        return data
+
+    def _read(self, ref: ChunkRef) -> bytes:
+        """The chunk object's bytes from the remote (not checked), retried on RemoteError."""
+        for attempt in range(ATTEMPTS):
+            try:
+                return packs.read_chunk_object(self.store, self.remote, ref.id)
+            except ObjectMissing as exc:
+                raise ObjectMissing(f"missing on remote {self.remote.name} (chunk "
+                                    f"{ref.id[:12]})", oid=ref.id, hint=exc.hint) from None
+            except (RemoteUnsupported, RemoteRefused):
+                raise
+            except RemoteError:
+                if attempt + 1 == ATTEMPTS:
+                    raise
+                time.sleep(_backoff(attempt))
+        raise AssertionError("unreachable")
 
 
 def remote_lacks(store: Store, remote: Remote, oids: Sequence[str]) -> list[str]:
