@@ -8,6 +8,7 @@ import shutil
 import signal
 import stat
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -290,14 +291,23 @@ def test_many_small_files_one_filter_process(repo_with_origin: Path, origin: Pat
     assert_clean_status(other)
 
 
+# The peak is measured by a small wrapper process: a child spawned straight from pytest starts
+# as a copy of pytest (fork or vfork, then exec), and Linux counts that copy's size in the
+# child's ru_maxrss: hundreds of MiB late in a full run, whatever git-mlx itself used.
+_WRAPPER = ("import os, subprocess, sys\n"
+            "p = subprocess.Popen(sys.argv[1:])\n"
+            "_, status, usage = os.wait4(p.pid, 0)\n"
+            "sys.stderr.write(f'\\npeak {os.waitstatus_to_exitcode(status)} {usage.ru_maxrss}')\n")
+
+
 def _peak_rss_mib(cmd: list[str], stdin_path: Path, stdout_path: Path, cwd: Path) -> float:
     with open(stdin_path, "rb") as fin, open(stdout_path, "wb") as fout:
-        proc = subprocess.Popen(cmd, cwd=cwd, stdin=fin, stdout=fout, stderr=subprocess.PIPE)
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        err = proc.stderr.read().decode() if proc.stderr else ""
-    assert proc.returncode == 0, err
-    return usage.ru_maxrss / 1024
+        proc = subprocess.run([sys.executable, "-c", _WRAPPER, *cmd], cwd=cwd, stdin=fin,
+                              stdout=fout, stderr=subprocess.PIPE, check=False)
+    err = proc.stderr.decode()
+    _, code, peak_kib = err.rsplit("\n", 1)[-1].split()
+    assert proc.returncode == 0 and code == "0", err
+    return int(peak_kib) / 1024
 
 
 def test_one_shot_clean_smudge_1gib_flat_memory(repo: Path, tmp_path: Path) -> None:
@@ -308,8 +318,8 @@ def test_one_shot_clean_smudge_1gib_flat_memory(repo: Path, tmp_path: Path) -> N
     restored = tmp_path / "restored.bin"
     smudge_mib = _peak_rss_mib(["git", "mlx", "smudge", "huge.bin"], pointer_file, restored, repo)
     assert sha256_file(restored) == sha256_file(big)
-    assert clean_mib < 300, clean_mib
-    assert smudge_mib < 300, smudge_mib
+    assert 10 < clean_mib < 300, clean_mib  # (more than 10: git-mlx's own peak was measured)
+    assert 10 < smudge_mib < 300, smudge_mib
 
 
 def test_skip_env_vars(repo_with_origin: Path, origin: Path, tmp_path: Path) -> None:

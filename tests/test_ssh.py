@@ -326,3 +326,25 @@ def test_server_stopped_mid_pull_then_rerun_completes(ssh_repo: tuple[Path, Path
     assert sha256_file(other / "a.bin") == sha256_file(repo / "a.bin")
     git(other, "checkout", "--", ".mlx.yaml")
     assert_clean_status(other)
+
+
+def test_a_dying_paramiko_prefetch_thread_prints_no_traceback(capfd: pytest.CaptureFixture[str]) -> None:
+    """paramiko's readv thread dies with EOFError when the server goes away mid-read (the read
+    itself then fails cleanly): its traceback stays out of the user's terminal; any other
+    thread's failure is still printed."""
+    import threading
+
+    import gitext.storage.remotes.ssh  # noqa: F401 - installs the hook
+
+    def _prefetch_thread() -> None:
+        raise EOFError()
+
+    def other_work() -> None:
+        raise EOFError("a real bug")
+
+    for target in (_prefetch_thread, other_work):
+        thread = threading.Thread(target=target)
+        thread.start()
+        thread.join()
+    err = capfd.readouterr().err
+    assert "_prefetch_thread" not in err and "a real bug" in err, err

@@ -90,6 +90,26 @@ class _Endpoint:
         return f"{self.user}@{self.hostname}" + (f":{self.port}" if self.port != 22 else "")
 
 
+def _quiet_prefetch_failures() -> None:
+    """paramiko's readv fetches in a thread of its own (`_prefetch_thread`); when the server
+    goes away mid-read that thread dies with EOFError and Python prints its traceback, while
+    the read itself fails cleanly ("Socket is closed") and is reported as a RemoteError. Keep
+    the traceback out of the user's terminal (GIT_MLX_TRACE=1 still shows the error)."""
+    previous = threading.excepthook
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        name = getattr(args.thread, "name", "") or ""
+        if "_prefetch_thread" in name and isinstance(args.exc_value, EOFError | OSError):
+            trace(f"ssh: paramiko's prefetch thread stopped: {args.exc_type.__name__}")
+            return
+        previous(args)
+
+    threading.excepthook = hook
+
+
+_quiet_prefetch_failures()
+
+
 def _flag(value: str | None) -> bool:
     return (value or "").strip().lower() in _TRUE
 
