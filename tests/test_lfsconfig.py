@@ -109,7 +109,8 @@ def test_lfs_url_values_are_used_as_given() -> None:
 
 @pytest.mark.parametrize("url", ["/srv/repo.git", "relative/repo", "./a:b", "file:///srv/repo.git",
                                  "file://localhost/srv/x", "~/repo", "", "   ", "ftp://host/x",
-                                 "https://", "ssh://host", "host:", "https://h:99999/x"])
+                                 "https://", "ssh://host", "host:", "https://h:99999/x",
+                                 "https://host", "https://host/"])
 def test_no_http_endpoint(url: str) -> None:
     assert clone_url_endpoint(url) is None
 

@@ -190,12 +190,14 @@ def clone_url_endpoint(url: str, *, git_protocol: str = "https", source: str = "
     """The endpoint git-lfs guesses from a git remote URL (lfsapi/endpoint_finder.go,
     NewEndpointFromCloneURL): the URL as `lfs_url_endpoint` reads it, less a trailing slash,
     plus `/info/lfs` if it ends in `.git`, else `.git/info/lfs`. None where that gives no
-    HTTP endpoint (local paths, file://)."""
+    HTTP endpoint (local paths, file://, a URL without a repository path)."""
     endpoint = lfs_url_endpoint(url, git_protocol=git_protocol, source=source)
     if endpoint is None:
         return None
     base = endpoint.url[:-1] if endpoint.url.endswith("/") else endpoint.url
-    suffix = "/info/lfs" if base.endswith(".git") and not base.endswith("/.git") else ".git/info/lfs"
+    if "/" not in base.split("://", 1)[1]:
+        return None  # no repository path: git-lfs would append to the host name
+    suffix = "/info/lfs" if base.endswith(".git") else ".git/info/lfs"
     return LfsEndpoint(url=base + suffix, source=endpoint.source, ssh=endpoint.ssh,
                        username=endpoint.username)
 
