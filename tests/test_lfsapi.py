@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from mlxtest import git, run
 from serverctl import GiftlessServer
 
@@ -414,3 +416,31 @@ def test_no_credential_in_any_message(stub_factory: Callable[..., Stub], capfd: 
     captured = capfd.readouterr()
     assert PASSWORD not in captured.out + captured.err
     assert redact_url("https://u:p@h:8443/x?sig=1#f") == "https://h:8443/x"
+
+
+# -- what a server sends is arbitrary: the parsers never fail on it ----------------------------
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=20)
+entries = st.fixed_dictionaries({"oid": st.text(max_size=8)}, optional={
+    "size": json_values, "error": json_values | st.fixed_dictionaries(
+        {}, optional={"code": json_values, "message": json_values}),
+    "actions": json_values | st.dictionaries(st.sampled_from(["upload", "download", "verify"]), (
+        json_values | st.fixed_dictionaries({"href": st.text(max_size=10)}, optional={
+            "header": json_values, "expires_in": json_values, "expires_at": json_values | st.text()})),
+        max_size=3)})
+
+
+@given(entry=json_values | entries)
+@settings(max_examples=300, deadline=None)
+def test_a_batch_answer_entry_of_any_shape_parses_or_is_ignored(entry: Any) -> None:
+    result = LfsClient("http://127.0.0.1:9/info/lfs")._parse_object(entry, time.time())
+    assert result is None or isinstance(result, (ObjectActions, ObjectFailure))
+
+
+@given(st.text(max_size=40))
+@settings(max_examples=300, deadline=None)
+def test_retry_after_of_any_text(value: str) -> None:
+    wait = retry_after(value)
+    assert wait is None or wait >= 0

@@ -134,7 +134,7 @@ def _origin(url: str) -> tuple[str, str, int | None]:
 def _parse_time(value: str) -> float | None:
     try:
         return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-    except ValueError:
+    except (ValueError, OverflowError, OSError):
         return None
 
 
@@ -144,11 +144,11 @@ def retry_after(value: str | None, now: float | None = None) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():
         return float(value)
     try:
         when = parsedate_to_datetime(value).timestamp()
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError, OSError):
         return None
     return max(0.0, when - (time.time() if now is None else now))
 
@@ -255,10 +255,13 @@ class LfsClient:
             code = raw_code if isinstance(raw_code, int) else 0
             return ObjectFailure(oid, size, code, self.scrub(str(error.get("message", ""))))
         actions: dict[str, Action] = {}
-        for name, spec in (entry.get("actions") or {}).items():
+        raw_actions = entry.get("actions")
+        for name, spec in (raw_actions.items() if isinstance(raw_actions, dict) else ()):
             if not isinstance(spec, dict) or not isinstance(spec.get("href"), str):
                 continue
-            header = {str(k): str(v) for k, v in (spec.get("header") or {}).items()}
+            raw_header = spec.get("header")
+            header = ({str(k): str(v) for k, v in raw_header.items()}
+                      if isinstance(raw_header, dict) else {})
             self._remember(header)
             expires: float | None = None
             if isinstance(spec.get("expires_in"), (int, float)) and spec["expires_in"] > 0:
