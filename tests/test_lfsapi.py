@@ -24,6 +24,7 @@ from serverctl import GiftlessServer
 from gitext.errors import CorruptObject, ObjectMissing, RemoteError, RemoteRefused
 from gitext.storage.lfsapi import Action, LfsClient, ObjectActions, ObjectFailure, redact_url, retry_after
 
+Reply = tuple[int, dict[str, str], bytes]
 PASSWORD = "s3cret-Pa55word-never-shown"
 
 
@@ -47,7 +48,8 @@ def test_git_lfs_pushes_to_giftless_and_a_clone_gets_the_file(tmp_path: Path, en
     git(tmp_path, "init", "-q", str(work))
     git(work, "remote", "add", "origin", str(bare))
     git(work, "lfs", "track", "*.bin")
-    (work / ".lfsconfig").write_text(f'[lfs]\n\turl = {endpoint}\n[lfs "{endpoint}"]\n\tlocksverify = false\n')
+    (work / ".lfsconfig").write_text(
+        f'[lfs]\n\turl = {endpoint}\n[lfs "{endpoint}"]\n\tlocksverify = false\n')
     oid, data = blob(300_000, seed=1)
     (work / "model.bin").write_bytes(data)
     git(work, "add", ".gitattributes", ".lfsconfig", "model.bin")
@@ -229,7 +231,7 @@ class Stub:
     """ThreadingHTTPServer on 127.0.0.1 answering with `script(handler)` -> (status, headers,
     body); every request's (method, path, headers) is kept in `seen`."""
 
-    def __init__(self, script: Callable[[Stub, BaseHTTPRequestHandler, bytes], tuple[int, dict[str, str], bytes]]) -> None:
+    def __init__(self, script: Callable[[Stub, BaseHTTPRequestHandler, bytes], Reply]) -> None:
         stub = self
         self.seen: list[tuple[str, str, dict[str, str]]] = []
         self.objects: dict[str, bytes] = {}
@@ -270,7 +272,7 @@ class Stub:
 def stub_factory() -> Iterator[Callable[..., Stub]]:
     made: list[Stub] = []
 
-    def make(script: Callable[..., tuple[int, dict[str, str], bytes]]) -> Stub:
+    def make(script: Callable[..., Reply]) -> Stub:
         made.append(Stub(script))
         return made[-1]
 
@@ -294,7 +296,7 @@ def lfs_answer(stub: Stub, body: bytes, *, expires: dict[str, Any] | None = None
     return json.dumps({"transfer": "basic", "objects": objects}).encode()
 
 
-def serve_object(stub: Stub, handler: BaseHTTPRequestHandler, body: bytes) -> tuple[int, dict[str, str], bytes]:
+def serve_object(stub: Stub, handler: BaseHTTPRequestHandler, body: bytes) -> Reply:
     oid = handler.path.rsplit("/", 1)[1]
     if handler.command == "PUT":
         stub.objects[oid] = body
@@ -308,7 +310,7 @@ def serve_object(stub: Stub, handler: BaseHTTPRequestHandler, body: bytes) -> tu
 
 
 def test_ranged_read_uses_206_when_served(stub_factory: Callable[..., Stub]) -> None:
-    def script(stub: Stub, handler: BaseHTTPRequestHandler, body: bytes) -> tuple[int, dict[str, str], bytes]:
+    def script(stub: Stub, handler: BaseHTTPRequestHandler, body: bytes) -> Reply:
         if handler.path.endswith("/objects/batch"):
             return 200, {"Content-Type": "application/vnd.git-lfs+json"}, lfs_answer(stub, body)
         return serve_object(stub, handler, body)
@@ -325,7 +327,7 @@ def test_ranged_read_uses_206_when_served(stub_factory: Callable[..., Stub]) -> 
 def test_retry_after_is_honoured(stub_factory: Callable[..., Stub]) -> None:
     calls: list[float] = []
 
-    def script(stub: Stub, handler: BaseHTTPRequestHandler, body: bytes) -> tuple[int, dict[str, str], bytes]:
+    def script(stub: Stub, handler: BaseHTTPRequestHandler, body: bytes) -> Reply:
         if handler.path.endswith("/objects/batch"):
             calls.append(time.monotonic())
             if len(calls) == 1:
@@ -352,7 +354,7 @@ def test_retry_after_is_honoured(stub_factory: Callable[..., Stub]) -> None:
 def test_an_expired_action_is_asked_for_again(stub_factory: Callable[..., Stub]) -> None:
     batches: list[int] = []
 
-    def script(stub: Stub, handler: BaseHTTPRequestHandler, body: bytes) -> tuple[int, dict[str, str], bytes]:
+    def script(stub: Stub, handler: BaseHTTPRequestHandler, body: bytes) -> Reply:
         if handler.path.endswith("/objects/batch"):
             batches.append(1)
             # the first answer's actions expired a minute ago; the next ones last an hour
@@ -371,7 +373,7 @@ def test_an_expired_action_is_asked_for_again(stub_factory: Callable[..., Stub])
 
 
 def test_redirects_keep_credentials_only_on_the_same_host(stub_factory: Callable[..., Stub]) -> None:
-    def target_script(stub: Stub, handler: BaseHTTPRequestHandler, body: bytes) -> tuple[int, dict[str, str], bytes]:
+    def target_script(stub: Stub, handler: BaseHTTPRequestHandler, body: bytes) -> Reply:
         if handler.path.endswith("/objects/batch"):
             return 200, {}, lfs_answer(stub, body)
         return serve_object(stub, handler, body)
@@ -379,7 +381,7 @@ def test_redirects_keep_credentials_only_on_the_same_host(stub_factory: Callable
     target = stub_factory(target_script)
     elsewhere = target.base.replace("127.0.0.1", "localhost")  # another host name: another origin
 
-    def front_script(stub: Stub, handler: BaseHTTPRequestHandler, body: bytes) -> tuple[int, dict[str, str], bytes]:
+    def front_script(stub: Stub, handler: BaseHTTPRequestHandler, body: bytes) -> Reply:
         if handler.path == "/info/lfs/objects/batch":
             return 307, {"Location": "/moved/info/lfs/objects/batch"}, b""  # same host
         return 307, {"Location": elsewhere + "/info/lfs/objects/batch"}, b""
@@ -397,9 +399,10 @@ def test_redirects_keep_credentials_only_on_the_same_host(stub_factory: Callable
     assert batch and "Authorization" not in batch[0] and "X-Extra" not in batch[0]
 
 
-def test_no_credential_in_any_message(stub_factory: Callable[..., Stub], capfd: pytest.CaptureFixture[str]) -> None:
+def test_no_credential_in_any_message(stub_factory: Callable[..., Stub],
+                                     capfd: pytest.CaptureFixture[str]) -> None:
     """A server that echoes the request's Authorization in its error: the message scrubs it."""
-    def script(stub: Stub, handler: BaseHTTPRequestHandler, body: bytes) -> tuple[int, dict[str, str], bytes]:
+    def script(stub: Stub, handler: BaseHTTPRequestHandler, body: bytes) -> Reply:
         echoed = handler.headers.get("Authorization", "") + " " + handler.headers.get("X-Token", "")
         return 500, {}, json.dumps({"message": f"bad request with {echoed}"}).encode()
 
