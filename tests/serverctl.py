@@ -217,3 +217,120 @@ class S3Server:
     def bucket(self, name: str) -> str:
         self.client().create_bucket(Bucket=name)  # type: ignore[attr-defined]
         return name
+
+
+# giftless (a Git LFS server in Python, PyPI `giftless`) is a Flask app: this starts it under
+# Flask's threaded development server, configured by GIFTLESS_CONFIG_STR.
+_GIFTLESS_MAIN = (
+    "import sys, warnings\n"
+    "warnings.simplefilter('ignore')\n"
+    "from giftless.app import init_app\n"
+    "init_app().run(host='127.0.0.1', port=int(sys.argv[1]), threaded=True)\n")
+
+
+@dataclass
+class GiftlessServer:
+    """giftless on loopback with its local storage backend under `dir`.
+
+    `auth` is "anonymous" (giftless's anonymous read-write provider: anyone reads and writes)
+    or "jwt" (only its JWT provider: a request without a token signed by `jwt_key` gets 401;
+    `token()` makes one). The LFS endpoint of repository `org/repo` is `endpoint("org/repo")`,
+    the one git-lfs derives from `<base>/org/repo.git`.
+    """
+
+    dir: Path
+    auth: str = "anonymous"
+    action_lifetime: int = 900
+    port: int = 0
+    proc: subprocess.Popen[bytes] | None = None
+    jwt_key: str = "git-mlx-test-key"
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def endpoint(self, repo: str = "org/repo") -> str:
+        return f"{self.base}/{repo}.git/info/lfs"
+
+    @property
+    def storage(self) -> Path:
+        return self.dir / "storage"
+
+    def config(self) -> dict[str, object]:
+        if self.auth == "anonymous":
+            providers: list[object] = ["giftless.auth.allow_anon:read_write"]
+        elif self.auth == "jwt":
+            providers = [{"factory": "giftless.auth.jwt:factory",
+                          "options": {"algorithm": "HS256", "private_key": self.jwt_key}}]
+        else:
+            raise ValueError(f"unknown giftless auth {self.auth!r}")
+        return {
+            "AUTH_PROVIDERS": providers,
+            "LEGACY_ENDPOINTS": False,
+            "TRANSFER_ADAPTERS": {"basic": {
+                "factory": "giftless.transfer.basic_streaming:factory",
+                "options": {"storage_class": "giftless.storage.local_storage:LocalStorage",
+                            "storage_options": {"path": str(self.storage)},
+                            "action_lifetime": self.action_lifetime}}},
+            "PRE_AUTHORIZED_ACTION_PROVIDER": {
+                "factory": "giftless.auth.jwt:factory",
+                "options": {"algorithm": "HS256", "private_key": self.jwt_key,
+                            "default_lifetime": self.action_lifetime}},
+        }
+
+    def token(self, repo: str = "org/repo", lifetime: int = 3600) -> str:
+        """A JWT the "jwt" server accepts: read and write on every object of `repo`."""
+        import jwt
+
+        now = int(time.time())
+        return str(jwt.encode({"sub": "tester", "iat": now, "nbf": now, "exp": now + lifetime,
+                               "scopes": [f"obj:{repo}/*"]}, self.jwt_key, algorithm="HS256"))
+
+    def start(self) -> GiftlessServer:
+        if self.proc is not None and self.proc.poll() is None:
+            return self
+        import json
+
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.storage.mkdir(exist_ok=True)
+        if not self.port:
+            self.port = free_port()
+        env = {**os.environ, "GIFTLESS_CONFIG_STR": json.dumps(self.config())}
+        env.pop("GIFTLESS_CONFIG_FILE", None)
+        log = open(self.dir / "giftless.log", "ab")  # noqa: SIM115 - owned by the child
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", _GIFTLESS_MAIN, str(self.port)], cwd=self.dir,
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env)
+        log.close()
+        _wait_listening(self.port, self.proc, "giftless")
+        self._wait_answering()
+        return self
+
+    def _wait_answering(self, timeout: float = 30) -> None:
+        """Listening is not answering: wait for a batch request to get an HTTP answer."""
+        import urllib.error
+        import urllib.request
+
+        deadline = time.monotonic() + timeout
+        while True:
+            request = urllib.request.Request(
+                self.endpoint() + "/objects/batch", method="POST",
+                data=b'{"operation": "download", "objects": []}',
+                headers={"Accept": "application/vnd.git-lfs+json",
+                         "Content-Type": "application/vnd.git-lfs+json"})
+            try:
+                with urllib.request.urlopen(request, timeout=5):
+                    return
+            except urllib.error.HTTPError:
+                return  # an answer (401 from the jwt server, say)
+            except OSError:
+                if time.monotonic() > deadline or (self.proc and self.proc.poll() is not None):
+                    raise RuntimeError(f"giftless did not answer on port {self.port} "
+                                       f"(log: {self.dir / 'giftless.log'})") from None
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        """Kill the server (a crash: uploads in flight are cut)."""
+        if self.proc is not None:
+            _kill_tree(self.proc)
+            self.proc = None

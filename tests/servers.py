@@ -7,9 +7,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from serverctl import S3Server, SshServer, free_port
+from serverctl import GiftlessServer, S3Server, SshServer, free_port
 
-__all__ = ["S3Server", "SshServer", "free_port", "s3_server", "ssh_server", "sshd"]
+__all__ = ["GiftlessServer", "S3Server", "SshServer", "free_port", "giftless", "giftless_jwt",
+           "lfs_server", "s3_server", "ssh_server", "sshd"]
 
 
 @pytest.fixture(scope="session")
@@ -48,3 +49,30 @@ def ssh_server(sshd: SshServer, scrubbed_env: Path, monkeypatch: pytest.MonkeyPa
     for name, value in sshd.configure_client(scrubbed_env).items():
         monkeypatch.setenv(name, value)
     return sshd
+
+
+@pytest.fixture(scope="session")
+def giftless(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GiftlessServer]:
+    """giftless (a Git LFS server) for the session: local storage in a temp dir, anonymous
+    read-write. `stop()` / `start()` crash and restart it on the same port and storage."""
+    server = GiftlessServer(tmp_path_factory.mktemp("giftless")).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def giftless_jwt(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GiftlessServer]:
+    """A second giftless that requires a token (its JWT provider only): 401 without one."""
+    server = GiftlessServer(tmp_path_factory.mktemp("giftless-jwt"), auth="jwt").start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def lfs_server(giftless: GiftlessServer) -> GiftlessServer:
+    """The session's giftless, running (a fault test may have stopped it)."""
+    return giftless.start()
