@@ -219,3 +219,20 @@ def test_linked_worktree_hydrates_into_its_own_index(repo_with_origin: Path, tmp
     assert sha256_file(repo / "model.bin") == v2
     assert not status_starts_filter(linked)
     assert_clean_status(repo)  # (its model.bin was added, not hydrated: git may re-check it)
+
+
+def test_a_failure_reason_with_a_hint_stays_on_one_line(repo: Path) -> None:
+    """No remote at all: the reason's hint is folded into the file's one line, not a stray
+    line of its own in the middle of the message."""
+    mlx(repo, "track", "*.bin")
+    write_random(repo / "x.bin", 300_000, seed=3)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "x")
+    for chunk in (repo / ".git" / "mlx" / "chunks").rglob("*"):
+        if chunk.is_file():
+            chunk.unlink()
+    (repo / "x.bin").unlink()
+    err = git(repo, "checkout", "--", "x.bin", check=False).stderr.decode()
+    lines = [line for line in err.splitlines() if "x.bin: content not available" in line]
+    assert len(lines) == 1 and "; hint: add one with" in lines[0], err
+    assert not any(line.startswith("hint:") for line in err.splitlines()), err

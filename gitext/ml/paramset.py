@@ -6,12 +6,14 @@ from __future__ import annotations
 import difflib
 import json
 import re
+import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from gitext.errors import UsageError
+from gitext.fsutil import write_atomic
 from gitext.ml.mlfiles import DEFAULT_PARAMS, flatten
 
 # PyYAML reads `1e-3` as a string (YAML 1.1 wants `1.0e-3`); a learning rate is a number.
@@ -142,7 +144,9 @@ def apply_params(root: Path, sets: Sequence[ParamSet]) -> list[str]:
             edited = (json.dumps(data, indent=2) + "\n" if is_json else
                       yaml.safe_dump(data, sort_keys=False, default_flow_style=False,
                                      allow_unicode=True))
-        path.write_text(edited, encoding="utf-8")
+        target = path.resolve()  # (a params file that is a symlink is written through it)
+        # Atomically, keeping its mode: a run interrupted here leaves the old params whole.
+        write_atomic(target, edited.encode("utf-8"), mode=stat.S_IMODE(target.stat().st_mode))
         changed.append(file)
     return changed
 

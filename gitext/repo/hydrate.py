@@ -591,7 +591,8 @@ def report_failures(failed: dict[str, str]) -> None:
     """Name the first files left as pointers and why, then say how many and what finishes it."""
     paths = sorted(failed)
     for path in paths[:NAMED]:
-        warn(f"{quote_path(path)}: content not available ({failed[path]}); left as a pointer. "
+        why = "; ".join(line.strip() for line in failed[path].splitlines() if line.strip())
+        warn(f"{quote_path(path)}: content not available ({why}); left as a pointer. "
              "Run `git mlx pull` once that is fixed.")
     if len(paths) > NAMED:
         warn(f"{len(paths)} file(s) left as pointers: {_listing(paths)}; once that is fixed, "

@@ -45,6 +45,7 @@ from gitext.errors import (
     UsageError,
 )
 from gitext.formats.pointer import Pointer
+from gitext.fsutil import is_hex_id
 from gitext.git.keep import kept_pointers, pointers_anywhere
 from gitext.git.scan import open_repo, pointers_in_tree
 from gitext.log import trace, warn
@@ -71,7 +72,7 @@ def cached_ids(store: Store, kind: str) -> Iterator[str]:
     for sub in sorted(os.scandir(top), key=lambda e: e.name):
         if sub.is_dir() and len(sub.name) == 2:
             for entry in sorted(os.scandir(sub.path), key=lambda e: e.name):
-                if entry.is_file() and len(entry.name) == 64 and entry.name.startswith(sub.name):
+                if entry.is_file() and is_hex_id(entry.name) and entry.name.startswith(sub.name):
                     yield entry.name
 
 
