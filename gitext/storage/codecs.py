@@ -85,6 +85,13 @@ def header(head: bytes) -> Coded | None:
     return Coded(codec, width, depth, size, base, 8 + length)
 
 
+def split(raw: bytes) -> tuple[Coded | None, bytes]:
+    """A chunk object (or its first bytes) as its header (None for a plain frame) and the zstd
+    frame after it; Malformed or UnsupportedObject as `header`."""
+    coded = header(raw[:HEADER_MAX])
+    return coded, raw if coded is None else raw[coded.length:]
+
+
 def content_size(head: bytes) -> int:
     """The original size a chunk object declares (its header, or its zstd frame header);
     Malformed or UnsupportedObject as `header`, Malformed for a frame header that does not
@@ -251,8 +258,7 @@ def decode(raw: bytes, dctx: zstandard.ZstdDecompressor,
     Malformed for bytes that do not decode, UnsupportedObject for a newer format; zstd's frame
     checksum, when present, is verified by the decompression.
     """
-    coded = header(raw[:HEADER_MAX])
-    frame = raw if coded is None else raw[coded.length:]
+    coded, frame = split(raw)
     try:
         declared = zstandard.get_frame_parameters(frame).content_size
         if declared > MAX_CHUNK_LIMIT:
@@ -275,8 +281,6 @@ def decode(raw: bytes, dctx: zstandard.ZstdDecompressor,
 def has_checksum(raw: bytes) -> bool:
     """Whether the zstd frame of a chunk object carries zstd's content checksum."""
     try:
-        coded = header(raw[:HEADER_MAX])
-        frame = raw if coded is None else raw[coded.length:]
-        return bool(zstandard.get_frame_parameters(frame).has_checksum)
+        return bool(zstandard.get_frame_parameters(split(raw)[1]).has_checksum)
     except (Malformed, UnsupportedObject, zstandard.ZstdError):
         return False

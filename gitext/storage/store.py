@@ -315,25 +315,40 @@ class Store:
         needs = codecs.base_of(written[0][:codecs.HEADER_MAX]) if written else self._base_of(hexid)
         return ChunkRef(hexid, len(chunk)), needs
 
+    def _head(self, hexid: str) -> bytes | None:
+        """A stored chunk's first bytes, enough for its header (None if it is not here)."""
+        try:
+            with open(self.path(CHUNKS, hexid), "rb") as f:
+                return f.read(codecs.HEADER_MAX)
+        except FileNotFoundError:
+            return None
+
     def _base_of(self, hexid: str) -> str:
         """The base a stored chunk needs ("" for none, or if it cannot be read: a reader will
         find the damage)."""
         try:
-            with open(self.path(CHUNKS, hexid), "rb") as f:
-                return codecs.base_of(f.read(codecs.HEADER_MAX))
+            head = self._head(hexid)
+            return codecs.base_of(head) if head is not None else ""
         except (OSError, codecs.Malformed, UnsupportedObject):
             return ""
 
-    def bases_closure(self, needs: Iterable[str]) -> set[str]:
-        """The chunks the given bases need, transitively (each base's own base, ...)."""
-        found: set[str] = set()
+    def _bases_closure(self, needs: Iterable[str]) -> dict[str, bytes]:
+        """The chunks the given bases need, transitively (each base's own base, ...), with the
+        first bytes of each (one read of each header; an absent one is left out)."""
+        found: dict[str, bytes] = {}
         todo = [b for b in needs if b]
         while todo:
             bid = todo.pop()
             if bid in found or len(found) > 1 << 20:
                 continue
-            found.add(bid)
-            nxt = self._base_of(bid)
+            head = self._head(bid)
+            if head is None:
+                continue
+            found[bid] = head
+            try:
+                nxt = codecs.base_of(head)
+            except (codecs.Malformed, UnsupportedObject):
+                nxt = ""
             if nxt:
                 todo.append(nxt)
         return found
@@ -440,13 +455,9 @@ class Store:
     def _bases(self, needs: Iterable[str] | str, refs: Iterable[ChunkRef]) -> tuple[ChunkRef, ...]:
         """A manifest's bases: what its chunks' deltas need, transitively, less its own chunks."""
         own = {r.id for r in refs}
-        closure = self.bases_closure([needs] if isinstance(needs, str) else needs) - own
-        out = []
-        for bid in sorted(closure):
-            size = self._chunk_size(bid)
-            if size is not None:
-                out.append(ChunkRef(bid, size))
-        return tuple(out)
+        closure = self._bases_closure([needs] if isinstance(needs, str) else needs)
+        return tuple(ChunkRef(bid, self._declared_size(bid, head))
+                     for bid, head in sorted(closure.items()) if bid not in own)
 
     def add_file(self, path: Path) -> Pointer:
         with open(path, "rb", buffering=0) as f:
@@ -487,11 +498,12 @@ class Store:
     def _chunk_size(self, hexid: str) -> int | None:
         """The content size a chunk's header declares; None if there is no such chunk,
         CorruptObject (moved to bad/) if its header is not a valid one."""
-        try:
-            with open(self.path(CHUNKS, hexid), "rb") as f:
-                head = f.read(codecs.HEADER_MAX)
-        except FileNotFoundError:
-            return None
+        head = self._head(hexid)
+        return None if head is None else self._declared_size(hexid, head)
+
+    def _declared_size(self, hexid: str, head: bytes) -> int:
+        """The content size the header `head` of chunk `hexid` declares; CorruptObject (the
+        chunk moved to bad/) if it is not a valid one."""
         try:
             return codecs.content_size(head)
         except codecs.Malformed:
@@ -521,11 +533,8 @@ class Store:
     def _frame_intact(self, raw: bytes) -> bool:
         """A chunk object's own frame decompresses (zstd's checksum, when it has one, holds),
         whatever its base: the check of a delta whose base is not here."""
-        coded = None
         try:
-            coded = codecs.header(raw[:codecs.HEADER_MAX])
-            frame = raw if coded is None else raw[coded.length:]
-            self._decompressor().decompress(frame, allow_extra_data=False)
+            self._decompressor().decompress(codecs.split(raw)[1], allow_extra_data=False)
             return True
         except (codecs.Malformed, zstandard.ZstdError):
             return False
@@ -811,8 +820,7 @@ class Store:
             with open(path, "rb") as f:
                 head = f.read(codecs.HEADER_MAX + 18)
                 length = os.fstat(f.fileno()).st_size
-            coded = codecs.header(head)
-            frame = head if coded is None else head[coded.length:]
+            coded, frame = codecs.split(head)
             extra = 0 if coded is None else coded.length
             ok = zstandard.get_frame_parameters(frame).content_size == size and (
                 length <= size + (size >> 7) + 64 + extra)  # zstd's worst case: stored blocks
