@@ -165,6 +165,16 @@ def parse(data: bytes) -> tuple[list[Entry], int, list[bytes]]:
     raise last_error or IndexFormatError("checksum mismatch")
 
 
+def index_path(git_dir: Path, work_tree: Path | None) -> Path:
+    """The index git uses: GIT_INDEX_FILE (relative: from the work tree, else the current
+    directory), else <git dir>/index."""
+    env = os.environ.get("GIT_INDEX_FILE")
+    if env:
+        path = Path(env)
+        return path if path.is_absolute() else (work_tree or Path.cwd()) / path
+    return git_dir / "index"
+
+
 def read(index_path: Path) -> tuple[list[Entry], int] | None:
     """The entries of an index file and its hash size, or None if this module cannot read it
     (missing, split, damaged, unknown version): callers then ask git or libgit2 instead."""

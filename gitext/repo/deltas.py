@@ -5,8 +5,8 @@ A file whose first bytes say it holds tensors (safetensors, numpy, a PyTorch zip
 formats/tensors) is cut at its tensors' boundaries, float pieces stored in byte planes. If
 the index holds an earlier version of the same path whose manifest is in the cache, a piece
 that starts and ends where one of its chunks did is stored as a delta against that chunk when
-that is smaller: a fine-tune or the next checkpoint moves every weight a little, and the XOR of
-two close floats is mostly zeros.
+that is smaller: a fine-tune or the next checkpoint moves every weight a little, and the
+differences of two close floats are small numbers (storage/codecs.py).
 
 Chains stay short: a piece whose base is already `keyframe - 1` deltas deep is stored whole
 (a "keyframe"), so reading any version decodes at most `keyframe` objects per chunk.
@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gitext.errors import MlxError
-from gitext.formats.pointer import try_parse
 from gitext.git import index as gitindex
 from gitext.log import trace
 from gitext.repo.config import DEFAULT_KEYFRAME
@@ -112,14 +111,14 @@ class TensorPlanner:
         if blob is None:
             return None
         try:
-            from gitext.git.scan import open_repo
+            import pygit2
+
+            from gitext.git.scan import open_repo, pointer_in_blob
 
             repo = open_repo(self.ctx.config.repo.work_tree or Path.cwd())
-            obj = repo.get(blob.hex())
-            data = bytes(getattr(obj, "data", b"")) if obj is not None else b""
+            pointer = pointer_in_blob(repo.odb, pygit2.Oid(raw=blob))
         except Exception:  # noqa: BLE001 - a hint only: no previous version
             return None
-        pointer = try_parse(data) if len(data) < 1024 else None
         if pointer is None:
             return None
         try:
@@ -130,9 +129,7 @@ class TensorPlanner:
     def _index_blob(self, pathname: str) -> bytes | None:
         if self._index is None:
             self._index = {}
-            git_dir = self.ctx.config.repo.git_dir
-            env = os.environ.get("GIT_INDEX_FILE")
-            path = Path(env) if env else git_dir / "index"
+            path = gitindex.index_path(self.ctx.config.repo.git_dir, self.ctx.config.repo.work_tree)
             try:
                 found = gitindex.read(path)
             except (OSError, ValueError):

@@ -561,11 +561,7 @@ def _reset_stat(ctx: Context, targets: Sequence[Target]) -> None:
 
 
 def index_file(ctx: Context) -> Path:
-    env = os.environ.get("GIT_INDEX_FILE")
-    if env:
-        path = Path(env)
-        return path if path.is_absolute() else (ctx.config.repo.work_tree or Path.cwd()) / path
-    return ctx.config.repo.git_dir / "index"
+    return gitindex.index_path(ctx.config.repo.git_dir, ctx.config.repo.work_tree)
 
 
 NAMED = 5  # files named one by one in a failure report; the rest are counted
