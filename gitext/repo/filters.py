@@ -296,7 +296,7 @@ class MlxFilter:
             pointer = ready or (try_parse(head) if len(head) < MAX_POINTER_SIZE else None)
             if pointer is None or out.started or content.failure or out.failure:
                 raise
-            self._give_up(pathname, pointer, exc.message if isinstance(exc, MlxError) else str(exc))
+            self._give_up(pathname, exc.message if isinstance(exc, MlxError) else str(exc))
             out.write(head or pointer.encode())  # git's own blob bytes when it sent them
             return False
 
@@ -409,14 +409,14 @@ class MlxFilter:
         if remote is None:
             for path in wanted:
                 why = self._remote_error.message if self._remote_error else "no remote"
-                self._give_up(path, wanted[path], why)
+                self._give_up(path, why)
             return
         result = self.ctx.download({p.oid for p in wanted.values()} | (also or set()), remote)
         for path, pointer in wanted.items():
             if pointer.oid in result.failed:
-                self._give_up(path, pointer, str(result.failed[pointer.oid]))
+                self._give_up(path, str(result.failed[pointer.oid]))
 
-    def _give_up(self, path: str, pointer: Pointer, reason: str) -> None:
+    def _give_up(self, path: str, reason: str) -> None:
         if not self.failed:
             mark_pending(self.ctx)  # the hooks retry it (and fail the command if it fails again)
         self.failed[path] = reason  # named in finish(), once, with the others
