@@ -47,6 +47,7 @@ LAZY = {
     ("gitext.repo.context", "gitext.storage.sharedcache"),
     ("gitext.repo.context", "gitext.storage.remotes.factory"),
     ("gitext.repo.context", "gitext.storage.transfer"),
+    ("gitext.repo.context", "gitext.repo.lfsremote"),  # (urllib3: only for an lfs remote)
     ("gitext.repo.config", "gitext.storage.store"),
     # the clean filter's tensor planning: only when a file of 1 MiB or more is cleaned
     ("gitext.repo.deltas", "gitext.formats.tensors"),

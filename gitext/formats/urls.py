@@ -1,6 +1,6 @@
 """Remote URLs, classified exactly as git classifies them (layer 1: strings in, values out).
 
-    parse_url(url)      -> ("local" | "s3" | "ssh", location)
+    parse_url(url)      -> ("local" | "s3" | "ssh" | "lfs", location)
     ssh_target(location) -> SshTarget (host, path, user, port)
 """
 
@@ -16,10 +16,12 @@ from gitext.errors import RemoteUnsupported, UsageError
 LOCAL = "local"
 S3 = "s3"
 SSH = "ssh"
+LFS = "lfs"
 
 # git's is_url(): a scheme of [A-Za-z0-9][A-Za-z0-9+.-]* followed by "://".
 _SCHEME_RE = re.compile(r"([A-Za-z0-9][A-Za-z0-9+.-]*)://")
 _SSH_SCHEMES = frozenset({"ssh", "git+ssh", "ssh+git"})
+_LFS_SCHEMES = frozenset({"lfs+http", "lfs+https"})
 _PORT_RE = re.compile(r"[0-9]{1,5}")
 _BUCKET_RE = re.compile(r"[A-Za-z0-9._-]+")
 # A host or user must be printable, without whitespace, and a host may not look like an
@@ -149,7 +151,9 @@ def parse_url(url: str) -> tuple[str, str]:
     - "local": a path, or a file:// URL (location: the path, percent-decoded);
     - "s3": s3://bucket[/prefix] (location: "bucket" or "bucket/prefix", no outer slashes);
     - "ssh": ssh://[user@]host[:port]/path, git+ssh://, and scp-like [user@]host:path
-      (location: the canonical ssh:// URL; scp-like relative paths become /~/path).
+      (location: the canonical ssh:// URL; scp-like relative paths become /~/path);
+    - "lfs": lfs+https://host/path (or lfs+http://), a Git LFS server's API endpoint
+      (location: the http(s) URL without the `lfs+`, e.g. https://host/org/repo.git/info/lfs).
 
     A string is a path when it has no ':' or a '/' before its first ':' (so ./a:b is local),
     exactly like git's url_is_local_not_ssh(). Raises UsageError for malformed URLs and
@@ -175,9 +179,19 @@ def parse_url(url: str) -> tuple[str, str]:
             return S3, f"{bucket}/{prefix}" if prefix else bucket
         if scheme in _SSH_SCHEMES:
             return SSH, _parse_ssh_url(url, rest).url()
+        if scheme in _LFS_SCHEMES:
+            host = rest.split("/", 1)[0].rpartition("@")[2]
+            if not host or re.search(r"[\x00-\x20\x7f]", url):
+                raise UsageError(f"invalid LFS URL {url!r}: expected lfs+https://host/path")
+            return LFS, url[len("lfs+"):]
+        hint = ""
+        if scheme in ("http", "https"):
+            hint = (f"; for a Git LFS server write lfs+{url} (its API endpoint, e.g. "
+                    "https://host/org/repo.git/info/lfs)")
         raise RemoteUnsupported(
             f"unsupported remote URL {url!r}: git-mlx stores objects in a directory, "
-            "on S3 (s3://bucket/prefix) or over SSH (ssh://host/path or host:path)")
+            "on S3 (s3://bucket/prefix), over SSH (ssh://host/path or host:path) or on a Git "
+            f"LFS server (lfs+https://host/org/repo.git/info/lfs){hint}")
     if _is_local_not_ssh(url):
         return LOCAL, url
     _refuse_one_slash(url)

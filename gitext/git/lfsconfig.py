@@ -32,7 +32,7 @@ from urllib.parse import unquote, urlsplit
 
 from gitext import log
 from gitext.errors import MlxError, RemoteError, RemoteRefused
-from gitext.git.run import run_git
+from gitext.git.run import git_remotes, run_git
 
 DOWNLOAD = "download"
 UPLOAD = "upload"
@@ -609,3 +609,32 @@ class GitCredentials:
                      f"{proc.stderr.decode('utf-8', 'replace').strip() or 'exit ' + str(proc.returncode)}")
         else:
             log.trace(f"lfs: git credential {action} for {self.where}")
+
+
+# -- which git remotes store through LFS -----------------------------------------------------
+def zero_config_endpoint(git_name: str, cwd: Path | None) -> LfsEndpoint | None:
+    """The LFS endpoint the git remote `git_name` stores through when no mlx remote is set,
+    or None for the storage beside the repository (docs/remotes.md, "Zero-config"):
+
+    - http(s) remote: always, the endpoint git-lfs would use;
+    - local path: only when an LFS URL is set for it (lfs.url, remote.<name>.lfsurl, or the
+      same in `.lfsconfig`): a path has no endpoint of its own;
+    - SSH remote: an LFS URL set for it, else only when the server answers
+      `git-lfs-authenticate` (hosted forges, which offer no SFTP); a plain SSH server keeps
+      the storage beside the repository."""
+    try:
+        if git_name not in git_remotes(cwd):
+            return None
+        endpoint = remote_lfs_endpoint(git_name, cwd)
+    except MlxError as exc:
+        log.trace(f"lfs: no endpoint for {git_name} ({exc.message})")
+        return None
+    if endpoint is None or endpoint.ssh is None:
+        return endpoint
+    try:
+        answer = ssh_authenticate(endpoint.ssh, DOWNLOAD, cwd)
+    except MlxError as exc:
+        log.trace(f"lfs: git-lfs-authenticate on {endpoint.ssh.host} failed ({exc.message}); "
+              "keeping the storage beside the repository")
+        return None
+    return endpoint if answer is not None else None

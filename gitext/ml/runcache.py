@@ -389,6 +389,7 @@ def _push(ctx: Context, remote: Remote, local: Mapping[str, str]) -> int:
         if not oids & lacking:
             remote.put(f"{RUNS}/{key}", data)
             sent += 1
+    remote.publish()
     if sent:
         inform(f"uploaded {sent} run cache entr{'y' if sent == 1 else 'ies'} to {remote.name}")
     return sent

@@ -48,6 +48,7 @@ from urllib.parse import unquote, urlparse
 from gitext.errors import RemoteUnsupported, UsageError
 from gitext.formats.manifest import MAX_CHUNK_LIMIT
 from gitext.formats.urls import LOCAL, SSH, parse_url
+from gitext.git.lfsconfig import LfsEndpoint, zero_config_endpoint
 from gitext.fsutil import write_atomic
 from gitext.git.run import RepoPaths, find_repo, git_config_get, git_remotes
 from gitext.log import warn
@@ -151,14 +152,16 @@ SETTINGS: dict[str, Setting] = {
 """Every setting this module reads, by dotted name (a section and its key, or a top-level key)."""
 
 REMOTE_OPTIONS: dict[str, Setting] = {
-    "url": Setting(str, meaning="a path, file:///path, s3://bucket/prefix, ssh://host/path or "
-                   "host:path"),
+    "url": Setting(str, meaning="a path, file:///path, s3://bucket/prefix, ssh://host/path, "
+                   "host:path or lfs+https://host/org/repo.git/info/lfs"),
     "endpoint_url": Setting(str, meaning="S3: the endpoint of MinIO, Ceph or another S3 API"),
     "region": Setting(str, meaning="S3: the bucket's region"),
     "profile": Setting(str, meaning="S3: a profile of ~/.aws/config"),
     "identity_file": Setting(str, meaning="SSH: a private key file"),
     "accept_new_host_key": Setting(bool, text_ok=True),
     "connections": Setting(int, 1, text_ok=True, meaning="SSH connections"),
+    "git_remote": Setting(str, meaning="lfs: the git remote whose ref refs/mlx/lfs lists the "
+                          "objects; default: the git remote of the same name, else origin"),
 }
 """The keys of a remote under `remotes:` (the storage kinds read the options: storage/remotes/)."""
 
@@ -473,6 +476,7 @@ class Config:
         self.broken: dict[Path, UsageError] = {}
         self._data: dict[str, Any] | None = None
         self._files: list[tuple[Path, dict[str, Any]]] = []  # what each file gave, local last
+        self._lfs_endpoints: dict[str, LfsEndpoint | None] = {}  # zero-config, per git remote
 
     @classmethod
     def discover(cls, start: Path | None = None, *, lenient: bool = False) -> Config:
@@ -740,9 +744,20 @@ class Config:
         return name
 
     def zero_config(self, git_name: str, git_url: str, why: str) -> RemoteSpec:
-        """The storage beside a git remote: `<its repository>/mlx/` on a local path or, over
-        SSH, on the server (the SSH remote finds `.git/mlx/` if the repository has a work tree)."""
+        """The storage of a git remote when no mlx remote is set: its Git LFS server (an
+        http(s) remote, an LFS URL set for it, or an SSH server that answers
+        `git-lfs-authenticate`: git/lfsconfig.py zero_config_endpoint), else beside it:
+        `<its repository>/mlx/` on a local path or, over SSH, on the server (the SSH remote
+        finds `.git/mlx/` if the repository has a work tree)."""
         base = self.repo.work_tree or self.repo.git_dir
+        if git_name not in self._lfs_endpoints:
+            self._lfs_endpoints[git_name] = zero_config_endpoint(git_name, base)
+        endpoint = self._lfs_endpoints[git_name]
+        if endpoint is not None:
+            return RemoteSpec(git_name, f"lfs+{endpoint.url}",
+                              {"git_remote": git_name, "derived": "true"},
+                              f"{why}: git remote {git_name!r} has a Git LFS server "
+                              f"({endpoint.source or 'derived from its URL'})")
         path = local_path_from_url(git_url, base)
         if path is not None:
             return RemoteSpec(git_name, str(repository_storage(path)), {},
@@ -758,10 +773,10 @@ class Config:
                               f"{why}: git remote {git_name!r} is reached over SSH, objects go "
                               "in its mlx/ on the server")
         raise RemoteUnsupported(
-            f"git remote {git_name!r} ({git_url}) is neither a local path nor an SSH URL, so "
-            "git-mlx cannot store objects beside it",
+            f"git remote {git_name!r} ({git_url}) is neither a local path, an SSH URL nor "
+            "one with a Git LFS server, so git-mlx cannot store objects beside it",
             hint="add a storage remote: git mlx remote add -d NAME PATH_OR_URL "
-                 "(a path, s3://bucket/prefix or ssh://host/path)",
+                 "(a path, s3://bucket/prefix, ssh://host/path or lfs+https://host/path)",
         )
 
     def resolve_remote(self, requested: str | None = None, *, git_remote: str | None = None,

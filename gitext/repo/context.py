@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gitext.errors import MlxError, name_place
-from gitext.formats.urls import LOCAL, parse_url
+from gitext.formats.urls import LFS, LOCAL, parse_url
 from gitext.log import inform, trace
 from gitext.repo.config import Config, RemoteSpec
 
@@ -86,7 +86,14 @@ class Context:
             spec = self.remote_spec(requested, git_remote=git_remote, git_url=git_url)
             trace(f"remote {spec.name} -> {spec.url} ({spec.reason})")
             _name_remote_place(spec)
-            self._remotes[key] = open_remote(spec.name, spec.url, spec.options)
+            kind, location = parse_url(spec.url)
+            if kind == LFS:  # its directory lives on a git ref: opened with git's help
+                from gitext.repo.lfsremote import open_lfs_remote
+
+                self._remotes[key] = open_lfs_remote(self.config.repo, spec.name, spec.url,
+                                                     location, spec.options)
+            else:
+                self._remotes[key] = open_remote(spec.name, spec.url, spec.options)
         return self._remotes[key]
 
     def download(self, oids: Iterable[str], remote: Remote | None = None,
@@ -111,7 +118,10 @@ class Context:
     def upload(self, oids: Iterable[str], remote: Remote, progress: bool | None = None) -> TransferResult:
         from gitext.storage.transfer import upload
 
-        result = upload(self.store, remote, oids, jobs=self.config.jobs(), progress=progress,
-                        sync=self.config.transfer_sync())
+        try:
+            result = upload(self.store, remote, oids, jobs=self.config.jobs(), progress=progress,
+                            sync=self.config.transfer_sync())
+        finally:
+            remote.publish()  # what landed becomes visible, even if some files failed
         _report(result, "uploaded", f"to {remote.name}")
         return result

@@ -96,6 +96,9 @@ def _locks(remote: Remote) -> dict[str, KeyStat]:
 def push_lease(remote: Remote) -> Iterator[None]:
     """Hold a push lease on `remote` for the duration (see the module docstring); RemoteError
     if a gc is running there. Remotes that cannot list ages (never gc'd) need no lease."""
+    if not remote.collectable:  # no gc there to keep out
+        yield
+        return
     key = PUSH_LEASES + uuid.uuid4().hex
     try:
         remote.put(key, _holder())
@@ -141,6 +144,7 @@ def new_epoch(remote: Remote) -> str:
     """Start a new epoch on `remote` (written before anything is deleted from it)."""
     token = uuid.uuid4().hex
     remote.put(EPOCH, token.encode())
+    remote.publish()
     return token
 
 
@@ -253,6 +257,10 @@ def gc_remote(ctx: Context, name: str, *, dry_run: bool = False, keep_recent_day
     gitext/ml/runcache.py; composed by gitext/cli)."""
 
     remote = ctx.remote(name)
+    if not remote.collectable:
+        list(remote.list_stat(""))  # raises the kind's own reason (the lfs kind: no delete)
+        raise RemoteUnsupported(f"remote {remote.name} ({remote.describe()}) cannot be "
+                                "garbage-collected")
     if check_refs:
         check_fetched(ctx)
     kept = kept_pointers(ctx.config.repo.common_dir, keep_recent_days, narrow=False)

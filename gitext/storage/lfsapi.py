@@ -177,6 +177,8 @@ class LfsClient:
         self._auth = auth
         self._auth_result = auth_result
         self._auth_asked = False
+        # Whether the server honours Range: None until a ranged GET has shown it.
+        self.ranges: bool | None = None
         self._auth_confirmed = False
         pairs = extra_headers.items() if isinstance(extra_headers, Mapping) else extra_headers
         self._extra = {k: v for k, v in pairs}
@@ -359,8 +361,11 @@ class LfsClient:
         response = self._request("GET", action.href, headers={
             **action.header, "Range": f"bytes={offset}-{offset + length - 1}"})
         if response.status == 206:
+            self.ranges = True
             data = response.data
         elif response.status == 200:
+            if length < size:
+                self.ranges = False
             data = response.data[offset:offset + length]
         else:
             raise self._status_error(response, f"download of {oid} from {redact_url(action.href)}",

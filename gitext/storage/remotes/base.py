@@ -57,6 +57,9 @@ class Remote(ABC):
     # Chunks travel in packs (gitext/storage/packs.py): for remotes where every request costs more than
     # its bytes (S3, SSH). A local directory keeps the cache's layout, one file per chunk.
     packed: bool = False
+    # Whether gc can run on it (list ages, delete): a Git LFS server cannot, so pushes there
+    # need no lease and `gc --remote` is refused.
+    collectable: bool = True
 
     @abstractmethod
     def exists(self, keys: Sequence[str]) -> set[str]:
@@ -123,6 +126,12 @@ class Remote(ABC):
         one. transfer calls it after a push's chunks and before their manifests, and again at
         the end, so a visible manifest always means durable chunks. Default: nothing to do
         (an object store's PUT is durable when it returns)."""
+        return None
+
+    def publish(self) -> None:
+        """Make the objects stored so far visible to other clones. Callers run it when a
+        push's uploads are done (Context.upload, the run cache's push). Default: nothing to
+        do (an object is visible once stored); the lfs kind adds them to its key directory."""
         return None
 
     @abstractmethod

@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from gitext.formats.urls import LOCAL, S3, SSH, parse_url
+from gitext.errors import RemoteUnsupported
+from gitext.formats.urls import LFS, LOCAL, S3, SSH, parse_url
 from gitext.storage.remotes.base import Remote
 from gitext.storage.remotes.local import LocalRemote
 from gitext.storage.remotes.s3 import open_s3
@@ -41,5 +42,7 @@ _FACTORIES: dict[str, RemoteFactory] = {LOCAL: _open_local, S3: _open_s3, SSH: _
 def open_remote(name: str, url: str, options: Mapping[str, str] | None = None) -> Remote:
     """The Remote for `url`, named `name` in messages; `options` are its config keys."""
     kind, location = parse_url(url)
+    if kind == LFS:  # its key directory is kept by git: gitext/repo/lfsremote.py opens it
+        raise RemoteUnsupported(f"remote {name} ({url}) is opened through its repository")
     factory = _FACTORIES[kind]
     return factory(name, url, location, dict(options or {}))

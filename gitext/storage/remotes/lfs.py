@@ -1,0 +1,177 @@
+"""A remote on a Git LFS server (GitHub, GitLab, Gitea, Hugging Face, giftless...) through the
+Batch API (storage/lfsapi.py).
+
+    lfs+https://host/org/repo.git/info/lfs      (zero-config: the endpoint git-lfs would use)
+
+An LFS server keeps blobs under the sha256 of their bytes and offers no names, no listing and
+no delete. So every object this remote stores (packs, pack indexes, manifests, run-cache
+entries: it is a packed remote) is an LFS object named by its bytes' sha256, and a key
+directory says which LFS object holds each store key: key -> (oid, size). The directory is
+kept elsewhere (for git-mlx, on a ref of the git remote: gitext/repo/lfsremote.py) and handed
+in as a `KeyDirectory`; objects stored by this process join it on `publish()`, which the
+caller runs when a push's uploads are done: until then no other clone can see them, so a
+killed push leaves nothing half-visible (docs/remotes.md, "The `lfs` kind").
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Protocol
+
+from gitext.errors import RemoteUnsupported
+from gitext.fsutil import write_atomic
+from gitext.storage.lfsapi import BATCH_SIZE, LfsClient
+from gitext.storage.remotes.base import KeyStat, Remote, check_key, raise_short
+
+Location = tuple[str, int]  # (LFS oid = sha256 of the bytes, size)
+_WHOLE_KEPT = 4  # whole packs kept in memory when the server ignores Range
+
+
+class KeyDirectory(Protocol):
+    """Where the key -> LFS object map of a remote is kept."""
+
+    def load(self) -> dict[str, Location]:
+        """The published map (empty when there is none yet)."""
+
+    def publish(self, added: Mapping[str, Location]) -> None:
+        """Add `added` to the published map (merging with other writers' additions)."""
+
+
+class LfsRemote(Remote):
+    max_jobs = 16  # the client's connection pool
+    packed = True
+    collectable = False
+
+    def __init__(self, client: LfsClient, directory: KeyDirectory, *, name: str, url: str) -> None:
+        self.client = client
+        self.directory = directory
+        self.name = name
+        self.url = url
+        self._lock = threading.Lock()
+        self._known: dict[str, Location] | None = None
+        self._pending: dict[str, Location] = {}
+        self._whole: OrderedDict[str, bytes] = OrderedDict()
+        self._whole_locks: dict[str, threading.Lock] = {}
+
+    # -- the directory ------------------------------------------------------------------
+    def _entries(self) -> dict[str, Location]:
+        with self._lock:
+            if self._known is None:
+                self._known = dict(self.directory.load())
+            return self._known
+
+    def _where(self, key: str) -> Location | None:
+        check_key(key)
+        known = self._entries()
+        with self._lock:
+            return self._pending.get(key) or known.get(key)
+
+    def publish(self) -> None:
+        with self._lock:
+            added = dict(self._pending)
+        if not added:
+            return
+        self.directory.publish(added)
+        with self._lock:
+            known = self._known if self._known is not None else {}
+            for key, where in added.items():
+                known.setdefault(key, where)
+                if self._pending.get(key) == where:
+                    del self._pending[key]
+            self._known = known
+
+    # -- Remote -------------------------------------------------------------------------
+    def exists(self, keys: Sequence[str]) -> set[str]:
+        """Keys the directory names whose object the server confirms (one batch call per
+        BATCH_SIZE objects): a directory entry alone is not trusted."""
+        found = {key: where for key in keys if (where := self._where(key)) is not None}
+        if not found:
+            return set()
+        objects = sorted(set(found.values()))
+        chunks = [objects[i:i + BATCH_SIZE] for i in range(0, len(objects), BATCH_SIZE)]
+        with ThreadPoolExecutor(min(8, len(chunks))) as pool:
+            present = set().union(*pool.map(self.client.exists, chunks))
+        return {key for key, (oid, _) in found.items() if oid in present}
+
+    def _store(self, key: str, oid: str, size: int, data: bytes | bytearray | Path) -> None:
+        self.client.upload(oid, size, data)
+        with self._lock:
+            self._pending[key] = (oid, size)
+
+    def upload(self, key: str, src: Path) -> None:
+        check_key(key)
+        digest = hashlib.sha256()
+        size = 0
+        with open(src, "rb") as f:
+            while block := f.read(1 << 20):
+                digest.update(block)
+                size += len(block)
+        self._store(key, digest.hexdigest(), size, src)
+
+    def put(self, key: str, data: bytes | bytearray) -> None:
+        check_key(key)
+        self._store(key, hashlib.sha256(data).hexdigest(), len(data), data)
+
+    def read(self, key: str) -> bytes:
+        where = self._where(key)
+        if where is None:
+            raise self.missing(key)
+        return self.client.download(*where)
+
+    def download(self, key: str, dst: Path) -> None:
+        write_atomic(dst, self.read(key))
+
+    def read_range(self, key: str, offset: int, length: int) -> bytes:
+        """A ranged GET; when the server sends whole objects instead (giftless, some CDNs),
+        the whole pack is read once, checked against its oid, and the ranges cut from it."""
+        where = self._where(key)
+        if where is None:
+            raise self.missing(key)
+        oid, size = where
+        if offset + length > size:
+            raise_short(self, key, offset, length, max(0, size - offset))
+        if self.client.ranges is not False:
+            return self.client.download_range(oid, size, offset, length)
+        return self._whole_object(key, oid, size)[offset:offset + length]
+
+    def _whole_object(self, key: str, oid: str, size: int) -> bytes:
+        with self._lock:
+            lock = self._whole_locks.setdefault(oid, threading.Lock())
+        with lock:  # one download per pack, however many threads want ranges of it
+            with self._lock:
+                data = self._whole.get(oid)
+                if data is not None:
+                    self._whole.move_to_end(oid)
+                    return data
+            data = self.client.download(oid, size)
+            with self._lock:
+                self._whole[oid] = data
+                while len(self._whole) > _WHOLE_KEPT:
+                    self._whole.popitem(last=False)
+            return data
+
+    def list_keys(self, prefix: str) -> Iterator[str]:
+        known = self._entries()
+        with self._lock:
+            keys = set(known) | set(self._pending)
+        return iter(sorted(k for k in keys if k.startswith(prefix)))
+
+    def list_stat(self, prefix: str) -> Iterator[KeyStat]:
+        raise RemoteUnsupported(
+            f"remote {self.name} ({self.describe()}) cannot be garbage-collected: the Git LFS "
+            "API has no delete",
+            hint="free space through the host (GitHub, GitLab... delete LFS objects only with "
+                 "the repository); objects no commit needs cost space, never correctness")
+        yield  # (a generator)
+
+    def delete_many(self, keys: Sequence[str]) -> None:
+        raise RemoteUnsupported(f"remote {self.name} ({self.describe()}) cannot delete objects: "
+                                "the Git LFS API has no delete")
+
+    def describe(self) -> str:
+        return f"Git LFS server {self.client.endpoint}"

@@ -1,0 +1,182 @@
+"""The `lfs` remote kind end to end: git-mlx storing through a real Git LFS server (giftless on
+loopback, tests/servers.py), with the git remote a local bare repository whose `.lfsconfig`
+(or an lfs+https:// mlx remote) names the server."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+from mlxtest import assert_clean_status, git, mlx, run, write_random
+from serverctl import GiftlessServer
+
+from gitext.storage.lfsapi import LfsClient
+
+PASSWORD = "Zq9-never-printed-Secret"
+
+
+@pytest.fixture
+def endpoint(lfs_server: GiftlessServer) -> str:
+    return lfs_server.endpoint(f"org/r{uuid.uuid4().hex[:12]}")
+
+
+def lfs_repo(repo: Path, origin: Path, endpoint: str) -> Path:
+    git(repo, "remote", "add", "origin", str(origin))
+    mlx(repo, "track", "*.bin")
+    (repo / ".lfsconfig").write_text(f"[lfs]\n\turl = {endpoint}\n")
+    git(repo, "add", ".gitattributes", ".lfsconfig")
+    return repo
+
+
+def server_bytes(server: GiftlessServer) -> int:
+    return sum(p.stat().st_size for p in server.dir.rglob("*") if p.is_file())
+
+
+def test_zero_config_push_clone_pull(repo: Path, origin: Path, tmp_path: Path, endpoint: str,
+                                     lfs_server: GiftlessServer) -> None:
+    lfs_repo(repo, origin, endpoint)
+    write_random(repo / "model.bin", 3_000_000, seed=1, compressible=0.5)
+    write_random(repo / "small.bin", 2_000, seed=2)
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "v1")
+    pushed = git(repo, "push", "-q", "origin", "main")
+    assert b"uploaded 2 files" in pushed.stderr
+    # nothing went beside the repository: the bare repository holds no mlx/ storage
+    assert not (origin / "mlx").exists()
+    # the directory ref is on the git remote, next to the branch
+    refs = git(origin, "for-each-ref", "--format=%(refname)").stdout.decode().split()
+    assert "refs/mlx/lfs" in refs and "refs/heads/main" in refs
+    # `git mlx env`/remote list names the kind
+    listed = mlx(repo, "remote").stdout.decode()
+    assert "lfs" in listed and endpoint.split("//")[1] in listed
+
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(origin), str(clone))
+    assert (clone / "model.bin").read_bytes() == (repo / "model.bin").read_bytes()
+    assert (clone / "small.bin").read_bytes() == (repo / "small.bin").read_bytes()
+    assert_clean_status(clone)
+
+    # a second version, pushed from the clone, pulled into the first work tree
+    write_random(clone / "model.bin", 3_000_000, seed=3, compressible=0.5)
+    git(clone, "commit", "-q", "-am", "v2")
+    git(clone, "push", "-q", "origin", "main")
+    git(repo, "pull", "-q", "--no-rebase", "origin", "main")
+    assert (repo / "model.bin").read_bytes() == (clone / "model.bin").read_bytes()
+    assert_clean_status(repo)
+    # a fresh clone with the cache empty gets the old version too
+    other = tmp_path / "other"
+    git(tmp_path, "clone", "-q", str(origin), str(other))
+    git(other, "checkout", "-q", "HEAD~1")
+    assert (other / "model.bin").read_bytes() != (clone / "model.bin").read_bytes()
+    mlx(other, "fsck")
+
+
+def test_explicit_lfs_remote_and_gc_refused(repo: Path, origin: Path, tmp_path: Path,
+                                            endpoint: str) -> None:
+    git(repo, "remote", "add", "origin", str(origin))
+    mlx(repo, "track", "*.bin")
+    mlx(repo, "remote", "add", "-d", "hub", f"lfs+{endpoint}")
+    mlx(repo, "remote", "modify", "hub", "git_remote", "origin")
+    write_random(repo / "a.bin", 500_000, seed=4)
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "a")
+    git(repo, "push", "-q", "origin", "main")
+    status = mlx(repo, "status").stdout.decode() + mlx(repo, "status").stderr.decode()
+    assert "not on the remote" not in status
+    # gc of the remote is refused, saying why; nothing is deleted
+    gc = mlx(repo, "gc", "--remote", "hub", check=False)
+    assert gc.returncode != 0
+    assert b"no delete" in gc.stderr
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(origin), str(clone))
+    # the remote is in the committed .mlx.yaml: a clone stores and reads through it too
+    assert (clone / "a.bin").read_bytes() == (repo / "a.bin").read_bytes()
+    assert "hub" in (clone / ".mlx.yaml").read_text()
+
+
+def test_server_stopped_mid_push_then_restarted(repo: Path, origin: Path, endpoint: str,
+                                                lfs_server: GiftlessServer) -> None:
+    lfs_repo(repo, origin, endpoint)
+    write_random(repo / "m.bin", 2_000_000, seed=5)
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "m")
+    lfs_server.stop()
+    try:
+        failed = git(repo, "push", "-q", "origin", "main", check=False)
+    finally:
+        lfs_server.start()
+    assert failed.returncode != 0
+    text = failed.stderr.decode()
+    assert "127.0.0.1" in text and "Traceback" not in text
+    # git did not update the branch, nor the directory
+    assert git(origin, "for-each-ref").stdout == b""
+    git(repo, "push", "-q", "origin", "main")
+    assert b"refs/heads/main" in git(origin, "for-each-ref").stdout
+
+
+def test_credentials_from_a_helper_never_printed(repo: Path, origin: Path, tmp_path: Path,
+                                                 giftless_jwt: GiftlessServer) -> None:
+    giftless_jwt.start()
+    endpoint = giftless_jwt.endpoint("org/secret")
+    token = giftless_jwt.token("org/secret")
+    helper = tmp_path / "helper.sh"
+    log = tmp_path / "helper.log"
+    helper.write_text(f"#!/bin/sh\necho \"$1\" >> {log}\n"
+                      f"if [ \"$1\" = get ]; then echo username=_jwt; echo password={token}; fi\n")
+    helper.chmod(0o755)
+    lfs_repo(repo, origin, endpoint)
+    git(repo, "config", "credential.helper", str(helper))
+    write_random(repo / "s.bin", 300_000, seed=6)
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "s")
+    pushed = git(repo, "push", "origin", "main", env={"GIT_MLX_TRACE": "1"})
+    assert token not in pushed.stderr.decode() + pushed.stdout.decode()
+    actions = log.read_text().split()
+    assert "get" in actions and "store" in actions
+    # a wrong password: a clear 401 message, the helper told to forget it, no secret shown
+    helper.write_text(f"#!/bin/sh\necho \"$1\" >> {log}\n"
+                      f"if [ \"$1\" = get ]; then echo username=_jwt; echo password={PASSWORD}; fi\n")
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(origin), str(clone), env={"GIT_MLX_SKIP_SMUDGE": "1"})
+    git(clone, "config", "credential.helper", str(helper))
+    pulled = mlx(clone, "pull", check=False, env={"GIT_MLX_TRACE": "1"})
+    assert pulled.returncode != 0
+    err = pulled.stderr.decode()
+    assert PASSWORD not in err and token not in err
+    assert "credential" in err.lower() or "401" in err
+    assert "erase" in log.read_text().split()
+    # and with the right one it works
+    git(clone, "config", "credential.helper", "")
+    helper.write_text(f"#!/bin/sh\nif [ \"$1\" = get ]; then echo username=_jwt; "
+                      f"echo password={token}; fi\n")
+    git(clone, "config", "credential.helper", str(helper))
+    mlx(clone, "pull")
+    assert (clone / "s.bin").read_bytes() == (repo / "s.bin").read_bytes()
+
+
+def test_git_lfs_and_git_mlx_share_one_server(tmp_path: Path, repo: Path, origin: Path,
+                                              endpoint: str, lfs_server: GiftlessServer) -> None:
+    """git-lfs itself pushes to the same server in the same test: the server is real."""
+    lfs_repo(repo, origin, endpoint)
+    write_random(repo / "w.bin", 400_000, seed=7)
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "w")
+    git(repo, "push", "-q", "origin", "main")
+    lfs_work = tmp_path / "lfswork"
+    git(tmp_path, "init", "-q", str(lfs_work))
+    run(["git", "lfs", "install", "--local"], cwd=lfs_work)
+    git(lfs_work, "lfs", "track", "*.dat")
+    (lfs_work / ".lfsconfig").write_text(f"[lfs]\n\turl = {endpoint}\n")
+    data = os.urandom(100_000)
+    (lfs_work / "x.dat").write_bytes(data)
+    git(lfs_work, "add", ".")
+    git(lfs_work, "commit", "-q", "-m", "x")
+    bare2 = tmp_path / "lfs.git"
+    git(tmp_path, "init", "-q", "--bare", str(bare2))
+    git(lfs_work, "push", "-q", str(bare2), "HEAD:main")
+    import hashlib
+
+    oid = hashlib.sha256(data).hexdigest()
+    assert LfsClient(endpoint).exists([(oid, len(data))]) == {oid}
