@@ -62,7 +62,7 @@ def write_map(git_dir: Path, base: str | None, added: Mapping[str, bytes], messa
     for name, data in sorted(added.items()):
         if name in index:
             continue
-        index.add(pygit2.IndexEntry(name, repo.create_blob(data), pygit2.GIT_FILEMODE_BLOB))
+        index.add(pygit2.IndexEntry(name, repo.create_blob(data), pygit2.enums.FileMode.BLOB))
     tree = index.write_tree(repo)
     who = pygit2.Signature("git-mlx", "git-mlx@localhost")
     return str(repo.create_commit(None, who, who, message, tree, parents))

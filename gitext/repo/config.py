@@ -48,8 +48,8 @@ from urllib.parse import unquote, urlparse
 from gitext.errors import RemoteUnsupported, UsageError
 from gitext.formats.manifest import MAX_CHUNK_LIMIT
 from gitext.formats.urls import LOCAL, SSH, parse_url
-from gitext.git.lfsconfig import LfsEndpoint, zero_config_endpoint
 from gitext.fsutil import write_atomic
+from gitext.git.lfsconfig import LfsEndpoint, zero_config_endpoint
 from gitext.git.run import RepoPaths, find_repo, git_config_get, git_remotes
 from gitext.log import warn
 
