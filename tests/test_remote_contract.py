@@ -19,7 +19,7 @@ from gitext.storage.remotes.base import Remote
 from gitext.storage.remotes.factory import open_remote
 from gitext.storage.remotes.local import LocalRemote
 
-REMOTE_KINDS = ["local", "s3", "ssh"]
+REMOTE_KINDS = ["local", "s3", "ssh", "lfs"]
 
 Factory = Callable[[], Remote]
 
@@ -36,7 +36,26 @@ def make_remote(kind: str, tmp_path: Path, request: pytest.FixtureRequest | None
         assert request is not None
         request.getfixturevalue("ssh_server")
         return open_remote("origin", f"ssh://mlx-sshd{tmp_path / 'remote-store'}")
+    if kind == "lfs":  # giftless, and a bare repository holding the key directory's ref
+        assert request is not None
+        server = request.getfixturevalue("lfs_server")
+        return _lfs_remote(tmp_path, server.endpoint(f"org/c{abs(hash(str(tmp_path))) % 10**12}"))
     raise AssertionError(f"no fixture for remote kind {kind}")
+
+
+def _lfs_remote(tmp_path: Path, endpoint: str, client: str = "lfs-client") -> Remote:
+    from mlxtest import git
+
+    from gitext.git.run import find_repo
+    from gitext.repo.lfsremote import open_lfs_remote
+
+    bare = tmp_path / "directory.git"
+    if not bare.exists():
+        git(tmp_path, "init", "-q", "--bare", str(bare))
+    work = tmp_path / client
+    git(tmp_path, "init", "-q", str(work))
+    git(work, "remote", "add", "origin", str(bare))
+    return open_lfs_remote(find_repo(work), "origin", f"lfs+{endpoint}", endpoint, {})
 
 
 def make_unwritable_remote(kind: str, tmp_path: Path,
@@ -62,6 +81,8 @@ def make_unwritable_remote(kind: str, tmp_path: Path,
         blocker = tmp_path / "not-a-directory"
         blocker.write_bytes(b"a file where a directory should be")
         return open_remote("origin", f"mlx-sshd:{blocker / 'mlx'}"), str(blocker / "mlx")
+    if kind == "lfs":  # nobody listens there
+        return _lfs_remote(tmp_path, "http://127.0.0.1:9/org/x.git/info/lfs"), "127.0.0.1:9"
     raise AssertionError(f"no fixture for remote kind {kind}")
 
 
@@ -157,6 +178,10 @@ def test_list_keys(remote: Remote, tmp_path: Path) -> None:
 
 def test_list_stat_gives_sizes_and_the_servers_clock(remote: Remote, tmp_path: Path) -> None:
     before = time.time()
+    if not remote.collectable:  # (lfs: no ages, no delete; gc is refused with the reason)
+        with pytest.raises(RemoteUnsupported, match="no delete"):
+            list(remote.list_stat("chunks/"))
+        return
     keys = {put(remote, tmp_path, b"x" * n): n for n in (1, 100, 70_000)}
     listed = {item.key: item for item in remote.list_stat("chunks/")}
     assert set(listed) == set(keys)
@@ -169,6 +194,11 @@ def test_list_stat_gives_sizes_and_the_servers_clock(remote: Remote, tmp_path: P
 
 def test_delete_many(remote: Remote, tmp_path: Path) -> None:
     keys = [put(remote, tmp_path, f"object {i}".encode()) for i in range(5)]
+    if not remote.collectable:
+        with pytest.raises(RemoteUnsupported, match="no delete"):
+            remote.delete_many(keys[:1])
+        assert remote.exists(keys) == set(keys)
+        return
     remote.delete_many([*keys[:3], "chunks/00/" + "0" * 64])  # an absent key is fine
     assert remote.exists(keys) == set(keys[3:])
     assert set(remote.list_keys("chunks/")) == set(keys[3:])
@@ -252,6 +282,35 @@ def test_keys_cannot_escape_the_remote(remote: Remote, tmp_path: Path, bad: str)
         remote.download(bad, tmp_path / "dst")
     with pytest.raises(ValueError):
         remote.exists([bad])
+
+
+def test_published_objects_are_seen_by_another_clone(remote: Remote, tmp_path: Path) -> None:
+    """What a remote stored is visible to others once `publish()` has run (for most kinds at
+    once; the lfs kind adds it to its directory then), and is then read back by them."""
+    keys = [put(remote, tmp_path, f"shared {i}".encode()) for i in range(3)]
+    remote.publish()
+    other = _lfs_remote(tmp_path, remote.client.endpoint, "other-client") \
+        if remote.url.startswith("lfs+") else remote
+    assert other.exists(keys) == set(keys)
+    assert set(other.list_keys("chunks/")) >= set(keys)
+    assert get(other, tmp_path, keys[0]) == b"shared 0"
+
+
+def test_lfs_directory_merges_concurrent_publishers(tmp_path: Path,
+                                                   request: pytest.FixtureRequest) -> None:
+    """Two clones publish to one directory ref, the second without having seen the first:
+    its push is refused as a non-fast-forward, it merges, and both sets are listed."""
+    server = request.getfixturevalue("lfs_server")
+    endpoint = server.endpoint("org/merge")
+    one = _lfs_remote(tmp_path, endpoint, "one")
+    two = _lfs_remote(tmp_path, endpoint, "two")
+    assert one.exists([key_for(b"nothing")]) == set() == two.exists([key_for(b"nothing")])
+    a = put(one, tmp_path, b"from one")
+    b = put(two, tmp_path, b"from two")
+    one.publish()
+    two.publish()
+    three = _lfs_remote(tmp_path, endpoint, "three")
+    assert three.exists([a, b]) == {a, b}
 
 
 # --- the local kind specifically ------------------------------------------------------------
