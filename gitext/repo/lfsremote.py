@@ -15,6 +15,7 @@ mirrors it at `refs/mlx/lfs-seen/<git remote>`, so an unchanged directory costs 
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import re
 import threading
@@ -24,6 +25,7 @@ from pathlib import Path
 from gitext.errors import MlxError, RemoteError
 from gitext.git.lfsconfig import (
     DOWNLOAD,
+    Credential,
     GitCredentials,
     LfsEndpoint,
     http_settings,
@@ -132,11 +134,9 @@ def lfs_client(cwd: Path | None, endpoint: LfsEndpoint, operation: str = DOWNLOA
             headers[name.strip()] = value.strip()
     credentials = GitCredentials(url if endpoint.username is None else
                                  url.replace("://", f"://{endpoint.username}@", 1), cwd)
-    given: list[object] = []
+    given: list[Credential] = []
 
     def auth() -> dict[str, str]:
-        import base64
-
         credential = credentials.fill()
         if credential is None:
             return {}
@@ -145,11 +145,8 @@ def lfs_client(cwd: Path | None, endpoint: LfsEndpoint, operation: str = DOWNLOA
         return {"Authorization": "Basic " + base64.b64encode(pair).decode()}
 
     def auth_result(ok: bool) -> None:
-        from gitext.git.lfsconfig import Credential
-
         for credential in given:
-            if isinstance(credential, Credential):
-                (credentials.approve if ok else credentials.reject)(credential)
+            (credentials.approve if ok else credentials.reject)(credential)
 
     return LfsClient(url, auth=auth, auth_result=auth_result, extra_headers=headers,
                      ca_file=settings.ca_file, verify=settings.verify)
