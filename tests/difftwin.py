@@ -46,8 +46,10 @@ from typing import Any
 
 try:
     from mlxtest import ROOT, python_shim_dir
+    from serverctl import GiftlessServer
 except ImportError:  # run as `python3 -m tests.difftwin`
     from tests.mlxtest import ROOT, python_shim_dir
+    from tests.serverctl import GiftlessServer
 
 # Each flag gates the operations that hit one known, being-fixed item of issue 12. With a flag
 # off the walk never generates (and a replay skips) those operations.
@@ -102,6 +104,10 @@ class Config:
     large_every: int = 40  # about one write in N is "large" (1 MiB .. max_size)
     renames: bool = False  # git's rename detection (off: it compares pointer text, see docs)
     timeout: float = 600
+    # Where the mlx side stores: "local" (zero-config, beside origin.git) or "lfs" (a giftless
+    # Git LFS server on loopback, named by lfs.url in the side's global git config: the lfs
+    # kind's zero-config, with its directory ref on origin.git)
+    storage: str = "local"
 
     def on(self, flag: str) -> bool:
         return flag in self.flags
@@ -512,6 +518,7 @@ class Twin:
         self.cfg = cfg
         self.workdir = workdir
         self.log: list[str] = []
+        self.giftless: GiftlessServer | None = None
         # commit dates step by one second from 30 days ago: the same on both sides (history
         # orders the same), and never in the future, where reflog entries would look recent to gc
         self.base_time = int(time.time()) - 30 * 86400
@@ -540,6 +547,10 @@ class Twin:
                 "[status]\n\trenames = " + renames + "\n"
                 "[pull]\n\trebase = false\n[gc]\n\tauto = 0\n[maintenance]\n\tauto = false\n"
             )
+            if name == "mlx" and cfg.storage == "lfs":
+                self.giftless = GiftlessServer(workdir / "giftless").start()
+                with open(home / ".gitconfig", "a") as f:
+                    f.write(f"[lfs]\n\turl = {self.giftless.endpoint('twin/repo')}\n")
             if name == "mlx":
                 env["PATH"] = f"{bindir}{os.pathsep}{os.environ['PATH']}"
                 env["PYTHONPATH"] = str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")
@@ -914,8 +925,8 @@ def op_reclone(t: Twin, o: dict[str, Any]) -> str | None:
 @op("mlx")
 def op_mlx(t: Twin, o: dict[str, Any]) -> str | None:
     """A git-mlx command on the mlx side only (gc, fetch + fsck); plain git has nothing to do."""
-    if o["args"][:2] == ["gc", "--remote"] and not t.cfg.on("remote-gc"):
-        return SKIP
+    if o["args"][:2] == ["gc", "--remote"] and (not t.cfg.on("remote-gc") or t.cfg.storage == "lfs"):
+        return SKIP  # (an lfs remote refuses gc by design: the LFS API has no delete)
     res = t.mlx.run(["git", "mlx", *o["args"]], t.mlx.clone(o["clone"]), extra_env=t.env_for_step())
     if res.rc not in o.get("ok_rc", [0]):
         raise Divergence("mlx-command", f"`git mlx {' '.join(o['args'])}` exited {res.rc}\n"
@@ -1366,6 +1377,8 @@ def run_walk(cfg: Config, ops: list[dict[str, Any]] | None = None, *, keep: Path
                 print(f"[seed {cfg.seed}] {i + 1} steps, {time.monotonic() - start:.0f}s", file=sys.stderr,
                       flush=True)
     finally:
+        if twin.giftless is not None:
+            twin.giftless.stop()
         if keep is None or failure is None:
             shutil.rmtree(workdir, ignore_errors=True)
     return RunResult(done, failure, failed_step, twin.log[-200:], stats, time.monotonic() - start)
@@ -1464,6 +1477,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--max-size", type=int, default=20 * 2**20, help="largest file written (bytes)")
     ap.add_argument("--renames", action="store_true",
                     help="also edits and renames that make git's rename detection differ by design (docs)")
+    ap.add_argument("--storage", choices=("local", "lfs"), default="local",
+                    help="where the mlx side stores: beside origin.git, or a giftless LFS server")
     ap.add_argument("--replay", type=Path, help="run the ops of a replay file")
     ap.add_argument("--minimize", action="store_true", help="shrink a failure (with --replay, or a new one)")
     ap.add_argument("--minimize-minutes", type=float, default=15)
@@ -1485,7 +1500,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     failed = 0
     for seed in seeds:
         cfg = Config(seed=seed, steps=args.steps, flags=parse_flags(args.flags), max_size=args.max_size,
-                     renames=args.renames)
+                     renames=args.renames, storage=args.storage)
         res = run_walk(cfg, keep=args.keep, budget=args.minutes * 60 if args.minutes else None, progress=True)
         report(cfg, res)
         if res.failure:

@@ -186,6 +186,14 @@ def test_walk_agrees_with_plain_git(seed: int, tmp_path: Path) -> None:
     _check(cfg, run_walk(cfg), tmp_path)
 
 
+def test_walk_agrees_with_plain_git_storing_on_an_lfs_server(tmp_path: Path) -> None:
+    """The same walk with the mlx side storing on a Git LFS server (giftless on loopback,
+    lfs.url set): the lfs kind's reads, writes and directory ref under every git command."""
+    cfg = _config(5)
+    cfg.storage = "lfs"
+    _check(cfg, run_walk(cfg), tmp_path)
+
+
 def test_walk_with_the_chosen_seed(tmp_path: Path) -> None:
     """A fourth fixed seed, or GIT_MLX_DIFFTWIN_SEED (`random` for a fresh one, printed)."""
     chosen = os.environ.get("GIT_MLX_DIFFTWIN_SEED", "4")
