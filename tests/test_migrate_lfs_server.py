@@ -196,3 +196,35 @@ def test_a_named_remote_without_an_lfs_server(tmp_path: Path, installed: Path) -
     assert proc.returncode == 2 and "no git remote named 'nope'" in proc.stderr.decode()
     proc = mlx(clone, "migrate", "from-lfs", check=False)
     assert proc.returncode == 1 and "git lfs fetch --all" in proc.stderr.decode()
+
+
+def test_open_lfs_client_wiring(tmp_path: Path, scrubbed_env: Path, giftless_jwt: GiftlessServer) -> None:
+    """open_lfs_client: an explicit endpoint overrides discovery; http.extraHeader (a Bearer
+    token) reaches the server; no git remote: no endpoint; a URL without LFS: a usage error."""
+    import pytest
+
+    from gitext.errors import UsageError
+    from gitext.repo.lfsclient import lfs_endpoint, open_lfs_client
+
+    repo = tmp_path / "r"
+    git(tmp_path, "init", "-q", str(repo))
+    assert lfs_endpoint(repo, None) is None
+    name = f"org/w{uuid.uuid4().hex[:12]}"
+    endpoint = giftless_jwt.endpoint(name)
+    token = giftless_jwt.token(name)
+    data = b"wired" * 1000
+    import hashlib
+
+    oid = hashlib.sha256(data).hexdigest()
+    git(repo, "config", f"http.{giftless_jwt.base}/.extraHeader", f"Authorization: Bearer {token}")
+    client = open_lfs_client(repo, None, "upload", endpoint=endpoint)
+    assert client.upload(oid, len(data), data) is True
+    # discovered from origin's URL (<base>/org/w….git -> …/info/lfs)
+    git(repo, "remote", "add", "origin", f"{giftless_jwt.base}/{name}.git")
+    found = lfs_endpoint(repo, None)
+    assert found is not None and found.url == endpoint
+    target = tmp_path / "obj"
+    open_lfs_client(repo, None, "download").download_to(oid, len(data), target)
+    assert target.read_bytes() == data
+    with pytest.raises(UsageError):
+        open_lfs_client(repo, None, "download", endpoint=str(tmp_path))
