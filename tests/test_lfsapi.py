@@ -152,6 +152,36 @@ def test_bytes_that_do_not_match_their_oid(endpoint: str) -> None:
     assert info.value.oid == oid
 
 
+def test_download_to_streams_into_a_file_and_checks_it(endpoint: str, tmp_path: Path) -> None:
+    """download_to writes the object a block at a time (3 MiB: several blocks), reuses a
+    batch's action, and removes its file when the bytes do not hash to the oid or the
+    object is missing."""
+    client = LfsClient(endpoint)
+    oid, data = blob(3 << 20, seed=21)
+    client.upload(oid, len(data), data)
+    target = tmp_path / "obj"
+    client.download_to(oid, len(data), target)
+    assert target.read_bytes() == data
+    answer = client.batch("download", [(oid, len(data))])[oid]
+    assert isinstance(answer, ObjectActions)
+    again = tmp_path / "again"
+    client.download_to(oid, len(data), again, answer.actions["download"])
+    assert again.read_bytes() == data
+    # an expired action is asked for again
+    stale = Action(answer.actions["download"].href, answer.actions["download"].header, time.time() - 1)
+    client.download_to(oid, len(data), tmp_path / "stale", stale)
+    assert (tmp_path / "stale").read_bytes() == data
+    bad_oid, _ = blob(5_000, seed=22)
+    client.upload(bad_oid, 5_000, b"y" * 5_000)  # giftless does not check the sha256
+    with pytest.raises(CorruptObject):
+        client.download_to(bad_oid, 5_000, tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()
+    gone, _ = blob(10, seed=23)
+    with pytest.raises(ObjectMissing):
+        client.download_to(gone, 10, tmp_path / "gone")
+    assert not (tmp_path / "gone").exists()
+
+
 def test_401_is_a_clear_refusal_without_the_credential(giftless_jwt: GiftlessServer) -> None:
     endpoint = giftless_jwt.endpoint("org/private")
     oid, data = blob(3_000, seed=8)

@@ -138,7 +138,8 @@ def cmd_migrate(args: argparse.Namespace) -> int:
                          hint="e.g. git mlx migrate import --include '*.pt'")
     options = Options(include=getattr(args, "include", []), exclude=getattr(args, "exclude", []),
                       everything=args.everything, dry_run=args.dry_run,
-                      keep_missing=getattr(args, "keep_missing", False))
+                      keep_missing=getattr(args, "keep_missing", False),
+                      remote=getattr(args, "remote", None))
     result = migrate(context(), kind, options)
     if not result.files and not result.refs:
         what = "pointers" if kind == "export" else "git-lfs pointers" if kind == "from-lfs" \
@@ -209,7 +210,8 @@ def register(command: Command) -> None:
     for name, help in (
         ("import", "turn committed files matching --include into pointers in every commit"),
         ("from-lfs", "turn git-lfs pointers and .gitattributes lines into git-mlx ones, content "
-                     "from .git/lfs/objects"),
+                     "from .git/lfs/objects (what is not there, from the git remote's LFS "
+                     "server)"),
         ("export", "turn pointers back into plain files (content from the cache) and drop the "
                    "track lines"),
     ):
@@ -222,8 +224,11 @@ def register(command: Command) -> None:
                            help="leave paths matching PATTERN alone (repeatable)")
         else:
             p.add_argument("--keep-missing", action="store_true",
-                           help="keep pointers whose git-lfs object is missing as they are "
-                                "(default: stop with an error)")
+                           help="keep pointers whose git-lfs object is missing (here and on "
+                                "the LFS server) as they are (default: stop with an error)")
+            p.add_argument("--remote", metavar="NAME",
+                           help="download missing git-lfs objects from this git remote's LFS "
+                                "server (default: origin, else the only git remote)")
         p.add_argument("--everything", action="store_true",
                        help="every local branch and tag, not just the current branch")
         p.add_argument("--dry-run", action="store_true", help="list what would change; change nothing")

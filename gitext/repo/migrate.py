@@ -21,7 +21,9 @@ import os
 import re
 import subprocess
 import time
+import uuid
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -29,16 +31,20 @@ from typing import IO
 import pygit2
 from pygit2.enums import ObjectType, SortMode
 
-from gitext.errors import MlxError, ObjectError, ObjectMissing, UsageError
+from gitext.errors import MlxError, ObjectError, ObjectMissing, RemoteError, UsageError
 from gitext.formats.pointer import MAX_POINTER_SIZE, Pointer, try_parse
 from gitext.git.attributes import path_matcher, with_tracked, without_tracked
 from gitext.git.install import hooks_dir, install_repo_hooks
 from gitext.git.lfs import object_path, objects_dir, parse_pointer, remove_lfs_setup
+from gitext.git.lfsconfig import DOWNLOAD
 from gitext.git.run import git_config_get, run_git
 from gitext.git.scan import open_repo
-from gitext.log import warn
+from gitext.log import inform, trace, warn
+from gitext.progress import Progress, format_bytes, plural
 from gitext.repo.context import Context
+from gitext.repo.lfsclient import lfs_endpoint, open_lfs_client
 from gitext.repo.worktree import hydrate
+from gitext.storage.lfsapi import Action, LfsClient, ObjectActions
 
 BACKUP_PREFIX = "refs/mlx-migrate-backup"
 TREE_MODE = b"40000"
@@ -56,6 +62,7 @@ class Options:
     everything: bool = False
     dry_run: bool = False
     keep_missing: bool = False  # from-lfs: leave a pointer whose LFS object is absent as it is
+    remote: str | None = None  # from-lfs: the git remote whose LFS server has absent objects
 
 
 @dataclass
@@ -216,11 +223,14 @@ class Import(Conversion):
 
 
 class FromLfs(Conversion):
-    """git-lfs pointers -> git-mlx pointers, content from git-lfs's local store."""
+    """git-lfs pointers -> git-mlx pointers, content from git-lfs's local store (what is not
+    there was downloaded into it first by `fetch_lfs_objects`)."""
 
     def __init__(self, repo: pygit2.Repository, ctx: Context, options: Options) -> None:
         super().__init__(repo, ctx, options)
         self.lfs_objects = objects_dir(ctx.config.repo.common_dir)
+        self.on_server: set[str] = set()  # a dry run: absent here, on the LFS server
+        self.server = ""  # the LFS server asked for absent objects (for messages)
 
     def convert(self, path: str, oid: pygit2.Oid) -> pygit2.Oid | None:
         data = self.small(oid, MAX_POINTER_SIZE)
@@ -235,15 +245,17 @@ class FromLfs(Conversion):
             return self.write(ObjectType.BLOB, b"")
         source = object_path(self.lfs_objects, lfs.oid)
         store = self.ctx.store
-        if not source.is_file() and not store.has_file(lfs.oid):
+        if not source.is_file() and not store.has_file(lfs.oid) and lfs.oid not in self.on_server:
+            nor = f", nor on the LFS server {self.server}" if self.server else ""
             if self.options.keep_missing:
                 self.result.notes.append(f"kept the git-lfs pointer of {path} (commit "
-                                         f"{self.commit[:12]}): {source} is missing")
+                                         f"{self.commit[:12]}): {source} is missing{nor}")
                 return None
             raise ObjectMissing(
-                f"the git-lfs object of {path} in commit {self.commit[:12]} is not in {source}",
-                oid=lfs.oid, hint="`git lfs fetch --all` first, or pass --keep-missing to keep "
-                                  "such files as git-lfs pointers")
+                f"the git-lfs object of {path} in commit {self.commit[:12]} is not in "
+                f"{source}{nor}", oid=lfs.oid,
+                hint="`git lfs fetch --all` first, or pass --keep-missing to keep such files as "
+                     "git-lfs pointers")
         self.result.bytes += lfs.size
         if not self.options.dry_run and not store.has_file(lfs.oid):
             stored = store.add_file(source)
@@ -255,6 +267,26 @@ class FromLfs(Conversion):
 
     def attributes(self, oid: pygit2.Oid, root: bool) -> pygit2.Oid | None:
         return self._rewrite_text(oid, lambda text: _LFS_ATTR.sub(r"\1=mlx", text))
+
+
+class LfsNeeds(Conversion):
+    """A pass that changes nothing: the git-lfs objects FromLfs will need that are neither in
+    git-lfs's store nor in the cache (oid -> size), in the order the rewrite meets them."""
+
+    def __init__(self, repo: pygit2.Repository, ctx: Context, options: Options,
+                 lfs_objects: Path) -> None:
+        super().__init__(repo, ctx, options)
+        self.lfs_objects = lfs_objects
+        self.absent: dict[str, int] = {}
+
+    def convert(self, path: str, oid: pygit2.Oid) -> pygit2.Oid | None:
+        data = self.small(oid, MAX_POINTER_SIZE)
+        lfs = parse_pointer(data) if data is not None else None
+        if lfs is not None and lfs.size and not lfs.extensions and lfs.oid not in self.absent \
+                and not object_path(self.lfs_objects, lfs.oid).is_file() \
+                and not self.ctx.store.has_file(lfs.oid):
+            self.absent[lfs.oid] = lfs.size
+        return None
 
 
 class Export(Conversion):
@@ -497,6 +529,8 @@ def migrate(ctx: Context, kind: str, options: Options) -> Result:
             tips.append(repo[oid].peel(pygit2.Commit).id)
         except (ValueError, pygit2.GitError):
             continue  # a tag of a tree or blob: nothing to walk
+    if isinstance(conversion, FromLfs) and tips:
+        fetch_lfs_objects(ctx, repo, tips, conversion)
     try:
         rewriter.run(tips)
         result = conversion.result
@@ -516,6 +550,110 @@ def migrate(ctx: Context, kind: str, options: Options) -> Result:
     if kind == "from-lfs":
         result.notes += _drop_lfs(ctx)
     return result
+
+
+# -- from-lfs: what git-lfs's store lacks, from its LFS server -------------------------------
+DOWNLOAD_THREADS = 4
+
+
+def fetch_lfs_objects(ctx: Context, repo: pygit2.Repository, tips: Sequence[pygit2.Oid],
+                      conversion: FromLfs) -> None:
+    """Download the git-lfs objects the rewrite of `tips` needs and neither git-lfs's store
+    nor the cache has, from the LFS server of the git remote `--remote` names (default:
+    origin, else the only one), into git-lfs's store (as `git lfs fetch` would). A dry run
+    only asks which the server has. No LFS server (a local remote, no remote): nothing is
+    asked, the rewrite finds them missing as before. A server that cannot be reached or
+    refuses us stops here, before anything is rewritten (--keep-missing: a warning, and the
+    rewrite keeps those pointers). Objects the server lacks are left to the rewrite's
+    missing-object error (or --keep-missing)."""
+    options = conversion.options
+    needs = LfsNeeds(repo, ctx, options, conversion.lfs_objects)
+    Rewriter(repo, needs).run(tips)
+    absent = needs.absent
+    if not absent:
+        return
+    paths = ctx.config.repo
+    cwd = paths.work_tree or paths.git_dir
+    what = f"{plural(len(absent), 'git-lfs object')} ({format_bytes(sum(absent.values()))})"
+    endpoint = lfs_endpoint(cwd, options.remote, DOWNLOAD)
+    if endpoint is None:
+        if options.remote is not None:
+            raise UsageError(f"{what} this migration needs are not in {conversion.lfs_objects}, "
+                             f"and git remote {options.remote} has no LFS server to fetch them "
+                             "from (a local path?)",
+                             hint="`git lfs fetch --all` first, or pass --keep-missing to keep "
+                                  "such files as git-lfs pointers")
+        trace(f"migrate: {what} absent, and no git remote with an LFS server to ask")
+        return
+    server = conversion.server = endpoint.url
+    try:
+        client = open_lfs_client(cwd, options.remote, DOWNLOAD)
+        server = conversion.server = client.endpoint
+        try:
+            if options.dry_run:
+                conversion.on_server = client.exists(absent.items())
+                if conversion.on_server:
+                    conversion.result.notes.append(
+                        f"would download {plural(len(conversion.on_server), 'git-lfs object')} "
+                        f"({format_bytes(sum(absent[o] for o in conversion.on_server))}) "
+                        f"from {server}")
+                return
+            count, nbytes = _download(client, absent, conversion.lfs_objects)
+        finally:
+            client.close()
+    except RemoteError as exc:
+        message = (f"{what} this migration needs are not in {conversion.lfs_objects}, and "
+                   f"the LFS server {server} could not provide them: {exc.message}")
+        if options.keep_missing:
+            warn(f"{message}; --keep-missing: their files stay git-lfs pointers")
+            return
+        raise type(exc)(message, hint="`git lfs fetch --all` first (or fix access to the "
+                                      "server), or pass --keep-missing to keep such files as "
+                                      "git-lfs pointers") from None
+    if count:
+        inform(f"downloaded {plural(count, 'git-lfs object')} ({format_bytes(nbytes)}) "
+               f"from {server}")
+
+
+def _download(client: LfsClient, absent: dict[str, int], objects: Path) -> tuple[int, int]:
+    """Download what the server has of `absent` into git-lfs's store `objects` (each through a
+    temporary file in its tmp dir, renamed when complete and checked), a few at a time.
+    Returns (objects, bytes) downloaded; objects the server lacks are left out."""
+    jobs = []
+    for oid, result in client.batch("download", absent.items()).items():
+        if isinstance(result, ObjectActions):
+            if "download" in result.actions:
+                jobs.append((oid, absent[oid], result.actions["download"]))
+        elif result.code not in (404, 410):
+            raise result.error(client.endpoint)
+    if not jobs:
+        return 0, 0
+    tmp_dir = objects.parent / "tmp"
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    total = sum(size for _, size, _ in jobs)
+    with Progress("downloading git-lfs objects", len(jobs), total, unit="object") as progress:
+        def one(oid: str, size: int, action: Action) -> None:
+            tmp = tmp_dir / f"{oid}-{uuid.uuid4().hex[:8]}.mlx-migrate"
+            try:
+                client.download_to(oid, size, tmp, action)
+            except ObjectMissing as exc:  # listed by the batch, gone when fetched
+                trace(f"migrate: {exc.message}")
+                return
+            dest = object_path(objects, oid)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, dest)
+            progress.advance(1, size)
+
+        with ThreadPoolExecutor(DOWNLOAD_THREADS) as pool:
+            futures = [pool.submit(one, *job) for job in jobs]
+            wait(futures, return_when=FIRST_EXCEPTION)
+            for future in futures:
+                future.cancel()  # after a failure, what has not started does not start
+        for future in futures:
+            error = None if future.cancelled() else future.exception()
+            if error is not None:
+                raise error
+    return progress.objects, progress.nbytes
 
 
 def _backup_name(repo: pygit2.Repository, stamp: str) -> str:

@@ -3,6 +3,7 @@
     client = LfsClient("https://host/org/repo.git/info/lfs", auth=..., extra_headers=...)
     client.upload(oid, size, data_or_path)      # PUT, then verify when the server asks
     client.download(oid, size) -> bytes         # GET, checked against the oid
+    client.download_to(oid, size, path)         # the same, streamed into a file
     client.download_range(oid, size, offset, length) -> bytes
     client.exists(oids) -> set[str]             # one download batch per 100 objects
 
@@ -32,6 +33,7 @@ module adds to the wire protocol:
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import os
@@ -350,6 +352,44 @@ class LfsClient:
                                 "that has it")
         return data
 
+    def download_to(self, oid: str, size: int, path: str | os.PathLike[str],
+                    action: Action | None = None) -> None:
+        """The whole object streamed into `path` (created or truncated) a block at a time, so
+        an object larger than memory fits, and checked against its oid as it goes
+        (CorruptObject if it does not match). `action`: the download action of an earlier
+        batch call (asked for again if absent or expired). On any failure `path` is removed:
+        the caller writes to a temporary name and renames it after."""
+        if action is None or action.expired():
+            action = self._download_action(oid, size)
+        response = self._request("GET", action.href, headers=dict(action.header), stream=True)
+        try:
+            if response.status != 200:
+                raise self._status_error(response, f"download of {oid} from "
+                                         f"{redact_url(action.href)}", oid=oid)
+            digest = hashlib.sha256()
+            got = 0
+            with open(path, "wb") as f:
+                try:
+                    for block in response.stream(1 << 20):
+                        digest.update(block)
+                        got += len(block)
+                        f.write(block)
+                except urllib3.exceptions.HTTPError as exc:
+                    raise RemoteError(f"the connection to the LFS server {self.endpoint} broke "
+                                      f"while downloading {oid} ({got} of {size} bytes): "
+                                      f"{type(exc).__name__}", "try again") from None
+            if got != size or digest.hexdigest() != oid:
+                raise CorruptObject(f"the LFS server {self.endpoint} sent {got} bytes for {oid} "
+                                    f"({size} expected) that do not hash to it", oid,
+                                    "the copy on the server is damaged; push it again from a "
+                                    "clone that has it")
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+            raise
+        finally:
+            response.release_conn()
+
     def download_range(self, oid: str, size: int, offset: int, length: int) -> bytes:
         """`length` bytes of the object from `offset`: a ranged GET when the server answers
         206, else the whole object read and cut (not checked: a range has no hash)."""
@@ -460,10 +500,12 @@ class LfsClient:
         return merged
 
     def _request(self, method: str, url: str, *, headers: Mapping[str, str],
-                 body: bytes | IO[bytes] | None = None, api: bool = False) -> urllib3.BaseHTTPResponse:
+                 body: bytes | IO[bytes] | None = None, api: bool = False,
+                 stream: bool = False) -> urllib3.BaseHTTPResponse:
         """One request with retries (connection failures, 429/503 after Retry-After), redirects
         (credentials kept only on the same origin) and, on the endpoint's 401, credentials
-        asked once from `auth`."""
+        asked once from `auth`. `stream`: the body of the final answer is left unread (the
+        caller reads it and releases the connection); answers passed over are drained."""
         start = body.tell() if body is not None and not isinstance(body, bytes) else 0
         attempt = 0
         sent_auth = False
@@ -477,7 +519,7 @@ class LfsClient:
             sent_auth = same_origin and bool(self._auth_headers)
             try:
                 response = self._pool.request(method, url, headers=request_headers, body=body,
-                                              redirect=False, preload_content=True)
+                                              redirect=False, preload_content=not stream)
             except urllib3.exceptions.HTTPError as exc:
                 attempt += 1
                 if attempt > self.retries or not self._rewindable(body):
@@ -501,6 +543,7 @@ class LfsClient:
                 if response.status == 303 or (response.status in (301, 302) and method == "POST"):
                     method, body = "GET", None
                 url = target
+                self._pass_over(response, stream)
                 continue
             if response.status == 401 and same_origin:
                 if sent_auth:
@@ -509,6 +552,7 @@ class LfsClient:
                 if self._auth is not None and not self._auth_asked:
                     self._ask_auth()
                     if self._auth_headers:
+                        self._pass_over(response, stream)
                         continue
                 return response
             if response.status in _RETRY_STATUS and attempt < self.retries:
@@ -518,11 +562,21 @@ class LfsClient:
                     wait = min(1.0 * 2 ** (attempt - 1), self.max_wait)
                 if wait > self.max_wait or not self._rewindable(body):
                     return response
+                self._pass_over(response, stream)
                 time.sleep(wait)
                 continue
             if sent_auth and response.status < 400:
                 self._report(True)
             return response
+
+    @staticmethod
+    def _pass_over(response: urllib3.BaseHTTPResponse, stream: bool) -> None:
+        """An unread answer not handed to the caller: read to its end so its connection
+        goes back to the pool."""
+        if stream:
+            with contextlib.suppress(urllib3.exceptions.HTTPError):
+                response.drain_conn()
+            response.release_conn()
 
     @staticmethod
     def _rewindable(body: bytes | IO[bytes] | None) -> bool:
