@@ -8,6 +8,7 @@ a checkout's hook with nothing to do (docs/architecture.md, "Start-up").
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 from functools import cached_property
 from pathlib import Path
@@ -121,7 +122,10 @@ class Context:
         try:
             result = upload(self.store, remote, oids, jobs=self.config.jobs(), progress=progress,
                             sync=self.config.transfer_sync())
-        finally:
-            remote.publish()  # what landed becomes visible, even if some files failed
+        except MlxError:
+            with contextlib.suppress(MlxError):  # (the upload's own error is the one to report)
+                remote.publish()  # what landed before the failure is not sent again
+            raise
+        remote.publish()  # the lfs kind: what landed becomes visible (docs/remotes.md)
         _report(result, "uploaded", f"to {remote.name}")
         return result
