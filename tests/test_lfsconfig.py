@@ -64,6 +64,10 @@ GIT_LFS_VECTORS = [
      ("git@example.com", 9000, "/foo/bar")),
     ("git@example.com:foo/bar.git", "https://example.com/foo/bar.git/info/lfs",
      ("git@example.com", None, "foo/bar.git")),
+    # an absolute scp-like path keeps its slash (measured: git-lfs 3.3.0 runs
+    # `git-lfs-authenticate /srv/repo.git` for `host:/srv/repo.git`)
+    ("git@example.com:/srv/repo.git", "https://example.com/srv/repo.git/info/lfs",
+     ("git@example.com", None, "/srv/repo.git")),
     ("[git@example.com:2222]:foo/bar.git", "https://example.com/foo/bar.git/info/lfs",
      ("git@example.com", 2222, "foo/bar.git")),
     ("http://example.com/foo/bar", "http://example.com/foo/bar.git/info/lfs", None),

@@ -173,7 +173,9 @@ def lfs_url_endpoint(url: str, *, git_protocol: str = "https", source: str = "")
 
 def _scp_like_endpoint(url: str, source: str) -> LfsEndpoint | None:
     """`[user@]host:path`, and git-lfs's `[user@host:port]:path` (lfshttp/endpoint.go,
-    EndpointFromBareSshUrl: the path loses a leading slash)."""
+    EndpointFromBareSshUrl). The path is kept as written: `host:/srv/repo.git` asks
+    `git-lfs-authenticate /srv/repo.git`, as git-lfs 3 does (it turns the URL into
+    `ssh://host//srv/repo.git` and drops only the slash it added)."""
     if url.startswith("[") and "]:" in url:
         inner, _, path = url[1:].partition("]:")
         parts = _split_authority(inner)
@@ -183,7 +185,7 @@ def _scp_like_endpoint(url: str, source: str) -> LfsEndpoint | None:
     if parts is None or not path:
         return None
     user, host, port = parts
-    return _ssh_endpoint(user, host, port, path.lstrip("/") or path, source)
+    return _ssh_endpoint(user, host, port, path, source)
 
 
 def clone_url_endpoint(url: str, *, git_protocol: str = "https", source: str = "") -> LfsEndpoint | None:

@@ -3,6 +3,7 @@ directory kept on a ref of the git remote (docs/remotes.md, "The `lfs` kind").
 
     open_lfs_remote(config, spec)     the LfsRemote for an `lfs+https://...` remote spec
     lfs_client(cwd, endpoint, op)     an LfsClient with git's credentials and http.* settings
+    SshClients                        per operation, re-asked on expiry (SSH git remotes)
 
 (Which git remotes store through LFS with no mlx remote set: git/lfsconfig.py,
 zero_config_endpoint.)
@@ -19,6 +20,7 @@ import base64
 import hashlib
 import re
 import threading
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -36,7 +38,7 @@ from gitext.git.lfsconfig import (
 from gitext.git.refmap import fetch_ref, local_ref, push_ref, read_map, remote_ref, set_ref, write_map
 from gitext.git.run import RepoPaths, git_remotes
 from gitext.log import trace, warn
-from gitext.storage.lfsapi import LfsClient
+from gitext.storage.lfsapi import EXPIRY_MARGIN, LfsClient
 from gitext.storage.remotes.lfs import LfsRemote, Location
 
 DIRECTORY_REF = "refs/mlx/lfs"
@@ -117,16 +119,49 @@ class GitRefDirectory:
 # -- the client -----------------------------------------------------------------------------
 def lfs_client(cwd: Path | None, endpoint: LfsEndpoint, operation: str = DOWNLOAD) -> LfsClient:
     """A client of `endpoint` as git-lfs would talk to it: for an SSH git remote, the href
-    and headers `git-lfs-authenticate` gives; git's http.extraHeader / sslCAInfo /
-    sslVerify for the URL; on a 401, credentials from `git credential fill` (approved or
-    rejected after the server's answer)."""
+    and headers `git-lfs-authenticate` gives for `operation`; git's http.extraHeader /
+    sslCAInfo / sslVerify for the URL; on a 401, credentials from `git credential fill`
+    (approved or rejected after the server's answer)."""
+    return _client_until(cwd, endpoint, operation)[0]
+
+
+class SshClients:
+    """The clients of an SSH git remote's LFS server, one per operation, as git-lfs keeps
+    them: `git-lfs-authenticate <path> upload` for uploads and `... download` for reads
+    (forges scope the token they answer to the operation), asked again once the answer's
+    expiry is within EXPIRY_MARGIN seconds (lfshttp/ssh.go caches until then)."""
+
+    def __init__(self, cwd: Path | None, endpoint: LfsEndpoint) -> None:
+        self.cwd = cwd
+        self.endpoint = endpoint
+        self._lock = threading.Lock()
+        self._clients: dict[str, tuple[LfsClient, float | None]] = {}
+
+    def __call__(self, operation: str) -> LfsClient:
+        with self._lock:  # one git-lfs-authenticate at a time, however many threads ask
+            held = self._clients.get(operation)
+            if held is None or (held[1] is not None and time.time() + EXPIRY_MARGIN >= held[1]):
+                if held is not None:
+                    trace(f"lfs: the {operation} credentials of {self.endpoint.url} expire: "
+                          "asking git-lfs-authenticate again")
+                    held[0].close()
+                held = _client_until(self.cwd, self.endpoint, operation)
+                self._clients[operation] = held
+            return held[0]
+
+
+def _client_until(cwd: Path | None, endpoint: LfsEndpoint,
+                  operation: str) -> tuple[LfsClient, float | None]:
+    """lfs_client, and when its git-lfs-authenticate answer expires (None: never)."""
     url = endpoint.url
     headers: dict[str, str] = {}
+    expires_at: float | None = None
     if endpoint.ssh is not None:
         answer = ssh_authenticate(endpoint.ssh, operation, cwd)
         if answer is not None:
             url = answer.href or url
             headers.update(answer.header)
+            expires_at = answer.expires_at
     settings = http_settings(url, cwd)
     for line in settings.extra_headers:
         name, sep, value = line.partition(":")
@@ -149,7 +184,7 @@ def lfs_client(cwd: Path | None, endpoint: LfsEndpoint, operation: str = DOWNLOA
             (credentials.approve if ok else credentials.reject)(credential)
 
     return LfsClient(url, auth=auth, auth_result=auth_result, extra_headers=headers,
-                     ca_file=settings.ca_file, verify=settings.verify)
+                     ca_file=settings.ca_file, verify=settings.verify), expires_at
 
 
 # -- choosing the kind ----------------------------------------------------------------------
@@ -186,4 +221,7 @@ def open_lfs_remote(repo: RepoPaths, name: str, url: str, location: str,
         raise MlxError(f"remote {name}: {location!r} is not an http(s) LFS endpoint",
                        hint=f"git mlx remote modify {name} url lfs+https://HOST/PATH")
     directory = GitRefDirectory(repo.git_dir, git_remote)
-    return LfsRemote(lfs_client(cwd, endpoint), directory, name=name, url=url)
+    if endpoint.ssh is None:
+        return LfsRemote(lfs_client(cwd, endpoint), directory, name=name, url=url)
+    clients = SshClients(cwd, endpoint)
+    return LfsRemote(clients(DOWNLOAD), directory, name=name, url=url, clients=clients)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol
@@ -47,8 +47,14 @@ class LfsRemote(Remote):
     packed = True
     collectable = False
 
-    def __init__(self, client: LfsClient, directory: KeyDirectory, *, name: str, url: str) -> None:
+    def __init__(self, client: LfsClient, directory: KeyDirectory, *, name: str, url: str,
+                 clients: Callable[[str], LfsClient] | None = None) -> None:
+        """`client` serves every request, unless `clients` is given: then `clients(operation)`
+        ("upload" or "download") gives the client for each request, so that credentials
+        scoped to one operation, and expiring (an SSH server's `git-lfs-authenticate`), are
+        asked for that operation and again when they expire."""
         self.client = client
+        self._clients = clients
         self.directory = directory
         self.name = name
         self.url = url
@@ -57,6 +63,9 @@ class LfsRemote(Remote):
         self._pending: dict[str, Location] = {}
         self._whole: OrderedDict[str, bytes] = OrderedDict()
         self._whole_locks: dict[str, threading.Lock] = {}
+
+    def _client(self, operation: str) -> LfsClient:
+        return self.client if self._clients is None else self._clients(operation)
 
     # -- the directory ------------------------------------------------------------------
     def _entries(self) -> dict[str, Location]:
@@ -95,11 +104,11 @@ class LfsRemote(Remote):
         objects = sorted(set(found.values()))
         chunks = [objects[i:i + BATCH_SIZE] for i in range(0, len(objects), BATCH_SIZE)]
         with ThreadPoolExecutor(min(8, len(chunks))) as pool:
-            present = set().union(*pool.map(self.client.exists, chunks))
+            present = set().union(*pool.map(self._client("download").exists, chunks))
         return {key for key, (oid, _) in found.items() if oid in present}
 
     def _store(self, key: str, oid: str, size: int, data: bytes | bytearray | Path) -> None:
-        self.client.upload(oid, size, data)
+        self._client("upload").upload(oid, size, data)
         with self._lock:
             self._pending[key] = (oid, size)
 
@@ -121,7 +130,7 @@ class LfsRemote(Remote):
         where = self._where(key)
         if where is None:
             raise self.missing(key)
-        return self.client.download(*where)
+        return self._client("download").download(*where)
 
     def download(self, key: str, dst: Path) -> None:
         write_atomic(dst, self.read(key))
@@ -135,8 +144,9 @@ class LfsRemote(Remote):
         oid, size = where
         if offset + length > size:
             raise_short(self, key, offset, length, max(0, size - offset))
-        if self.client.ranges is not False:
-            return self.client.download_range(oid, size, offset, length)
+        client = self._client("download")
+        if client.ranges is not False:
+            return client.download_range(oid, size, offset, length)
         return self._whole_object(key, oid, size)[offset:offset + length]
 
     def _whole_object(self, key: str, oid: str, size: int) -> bytes:
@@ -148,7 +158,7 @@ class LfsRemote(Remote):
                 if data is not None:
                     self._whole.move_to_end(oid)
                     return data
-            data = self.client.download(oid, size)
+            data = self._client("download").download(oid, size)
             with self._lock:
                 self._whole[oid] = data
                 while len(self._whole) > _WHOLE_KEPT:
