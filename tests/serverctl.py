@@ -174,6 +174,26 @@ class SshServer:
                                    "-o BatchMode=yes"}
 
 
+def forced_command_sshd(root: Path, authenticate: str, forced: str) -> SshServer:
+    """A started sshd whose key runs the script `forced` (with `{bindir}` filled in) as a
+    forced command, and a `git-lfs-authenticate` script `authenticate` in `root/bin`, which
+    `forced` puts on the PATH: an SSH server that answers git-lfs-authenticate."""
+    import stat
+
+    bindir = root / "bin"
+    bindir.mkdir(parents=True, exist_ok=True)
+    script = bindir / "git-lfs-authenticate"
+    script.write_text(authenticate)
+    command = root / "forced.sh"
+    command.write_text(forced.format(bindir=bindir))
+    for path in (script, command):
+        path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    server = SshServer(root / "sshd").setup()
+    keys = server.dir / "authorized_keys"
+    keys.write_text(f'command="{command}" {keys.read_text()}')
+    return server.start()
+
+
 @dataclass
 class S3Server:
     """moto's S3 API server; `env` holds the fake credentials it accepts."""

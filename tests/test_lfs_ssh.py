@@ -6,7 +6,6 @@ keeps today's storage beside the repository (SFTP)."""
 from __future__ import annotations
 
 import json
-import stat
 import time
 import uuid
 from collections.abc import Iterator
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from mlxtest import assert_clean_status, git, mlx, out, run, sha256_file, write_random
-from serverctl import GiftlessServer, SshServer
+from serverctl import GiftlessServer, SshServer, forced_command_sshd
 
 from gitext.storage.lfsapi import LfsClient
 
@@ -59,18 +58,7 @@ class LfsSshd:
 @pytest.fixture(scope="module")
 def lfs_sshd_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LfsSshd]:
     root = tmp_path_factory.mktemp("lfs-ssh")
-    bindir = root / "bin"
-    bindir.mkdir()
-    script = bindir / "git-lfs-authenticate"
-    script.write_text(AUTHENTICATE.format(root=root))
-    forced = root / "forced.sh"
-    forced.write_text(FORCED.format(bindir=bindir))
-    for path in (script, forced):
-        path.chmod(path.stat().st_mode | stat.S_IXUSR)
-    server = SshServer(root / "sshd").setup()
-    keys = server.dir / "authorized_keys"
-    keys.write_text(f'command="{forced}" {keys.read_text()}')
-    server.start()
+    server = forced_command_sshd(root, AUTHENTICATE.format(root=root), FORCED)
     try:
         yield LfsSshd(server, root)
     finally:

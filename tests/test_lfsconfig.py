@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 import subprocess
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from mlxtest import git, run
+from serverctl import forced_command_sshd
 from servers import SshServer
 
 from gitext.errors import MlxError
@@ -296,18 +296,7 @@ def lfs_sshd(tmp_path_factory: pytest.TempPathFactory) -> object:
     """An sshd whose key runs a forced command that puts a `git-lfs-authenticate` script on
     the PATH of the commands it runs (sshd's PATH is its own; the fixture's key is shared)."""
     root = tmp_path_factory.mktemp("lfs-sshd")
-    bindir = root / "bin"
-    bindir.mkdir()
-    script = bindir / "git-lfs-authenticate"
-    script.write_text(AUTHENTICATE.format(log=root / "calls.log"))
-    forced = root / "forced.sh"
-    forced.write_text(FORCED.format(bindir=bindir))
-    for path in (script, forced):
-        path.chmod(path.stat().st_mode | stat.S_IXUSR)
-    server = SshServer(root / "sshd").setup()
-    keys = server.dir / "authorized_keys"
-    keys.write_text(f'command="{forced}" {keys.read_text()}')
-    server.start()
+    server = forced_command_sshd(root, AUTHENTICATE.format(log=root / "calls.log"), FORCED)
     try:
         yield server
     finally:
