@@ -1,4 +1,5 @@
-"""The scenarios: S1 one big file, S2 many files, S3 versions, floors, start-up costs, remotes, pipeline."""
+"""The scenarios: S1 one big file, S2 many files, S3 versions, floors, start-up costs, remotes, lfs-server,
+pipeline, models."""
 
 from __future__ import annotations
 
