@@ -1,7 +1,7 @@
 """git-mlx vs git-lfs vs DVC on the same generated data, in one run.
 
     python3 -m bench [--quick] [--out DIR] [--tools mlx,lfs,dvc]
-                     [--scenarios S1,S2,S3,floors,startup,remotes,pipeline,models]
+                     [--scenarios S1,S2,S3,floors,startup,remotes,lfs-server,pipeline,models]
                      [--seed N] [--workdir DIR] [--keep] [--dvc PATH]
     python3 -m bench --install-peers [--verbose]   # DVC (+ its S3/SSH plugins) and hf-xet in a venv
 

@@ -75,23 +75,25 @@ def scenario_table(sc: dict[str, Any]) -> list[str]:
 
 
 def targets_table(sc: dict[str, Any]) -> list[str]:
-    """A scenario's targets: time ratios (lower is better) or throughput ratios against a floor
-    (higher is better; the scenario's data_bytes over wall time). A target without a limit is context."""
-    results = {step["name"]: step["results"] for step in sc["steps"] if step["kind"] == "time"}
+    """A scenario's targets: time or stored-bytes ratios (lower is better) or throughput ratios
+    against a floor (higher is better; the scenario's data_bytes over wall time). A target without a
+    limit is context."""
+    results = {step["name"]: step["results"] for step in sc["steps"]}
     size = float(sc.get("data_bytes", 0))
     lines = ["| target | result | |", "|---|---|---|"]
     for t in sc["targets"]:
         if t["tool"] not in sc["tools"] or t["versus"] not in sc["tools"]:
             continue  # a tool left out with --tools
         res = results.get(t["step"], {})
-        a, b = value(res.get(t["tool"]), "time"), value(res.get(t["versus"]), "time")
+        kind = "bytes" if t["measure"] == "bytes" else "time"
+        a, b = value(res.get(t["tool"]), kind), value(res.get(t["versus"]), kind)
         who, limit = LABELS.get(t["tool"], t["tool"]), t["limit"]
         vs = t.get("versus_label") or LABELS.get(t["versus"], t["versus"])
         throughput = t["measure"] == "throughput"
         if throughput:
             what = f"{t['step']}: {who} throughput " + (f">= {limit:.0%} of {vs}" if limit else f"vs {vs}")
         else:
-            what = f"{t['step']}: {who} time " + (f"<= {limit:g}x {vs}" if limit else f"vs {vs}")
+            what = f"{t['step']}: {who} {kind} " + (f"<= {limit:g}x {vs}" if limit else f"vs {vs}")
         if not a or not b:
             lines.append(f"| {what} | – | – |")
             continue
@@ -101,7 +103,8 @@ def targets_table(sc: dict[str, Any]) -> list[str]:
             met = limit is not None and r >= limit
         else:
             r = a / b
-            text = f"**{r:.2f}x** ({seconds(a)} vs {seconds(b)})"
+            show = mib if kind == "bytes" else seconds
+            text = f"**{r:.2f}x** ({show(a)} vs {show(b)})"
             met = limit is not None and r <= limit
         verdict = "context" if limit is None else "met" if met else "not met"
         lines.append(f"| {what} | {text} | {verdict} |")

@@ -1,4 +1,5 @@
-"""The scenarios: S1 one big file, S2 many files, S3 versions, floors, start-up costs, remotes, pipeline."""
+"""The scenarios: S1 one big file, S2 many files, S3 versions, floors, start-up costs, remotes, lfs-server,
+pipeline, models."""
 
 from __future__ import annotations
 
@@ -365,6 +366,13 @@ def remotes(b: Bench) -> None:
     run(b)
 
 
+def lfs_server(b: Bench) -> None:
+    """Through a Git LFS server (giftless), git-mlx against git-lfs: bench/lfsserver.py."""
+    from bench.lfsserver import lfs_server as run
+
+    run(b)
+
+
 # -- pipeline ----------------------------------------------------------------------------------------
 
 def pipeline(b: Bench) -> None:
@@ -385,5 +393,5 @@ def models(b: Bench) -> None:
 
 SCENARIOS: dict[str, Callable[[Bench], None]] = {
     "S1": s1, "S2": s2, "S3": s3, "floors": floors, "startup": startup, "remotes": remotes,
-    "pipeline": pipeline, "models": models,
+    "lfs-server": lfs_server, "pipeline": pipeline, "models": models,
 }

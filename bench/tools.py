@@ -341,6 +341,13 @@ class Floor(Tool):
     hooks = False
 
 
+class CurlFloor(Floor):
+    """curl alone moving the same bytes to and from the URLs an LFS server's batch answer names."""
+
+    key = "curl"
+    label = "floor (curl)"
+
+
 def make_tools(keys: Sequence[str], root: Path, dvc_exe: str | None) -> list[Tool]:
     tools: list[Tool] = []
     for key in keys:
@@ -353,4 +360,5 @@ def make_tools(keys: Sequence[str], root: Path, dvc_exe: str | None) -> list[Too
     return tools
 
 
-LABELS = {"mlx": "git-mlx", "lfs": "git-lfs", "dvc": "DVC", "floor": "floor (boto3 / scp)", "xet": "hf-xet"}
+LABELS = {"mlx": "git-mlx", "lfs": "git-lfs", "dvc": "DVC", "floor": "floor (boto3 / scp)", "xet": "hf-xet",
+          "curl": "floor (curl)"}
