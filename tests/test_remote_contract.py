@@ -313,6 +313,34 @@ def test_lfs_directory_merges_concurrent_publishers(tmp_path: Path,
     assert three.exists([a, b]) == {a, b}
 
 
+def test_lfs_ranges_from_a_server_that_ignores_range(tmp_path: Path,
+                                                    request: pytest.FixtureRequest) -> None:
+    """giftless answers a ranged GET with the whole object: after that first answer, each
+    object is downloaded once (into a spool file), however many threads read ranges of it."""
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    server = request.getfixturevalue("lfs_server")
+    remote = _lfs_remote(tmp_path, server.endpoint("org/ranges"))
+    data = os.urandom(3 << 20)
+    key = put(remote, tmp_path, data, "packs/" + hashlib.sha256(data).hexdigest() + ".pack")
+    client = remote.client
+    gets: list[str] = []
+    for name in ("download", "download_to", "download_range"):
+        method = getattr(client, name)
+
+        def counted(*args: object, _m: Callable[..., object] = method, _n: str = name) -> object:
+            gets.append(_n)
+            return _m(*args)
+        setattr(client, name, counted)
+    spans = [(i * 100_000, 50_000) for i in range(30)]
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(lambda span: remote.read_range(key, *span), spans))
+    assert got == [data[off:off + n] for off, n in spans]
+    assert client.ranges is False
+    assert sorted(gets) == ["download_range", "download_to"]  # the probe, then one whole copy
+
+
 # --- the local kind specifically ------------------------------------------------------------
 
 def test_local_remote_leaves_no_temp_files(tmp_path: Path) -> None:

@@ -16,8 +16,9 @@ killed push leaves nothing half-visible (docs/remotes.md, "The `lfs` kind").
 from __future__ import annotations
 
 import hashlib
+import os
+import tempfile
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -29,7 +30,6 @@ from gitext.storage.lfsapi import BATCH_SIZE, LfsClient
 from gitext.storage.remotes.base import KeyStat, Remote, check_key, raise_short
 
 Location = tuple[str, int]  # (LFS oid = sha256 of the bytes, size)
-_WHOLE_KEPT = 4  # whole packs kept in memory when the server ignores Range
 
 
 class KeyDirectory(Protocol):
@@ -61,8 +61,10 @@ class LfsRemote(Remote):
         self._lock = threading.Lock()
         self._known: dict[str, Location] | None = None
         self._pending: dict[str, Location] = {}
-        self._whole: OrderedDict[str, bytes] = OrderedDict()
         self._whole_locks: dict[str, threading.Lock] = {}
+        self._probe = threading.Lock()
+        # Whole packs from a server that ignores Range (removed when the remote is dropped)
+        self._spool: tempfile.TemporaryDirectory[str] | None = None
 
     def _client(self, operation: str) -> LfsClient:
         return self.client if self._clients is None else self._clients(operation)
@@ -136,8 +138,10 @@ class LfsRemote(Remote):
         write_atomic(dst, self.read(key))
 
     def read_range(self, key: str, offset: int, length: int) -> bytes:
-        """A ranged GET; when the server sends whole objects instead (giftless, some CDNs),
-        the whole pack is read once, checked against its oid, and the ranges cut from it."""
+        """A ranged GET. The first one says whether the server honours `Range` (the others
+        wait for that answer); when it sends whole objects instead (giftless, some CDNs),
+        each pack is downloaded once into a spool file on disk, checked against its oid,
+        and every range is read from there."""
         where = self._where(key)
         if where is None:
             raise self.missing(key)
@@ -145,25 +149,30 @@ class LfsRemote(Remote):
         if offset + length > size:
             raise_short(self, key, offset, length, max(0, size - offset))
         client = self._client("download")
-        if client.ranges is not False:
+        if client.ranges is None:
+            with self._probe:
+                if client.ranges is None:
+                    return client.download_range(oid, size, offset, length)
+        if client.ranges:
             return client.download_range(oid, size, offset, length)
-        return self._whole_object(key, oid, size)[offset:offset + length]
+        return self._spooled(oid, size, offset, length)
 
-    def _whole_object(self, key: str, oid: str, size: int) -> bytes:
+    def _spooled(self, oid: str, size: int, offset: int, length: int) -> bytes:
         with self._lock:
             lock = self._whole_locks.setdefault(oid, threading.Lock())
+            if self._spool is None:
+                self._spool = tempfile.TemporaryDirectory(prefix="git-mlx-lfs-")
+            path = Path(self._spool.name) / oid
         with lock:  # one download per pack, however many threads want ranges of it
-            with self._lock:
-                data = self._whole.get(oid)
-                if data is not None:
-                    self._whole.move_to_end(oid)
-                    return data
-            data = self._client("download").download(oid, size)
-            with self._lock:
-                self._whole[oid] = data
-                while len(self._whole) > _WHOLE_KEPT:
-                    self._whole.popitem(last=False)
-            return data
+            if not path.exists():
+                part = path.with_name(oid + ".part")
+                self._client("download").download_to(oid, size, part)
+                os.replace(part, path)
+        with open(path, "rb") as f:
+            data = os.pread(f.fileno(), length, offset)
+        if len(data) != length:
+            raise_short(self, oid, offset, length, len(data))
+        return data
 
     def list_keys(self, prefix: str) -> Iterator[str]:
         known = self._entries()
