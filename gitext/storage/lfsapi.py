@@ -43,7 +43,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import parsedate_to_datetime
-from typing import IO, Any
+from typing import IO, Any, cast
 from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
 import urllib3
@@ -324,7 +324,7 @@ class LfsClient:
         if isinstance(data, (bytes, bytearray, memoryview)):
             if len(data) != size:
                 raise ValueError(f"upload of {oid}: {len(data)} bytes, expected {size}")
-            return self._request("PUT", action.href, headers=headers, body=bytes(data))
+            return self._request("PUT", action.href, headers=headers, body=data)  # (no copy)
         if isinstance(data, (str, os.PathLike)):
             with open(data, "rb") as f:
                 return self._request("PUT", action.href, headers=headers, body=f)
@@ -500,26 +500,29 @@ class LfsClient:
         return merged
 
     def _request(self, method: str, url: str, *, headers: Mapping[str, str],
-                 body: bytes | IO[bytes] | None = None, api: bool = False,
+                 body: bytes | bytearray | memoryview | IO[bytes] | None = None, api: bool = False,
                  stream: bool = False) -> urllib3.BaseHTTPResponse:
         """One request with retries (connection failures, 429/503 after Retry-After), redirects
         (credentials kept only on the same origin) and, on the endpoint's 401, credentials
         asked once from `auth`. `stream`: the body of the final answer is left unread (the
         caller reads it and releases the connection); answers passed over are drained."""
-        start = body.tell() if body is not None and not isinstance(body, bytes) else 0
+        buffer = body is None or isinstance(body, (bytes, bytearray, memoryview))
+        start = 0 if buffer else cast(IO[bytes], body).tell()
         attempt = 0
         sent_auth = False
         redirects = 0
         action_headers = dict(headers)
         while True:
-            if body is not None and not isinstance(body, bytes):
-                body.seek(start)
+            if not buffer:
+                cast(IO[bytes], body).seek(start)
             same_origin = api or _origin(url) == _origin(self.endpoint)
             request_headers = self._headers(url, action_headers, api=api)
             sent_auth = same_origin and bool(self._auth_headers)
             try:
-                response = self._pool.request(method, url, headers=request_headers, body=body,
-                                              redirect=False, preload_content=not stream)
+                # (a bytearray or memoryview goes to sendall() as it is: no copy)
+                response = self._pool.request(method, url, headers=request_headers,
+                                              body=cast(Any, body), redirect=False,
+                                              preload_content=not stream)
             except urllib3.exceptions.HTTPError as exc:
                 attempt += 1
                 if attempt > self.retries or not self._rewindable(body):
@@ -579,8 +582,8 @@ class LfsClient:
             response.release_conn()
 
     @staticmethod
-    def _rewindable(body: bytes | IO[bytes] | None) -> bool:
-        if body is None or isinstance(body, bytes):
+    def _rewindable(body: bytes | bytearray | memoryview | IO[bytes] | None) -> bool:
+        if body is None or isinstance(body, (bytes, bytearray, memoryview)):
             return True
         try:
             return bool(body.seekable())
