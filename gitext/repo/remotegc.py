@@ -143,8 +143,7 @@ def read_epoch(remote: Remote) -> str | None:
 def new_epoch(remote: Remote) -> str:
     """Start a new epoch on `remote` (written before anything is deleted from it)."""
     token = uuid.uuid4().hex
-    remote.put(EPOCH, token.encode())
-    remote.publish()
+    remote.put(EPOCH, token.encode())  # (an lfs remote: visible once the caller publishes)
     return token
 
 

@@ -161,14 +161,15 @@ def pre_push(ctx: Context, remote_name: str, remote_url: str, stdin_text: str, *
                 verified = []
                 found = pointers_to_push(repo, tips, has)
             trace(f"pre-push: {len(found)} pointer(s) to check on the remote")
-            if found:
-                upload_to(ctx, sorted(found), remote, None)
             try:
-                if current is None:
+                if current is None:  # (before the upload: an lfs remote publishes both at once)
                     current = new_epoch(remote)
             except MlxError as exc:
                 trace(f"pre-push: cannot start a gc epoch on the remote ({exc.message})")
-            else:
+            if found:
+                upload_to(ctx, sorted(found), remote, None)
+            remote.publish()  # (the lfs kind: the epoch, when nothing else was uploaded)
+            if current is not None:
                 write_pushed(record, current, tips + verified)
     if after_push is not None:  # the run cache's entries whose outputs the remote now holds
         after_push(ctx, git_remote=remote_name, git_url=remote_url)
