@@ -421,8 +421,22 @@ def test_run_cache_restores_earlier_inputs(proj: Path, log: Path) -> None:
     assert ran(log) == ["prepare", "train"]
 
 
-def test_run_cache_through_the_remote(proj: Path, log: Path, origin: Path, tmp_path: Path) -> None:
+def _remote_runs(origin: Path, storage: str) -> list[str]:
+    """The run-cache entries on the remote: files in origin.git/mlx/runs, or (lfs) keys of the
+    directory ref `refs/mlx/lfs`."""
+    if storage == "local":
+        return [p.name for p in (origin / "mlx/runs").rglob("*") if p.is_file()]
+    names = git(origin, "ls-tree", "-r", "--name-only", "refs/mlx/lfs").stdout.decode().split()
+    return [n for n in names if n.startswith("runs/")]
+
+
+@pytest.mark.parametrize("storage", ["local", "lfs"])
+def test_run_cache_through_the_remote(proj: Path, log: Path, origin: Path, tmp_path: Path,
+                                      storage: str, request: pytest.FixtureRequest) -> None:
     git(proj, "remote", "add", "origin", str(origin))
+    if storage == "lfs":  # the run cache's entries travel as LFS objects (issue 16)
+        server = request.getfixturevalue("lfs_server")
+        (proj / ".lfsconfig").write_text(f"[lfs]\n\turl = {server.endpoint(f'org/runs{id(proj)}')}\n")
     repro(proj)
     git(proj, "add", "-A")
     git(proj, "commit", "-q", "-m", "A")
@@ -438,7 +452,8 @@ def test_run_cache_through_the_remote(proj: Path, log: Path, origin: Path, tmp_p
     # prepare, train and evaluate at 0.1 and 0.7, and evaluate at 0.9 (it has no outs); not
     # train at 0.9: its model was never pushed
     assert b"uploaded 6 run cache entries" in push.stderr
-    assert len(list((origin / "mlx/runs").iterdir())) == 6
+    assert len(_remote_runs(origin, storage)) == 6
+    assert (origin / "mlx").exists() == (storage == "local")
 
     other = tmp_path / "other"
     run(["git", "clone", "-q", str(origin), str(other)])
