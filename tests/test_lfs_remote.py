@@ -198,3 +198,23 @@ def test_git_lfs_and_git_mlx_share_one_server(tmp_path: Path, repo: Path, origin
 
     oid = hashlib.sha256(data).hexdigest()
     assert LfsClient(endpoint).exists([(oid, len(data))]) == {oid}
+
+
+def test_a_deleted_directory_ref_is_listed_again_by_push_all(repo: Path, origin: Path,
+                                                             tmp_path: Path, endpoint: str) -> None:
+    """`git push --mirror` from elsewhere, or a host's cleanup, deletes refs/mlx/lfs: the
+    objects stay on the server and `git mlx push --all` lists them again."""
+    lfs_repo(repo, origin, endpoint)
+    write_random(repo / "k.bin", 1_500_000, seed=9)
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "k")
+    git(repo, "push", "-q", "origin", "main")
+    git(origin, "update-ref", "-d", "refs/mlx/lfs")
+    broken = tmp_path / "broken"
+    cloned = git(tmp_path, "clone", "-q", str(origin), str(broken), check=False)
+    assert cloned.returncode != 0 and b"missing on remote origin" in cloned.stderr
+    assert (broken / "k.bin").read_bytes() != (repo / "k.bin").read_bytes()  # left a pointer
+    mlx(repo, "push", "--all")
+    assert b"refs/mlx/lfs" in git(origin, "for-each-ref").stdout
+    mlx(broken, "pull")
+    assert (broken / "k.bin").read_bytes() == (repo / "k.bin").read_bytes()
