@@ -635,8 +635,24 @@ def zero_config_endpoint(git_name: str, cwd: Path | None) -> LfsEndpoint | None:
         return endpoint
     try:
         answer = ssh_authenticate(endpoint.ssh, DOWNLOAD, cwd)
+        if answer is not None:
+            _PROBED[(endpoint.ssh, DOWNLOAD)] = answer
     except MlxError as exc:
         log.trace(f"lfs: git-lfs-authenticate on {endpoint.ssh.host} failed ({exc.message}); "
               "keeping the storage beside the repository")
         return None
     return endpoint if answer is not None else None
+
+
+# What the zero-config probe was answered, handed once to the client that opens the remote, so
+# that choosing the kind and opening it cost one ssh connection, not two.
+_PROBED: dict[tuple[SshLfsTarget, str], SshAuth] = {}
+
+
+def probed_answer(target: SshLfsTarget, operation: str, *, margin: float = 5.0) -> SshAuth | None:
+    """The `git-lfs-authenticate` answer zero_config_endpoint got for `target` and
+    `operation` in this process (given out once), unless it expires within `margin` s."""
+    answer = _PROBED.pop((target, operation), None)
+    if answer is None or (answer.expires_at is not None and answer.expires_at <= time.time() + margin):
+        return None
+    return answer

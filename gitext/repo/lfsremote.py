@@ -32,6 +32,7 @@ from gitext.git.lfsconfig import (
     LfsEndpoint,
     http_settings,
     lfs_url_endpoint,
+    probed_answer,
     remote_lfs_endpoint,
     ssh_authenticate,
 )
@@ -157,7 +158,8 @@ def _client_until(cwd: Path | None, endpoint: LfsEndpoint,
     headers: dict[str, str] = {}
     expires_at: float | None = None
     if endpoint.ssh is not None:
-        answer = ssh_authenticate(endpoint.ssh, operation, cwd)
+        answer = probed_answer(endpoint.ssh, operation, margin=EXPIRY_MARGIN) or \
+            ssh_authenticate(endpoint.ssh, operation, cwd)
         if answer is not None:
             url = answer.href or url
             headers.update(answer.header)
