@@ -229,3 +229,17 @@ def test_ssh_credentials_are_asked_again_when_they_expire(ssh_lfs_repo: tuple[Pa
     lfs_sshd.answer("upload", endpoint, {"Authorization": f"Bearer {write_token}"}, expires_in=1)
     assert push(40).count("upload") > 1
     assert len(directory(bare)) > 0
+
+
+def test_a_failing_git_lfs_authenticate_is_said(repo: Path, tmp_path: Path,
+                                                lfs_sshd: LfsSshd) -> None:
+    """git-lfs-authenticate exists but fails (a forge refusing the key, say): the fallback to
+    the storage beside the repository is said, with the server's reason, not only traced."""
+    bare = tmp_path / "origin.git"
+    git(tmp_path, "init", "-q", "--bare", str(bare))
+    git(repo, "remote", "add", "origin", f"mlx-sshd:{bare}")
+    listed = mlx(repo, "remote")
+    err = listed.stderr.decode()
+    assert "git-lfs-authenticate" in err and "no answer for download" in err, err
+    assert "storage beside the repository" in err
+    assert "origin\tssh\t" in out(listed)

@@ -638,8 +638,9 @@ def zero_config_endpoint(git_name: str, cwd: Path | None) -> LfsEndpoint | None:
         if answer is not None:
             _PROBED[(endpoint.ssh, DOWNLOAD)] = answer
     except MlxError as exc:
-        log.trace(f"lfs: git-lfs-authenticate on {endpoint.ssh.host} failed ({exc.message}); "
-              "keeping the storage beside the repository")
+        # (said, not traced: on a forge the SSH storage that follows fails too, less clearly)
+        log.warn(f"{exc.message}; using the storage beside the repository on the SSH server "
+                 "instead of a Git LFS server")
         return None
     return endpoint if answer is not None else None
 
