@@ -288,14 +288,17 @@ def register(command: Command) -> None:
 
     remote = command("remote", cmd_remote_list, "manage storage remotes")
     rsub = remote.add_subparsers(dest="remote_command", metavar="ACTION")
-    p = command("add", cmd_remote_add, "add a remote (a path, file://, s3://, ssh://)", rsub)
+    p = command("add", cmd_remote_add,
+                "add a remote (a path, file://, s3://, ssh://, lfs+https:// for a Git LFS server)",
+                rsub)
     p.add_argument("-d", "--default", action="store_true", help="make it the default remote")
     p.add_argument("--local", action="store_true", help="write to .git/mlx/config.yaml, not .mlx.yaml")
     p.add_argument("--force", action="store_true", help="replace a remote of the same name")
     p.add_argument("name")
-    p.add_argument("url")
+    p.add_argument("url", help="e.g. ../storage, s3://bucket/prefix, ssh://host/path, "
+                               "lfs+https://host/org/repo.git/info/lfs")
     p = command("modify", cmd_remote_modify,
-                "set an option of a remote (url, endpoint_url, region, profile, ...)", rsub)
+                "set an option of a remote (url, endpoint_url, region, profile, git_remote, ...)", rsub)
     p.add_argument("--local", action="store_true", help="write to .git/mlx/config.yaml, not .mlx.yaml")
     p.add_argument("name")
     p.add_argument("key")
