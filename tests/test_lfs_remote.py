@@ -218,3 +218,23 @@ def test_a_deleted_directory_ref_is_listed_again_by_push_all(repo: Path, origin:
     assert b"refs/mlx/lfs" in git(origin, "for-each-ref").stdout
     mlx(broken, "pull")
     assert (broken / "k.bin").read_bytes() == (repo / "k.bin").read_bytes()
+
+
+def test_a_host_that_refuses_the_directory_ref(repo: Path, origin: Path, endpoint: str) -> None:
+    """A git host that accepts only branches and tags: the push fails saying so, naming the
+    ref, and git updates no branch."""
+    hook = origin / "hooks" / "pre-receive"
+    hook.write_text("#!/bin/sh\nwhile read old new ref; do case $ref in refs/mlx/*)\n"
+                    "  echo \"only branches and tags here\" >&2; exit 1;; esac; done\n")
+    hook.chmod(0o755)
+    lfs_repo(repo, origin, endpoint)
+    write_random(repo / "r.bin", 200_000, seed=11)
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "r")
+    pushed = git(repo, "push", "-q", "origin", "main", check=False)
+    assert pushed.returncode != 0
+    err = pushed.stderr.decode()
+    assert "refused the ref refs/mlx/lfs" in err and "another kind" in err, err
+    assert "the host said: only branches and tags here" in err
+    assert "Traceback" not in err
+    assert git(origin, "for-each-ref").stdout == b""

@@ -125,9 +125,13 @@ def push_ref(git_dir: Path, remote: str, commit: str, ref: str) -> bool:
         return False
     if status:
         why = status[0].split("\t")[-1]
+        said = [line[len("remote:"):].strip() for line in proc.stderr.splitlines()
+                if line.startswith("remote:") and line[len("remote:"):].strip()]
+        if said:
+            why += f"; the host said: {' '.join(said)[:300]}"
         raise RemoteError(f"git remote {remote} refused the ref {ref}: {why}",
-                          hint="git-mlx keeps the list of its objects on the LFS server in that "
-                               "ref; a host that refuses refs outside refs/heads and refs/tags "
-                               "cannot hold it: add an mlx remote of another kind instead "
-                               "(git mlx remote add -d NAME URL)")
+                          hint="git-mlx lists its objects on the LFS server in that ref of the "
+                               "git remote; a host that refuses refs outside refs/heads and "
+                               "refs/tags cannot hold the list: add an mlx remote of another "
+                               "kind instead (git mlx remote add -d NAME URL)")
     raise _fail(f"pushing {ref}", remote, proc.stderr)
