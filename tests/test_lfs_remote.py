@@ -238,3 +238,26 @@ def test_a_host_that_refuses_the_directory_ref(repo: Path, origin: Path, endpoin
     assert "the host said: only branches and tags here" in err
     assert "Traceback" not in err
     assert git(origin, "for-each-ref").stdout == b""
+
+
+def test_pushurl_takes_the_uploads(repo: Path, origin: Path, lfs_server: GiftlessServer) -> None:
+    """lfs.pushurl (here in .lfsconfig): uploads go there, as git-lfs sends them; lfs.url
+    serves reads. Two giftless repositories stand for the two endpoints."""
+    read_url = lfs_server.endpoint(f"org/read{uuid.uuid4().hex[:8]}")
+    push_url = lfs_server.endpoint(f"org/push{uuid.uuid4().hex[:8]}")
+    git(repo, "remote", "add", "origin", str(origin))
+    mlx(repo, "track", "*.bin")
+    (repo / ".lfsconfig").write_text(f"[lfs]\n\turl = {read_url}\n\tpushurl = {push_url}\n")
+    write_random(repo / "p.bin", 300_000, seed=12)
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "p")
+    git(repo, "push", "-q", "origin", "main")
+    listing = git(origin, "ls-tree", "-r", "refs/mlx/lfs").stdout.decode().splitlines()
+    objects = []
+    for line in listing:
+        blob = line.split()[2]
+        oid, size = git(origin, "cat-file", "blob", blob).stdout.decode().split()
+        objects.append((oid, int(size)))
+    assert objects
+    assert LfsClient(push_url).exists(objects) == {oid for oid, _ in objects}
+    assert LfsClient(read_url).exists(objects) == set()

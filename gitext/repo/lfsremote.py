@@ -27,6 +27,7 @@ from pathlib import Path
 from gitext.errors import MlxError, RemoteError
 from gitext.git.lfsconfig import (
     DOWNLOAD,
+    UPLOAD,
     Credential,
     GitCredentials,
     LfsEndpoint,
@@ -223,7 +224,34 @@ def open_lfs_remote(repo: RepoPaths, name: str, url: str, location: str,
         raise MlxError(f"remote {name}: {location!r} is not an http(s) LFS endpoint",
                        hint=f"git mlx remote modify {name} url lfs+https://HOST/PATH")
     directory = GitRefDirectory(repo.git_dir, git_remote)
-    if endpoint.ssh is None:
-        return LfsRemote(lfs_client(cwd, endpoint), directory, name=name, url=url)
-    clients = SshClients(cwd, endpoint)
-    return LfsRemote(clients(DOWNLOAD), directory, name=name, url=url, clients=clients)
+    if endpoint.ssh is not None:
+        clients = SshClients(cwd, endpoint)
+        return LfsRemote(clients(DOWNLOAD), directory, name=name, url=url, clients=clients)
+    reader = lfs_client(cwd, endpoint)
+    push = remote_lfs_endpoint(git_remote, cwd, operation=UPLOAD) if options.get("derived") else None
+    if push is None or push.url == endpoint.url:
+        return LfsRemote(reader, directory, name=name, url=url)
+    # lfs.pushurl / remote.<name>.lfspushurl: uploads there, as git-lfs does
+    return LfsRemote(reader, directory, name=name, url=url,
+                     clients=PushClients(cwd, reader, push))
+
+
+class PushClients:
+    """An https LFS remote whose uploads go to another endpoint (lfs.pushurl): the reader for
+    reads and existence checks, a writer opened on the first upload."""
+
+    def __init__(self, cwd: Path | None, reader: LfsClient, push: LfsEndpoint) -> None:
+        self.cwd = cwd
+        self.reader = reader
+        self.push = push
+        self._writer: LfsClient | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self, operation: str) -> LfsClient:
+        if operation != UPLOAD:
+            return self.reader
+        with self._lock:
+            if self._writer is None:
+                trace(f"lfs: uploads go to {self.push.url} ({self.push.source})")
+                self._writer = lfs_client(self.cwd, self.push, UPLOAD)
+            return self._writer
