@@ -19,10 +19,10 @@ SSH = "ssh"
 LFS = "lfs"
 
 # git's is_url(): a scheme of [A-Za-z0-9][A-Za-z0-9+.-]* followed by "://".
-_SCHEME_RE = re.compile(r"([A-Za-z0-9][A-Za-z0-9+.-]*)://")
-_SSH_SCHEMES = frozenset({"ssh", "git+ssh", "ssh+git"})
+SCHEME_RE = re.compile(r"([A-Za-z0-9][A-Za-z0-9+.-]*)://")
+SSH_SCHEMES = frozenset({"ssh", "git+ssh", "ssh+git"})
 _LFS_SCHEMES = frozenset({"lfs+http", "lfs+https"})
-_PORT_RE = re.compile(r"[0-9]{1,5}")
+PORT_RE = re.compile(r"[0-9]{1,5}")
 _BUCKET_RE = re.compile(r"[A-Za-z0-9._-]+")
 # A host or user must be printable, without whitespace, and a host may not look like an
 # option to ssh (CVE-2017-1000117: "-oProxyCommand=...").
@@ -58,7 +58,7 @@ def _has_dos_drive_prefix(url: str) -> bool:
     return os.name == "nt" and len(url) >= 2 and url[0].isalpha() and url[1] == ":"
 
 
-def _is_local_not_ssh(url: str) -> bool:
+def is_local_not_ssh(url: str) -> bool:
     """git's url_is_local_not_ssh(): no colon, or a slash before the first colon."""
     colon = url.find(":")
     slash = url.find("/")
@@ -93,7 +93,7 @@ def _split_host(hostport: str, url: str, allow_port: bool) -> tuple[str | None, 
     else:
         host, port_text = hostport, None
     if port_text is not None:
-        if not _PORT_RE.fullmatch(port_text) or not 0 < int(port_text) < 65536:
+        if not PORT_RE.fullmatch(port_text) or not 0 < int(port_text) < 65536:
             raise UsageError(f"invalid remote URL {url!r}: bad port {port_text!r}")
         port = int(port_text)
     return user, _check_name(host, "host", url), port
@@ -165,7 +165,7 @@ def parse_url(url: str) -> tuple[str, str]:
         url.encode("utf-8")
     except UnicodeEncodeError:
         raise UsageError(f"invalid remote URL {url!r}: not valid UTF-8") from None
-    match = _SCHEME_RE.match(url)
+    match = SCHEME_RE.match(url)
     if match:
         scheme = match.group(1).lower()
         rest = url[match.end() :]
@@ -177,7 +177,7 @@ def parse_url(url: str) -> tuple[str, str]:
                 raise UsageError(f"invalid S3 URL {url!r}: expected s3://bucket/prefix")
             prefix = prefix.strip("/")
             return S3, f"{bucket}/{prefix}" if prefix else bucket
-        if scheme in _SSH_SCHEMES:
+        if scheme in SSH_SCHEMES:
             return SSH, _parse_ssh_url(url, rest).url()
         if scheme in _LFS_SCHEMES:
             host = rest.split("/", 1)[0].rpartition("@")[2]
@@ -192,7 +192,7 @@ def parse_url(url: str) -> tuple[str, str]:
             f"unsupported remote URL {url!r}: git-mlx stores objects in a directory, "
             "on S3 (s3://bucket/prefix), over SSH (ssh://host/path or host:path) or on a Git "
             f"LFS server (lfs+https://host/org/repo.git/info/lfs){hint}")
-    if _is_local_not_ssh(url):
+    if is_local_not_ssh(url):
         return LOCAL, url
     _refuse_one_slash(url)
     return SSH, _parse_scp_like(url).url()

@@ -32,20 +32,17 @@ from urllib.parse import unquote, urlsplit
 
 from gitext import log
 from gitext.errors import MlxError, RemoteError, RemoteRefused
+from gitext.formats.urls import PORT_RE, SCHEME_RE, SSH_SCHEMES, is_local_not_ssh
 from gitext.git.run import git_remotes, run_git
 
 DOWNLOAD = "download"
 UPLOAD = "upload"
 
-# git's is_url(): a scheme of [A-Za-z0-9][A-Za-z0-9+.-]* followed by "://".
-_SCHEME_RE = re.compile(r"([A-Za-z0-9][A-Za-z0-9+.-]*)://")
-_SSH_SCHEMES = frozenset({"ssh", "git+ssh", "ssh+git"})
 _HTTP_SCHEMES = frozenset({"http", "https"})
 # A host git-lfs would hand to ssh: printable, no whitespace or slash. A leading "-" is kept
 # out of ssh's options by "--" (as git-lfs does for the OpenSSH variant).
 _HOST_RE = re.compile(r"[^\x00-\x20\x7f/\[\]@]+|\[[0-9A-Fa-f:.%a-zA-Z]+\]")
 _USER_RE = re.compile(r"[^\x00-\x20\x7f/@]+")
-_PORT_RE = re.compile(r"[0-9]{1,5}")
 # The keys git-lfs reads from .lfsconfig (config/git_fetcher.go, safeKeys, plus
 # remote.<name>.lfsurl); anything else there is ignored, as git-lfs ignores it.
 _LFSCONFIG_SAFE = frozenset({"lfs.url", "lfs.pushurl", "lfs.gitprotocol"})
@@ -81,13 +78,6 @@ class LfsEndpoint:
 
 # -- the URL part: pure functions ---------------------------------------------------------------
 
-def _is_local_not_ssh(url: str) -> bool:
-    """git's url_is_local_not_ssh(): no colon, or a slash before the first colon."""
-    colon = url.find(":")
-    slash = url.find("/")
-    return colon < 0 or 0 <= slash < colon
-
-
 def _split_authority(authority: str) -> tuple[str | None, str, int | None] | None:
     """`[user[:password]@]host[:port]` -> (user, host, port), or None if malformed. A
     bracketed IPv6 host keeps its brackets (it goes back into a URL)."""
@@ -113,7 +103,7 @@ def _split_authority(authority: str) -> tuple[str | None, str, int | None] | Non
         host = authority
     port: int | None = None
     if port_text:
-        if not _PORT_RE.fullmatch(port_text) or not 0 < int(port_text) < 65536:
+        if not PORT_RE.fullmatch(port_text) or not 0 < int(port_text) < 65536:
             return None
         port = int(port_text)
     if not _HOST_RE.fullmatch(host):
@@ -142,7 +132,7 @@ def lfs_url_endpoint(url: str, *, git_protocol: str = "https", source: str = "")
     url = url.strip()
     if not url or "\x00" in url or "\n" in url:
         return None
-    match = _SCHEME_RE.match(url)
+    match = SCHEME_RE.match(url)
     if match:
         scheme = match.group(1).lower()
         rest = url[match.end():]
@@ -157,7 +147,7 @@ def lfs_url_endpoint(url: str, *, git_protocol: str = "https", source: str = "")
             hostport = f"{host}:{port}" if port is not None else host
             return LfsEndpoint(url=f"{out_scheme}://{hostport}{path}", source=source,
                                username=user if scheme in _HTTP_SCHEMES else None)
-        if scheme in _SSH_SCHEMES:
+        if scheme in SSH_SCHEMES:
             parts = _split_authority(unquote(authority))
             if parts is None or not path:
                 return None
@@ -166,7 +156,7 @@ def lfs_url_endpoint(url: str, *, git_protocol: str = "https", source: str = "")
         return None  # file://, and schemes git-lfs has no HTTP endpoint for
     if "::" in url.split("/", 1)[0]:
         return None  # a remote helper's URL (transport::address)
-    if _is_local_not_ssh(url):
+    if is_local_not_ssh(url):
         return None
     return _scp_like_endpoint(url, source)
 
