@@ -1,9 +1,9 @@
 """The `lfs` remote kind's git side: its LFS client built from git's settings, and its key
 directory kept on a ref of the git remote (docs/remotes.md, "The `lfs` kind").
 
-    open_lfs_remote(config, spec)     the LfsRemote for an `lfs+https://...` remote spec
+    open_lfs_remote(repo, name, ...)  the LfsRemote for an `lfs+https://...` remote
     lfs_client(cwd, endpoint, op)     an LfsClient with git's credentials and http.* settings
-    SshClients                        per operation, re-asked on expiry (SSH git remotes)
+    Clients                           per operation: lfs.pushurl; SSH: re-asked on expiry
 
 (Which git remotes store through LFS with no mlx remote set: git/lfsconfig.py,
 zero_config_endpoint.)
@@ -127,28 +127,34 @@ def lfs_client(cwd: Path | None, endpoint: LfsEndpoint, operation: str = DOWNLOA
     return _client_until(cwd, endpoint, operation)[0]
 
 
-class SshClients:
-    """The clients of an SSH git remote's LFS server, one per operation, as git-lfs keeps
-    them: `git-lfs-authenticate <path> upload` for uploads and `... download` for reads
+class Clients:
+    """An lfs remote's clients, per operation, as git-lfs keeps them. Uploads go to the push
+    endpoint (lfs.pushurl; else the same one). An SSH git remote's endpoint gets a client per
+    operation, `git-lfs-authenticate <path> upload` for uploads and `... download` for reads
     (forges scope the token they answer to the operation), asked again once the answer's
-    expiry is within EXPIRY_MARGIN seconds (lfshttp/ssh.go caches until then)."""
+    expiry is within EXPIRY_MARGIN seconds (lfshttp/ssh.go caches until then); an https
+    endpoint serves both operations with one client."""
 
-    def __init__(self, cwd: Path | None, endpoint: LfsEndpoint) -> None:
+    def __init__(self, cwd: Path | None, endpoint: LfsEndpoint, push: LfsEndpoint) -> None:
         self.cwd = cwd
-        self.endpoint = endpoint
+        self.endpoints = {DOWNLOAD: endpoint, UPLOAD: push}
         self._lock = threading.Lock()
-        self._clients: dict[str, tuple[LfsClient, float | None]] = {}
+        self._clients: dict[tuple[str, str], tuple[LfsClient, float | None]] = {}
 
     def __call__(self, operation: str) -> LfsClient:
+        endpoint = self.endpoints[operation]
+        key = (endpoint.url, operation if endpoint.ssh is not None else "")
         with self._lock:  # one git-lfs-authenticate at a time, however many threads ask
-            held = self._clients.get(operation)
+            held = self._clients.get(key)
             if held is None or (held[1] is not None and time.time() + EXPIRY_MARGIN >= held[1]):
                 if held is not None:
-                    trace(f"lfs: the {operation} credentials of {self.endpoint.url} expire: "
+                    trace(f"lfs: the {operation} credentials of {endpoint.url} expire: "
                           "asking git-lfs-authenticate again")
                     held[0].close()
-                held = _client_until(self.cwd, self.endpoint, operation)
-                self._clients[operation] = held
+                elif endpoint is not self.endpoints[DOWNLOAD]:
+                    trace(f"lfs: uploads go to {endpoint.url} ({endpoint.source})")
+                held = _client_until(self.cwd, endpoint, operation)
+                self._clients[key] = held
             return held[0]
 
 
@@ -224,34 +230,8 @@ def open_lfs_remote(repo: RepoPaths, name: str, url: str, location: str,
         raise MlxError(f"remote {name}: {location!r} is not an http(s) LFS endpoint",
                        hint=f"git mlx remote modify {name} url lfs+https://HOST/PATH")
     directory = GitRefDirectory(repo.git_dir, git_remote)
-    if endpoint.ssh is not None:
-        clients = SshClients(cwd, endpoint)
-        return LfsRemote(clients(DOWNLOAD), directory, name=name, url=url, clients=clients)
-    reader = lfs_client(cwd, endpoint)
+    # lfs.pushurl / remote.<name>.lfspushurl take the uploads, as with git-lfs
     push = remote_lfs_endpoint(git_remote, cwd, operation=UPLOAD) if options.get("derived") else None
-    if push is None or push.url == endpoint.url:
-        return LfsRemote(reader, directory, name=name, url=url)
-    # lfs.pushurl / remote.<name>.lfspushurl: uploads there, as git-lfs does
-    return LfsRemote(reader, directory, name=name, url=url,
-                     clients=PushClients(cwd, reader, push))
-
-
-class PushClients:
-    """An https LFS remote whose uploads go to another endpoint (lfs.pushurl): the reader for
-    reads and existence checks, a writer opened on the first upload."""
-
-    def __init__(self, cwd: Path | None, reader: LfsClient, push: LfsEndpoint) -> None:
-        self.cwd = cwd
-        self.reader = reader
-        self.push = push
-        self._writer: LfsClient | None = None
-        self._lock = threading.Lock()
-
-    def __call__(self, operation: str) -> LfsClient:
-        if operation != UPLOAD:
-            return self.reader
-        with self._lock:
-            if self._writer is None:
-                trace(f"lfs: uploads go to {self.push.url} ({self.push.source})")
-                self._writer = lfs_client(self.cwd, self.push, UPLOAD)
-            return self._writer
+    clients = Clients(cwd, endpoint, push if push is not None and push.url != endpoint.url
+                      else endpoint)
+    return LfsRemote(clients, directory, name=name, url=url)

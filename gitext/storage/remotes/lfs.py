@@ -47,14 +47,14 @@ class LfsRemote(Remote):
     packed = True
     collectable = False
 
-    def __init__(self, client: LfsClient, directory: KeyDirectory, *, name: str, url: str,
-                 clients: Callable[[str], LfsClient] | None = None) -> None:
-        """`client` serves every request, unless `clients` is given: then `clients(operation)`
-        ("upload" or "download") gives the client for each request, so that credentials
-        scoped to one operation, and expiring (an SSH server's `git-lfs-authenticate`), are
-        asked for that operation and again when they expire."""
-        self.client = client
-        self._clients = clients
+    def __init__(self, clients: Callable[[str], LfsClient], directory: KeyDirectory, *,
+                 name: str, url: str) -> None:
+        """`clients(operation)` ("upload" or "download") gives the client for each request,
+        so that an upload endpoint of its own, and credentials scoped to one operation and
+        expiring (an SSH server's `git-lfs-authenticate`), are used for that operation and
+        asked for again when they expire. `client` is the download one, opened now."""
+        self._client = clients
+        self.client = clients("download")
         self.directory = directory
         self.name = name
         self.url = url
@@ -65,9 +65,6 @@ class LfsRemote(Remote):
         self._probe = threading.Lock()
         # Whole packs from a server that ignores Range (removed when the remote is dropped)
         self._spool: tempfile.TemporaryDirectory[str] | None = None
-
-    def _client(self, operation: str) -> LfsClient:
-        return self.client if self._clients is None else self._clients(operation)
 
     # -- the directory ------------------------------------------------------------------
     def _entries(self) -> dict[str, Location]:
