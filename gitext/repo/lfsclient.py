@@ -17,16 +17,8 @@ from pathlib import Path
 from gitext.errors import UsageError
 from gitext.git.lfsconfig import DOWNLOAD, UPLOAD, LfsEndpoint, lfs_url_endpoint, remote_lfs_endpoint
 from gitext.git.run import git_remotes
-from gitext.repo.lfsremote import lfs_client
+from gitext.repo.lfsremote import default_remote, lfs_client
 from gitext.storage.lfsapi import LfsClient
-
-
-def default_remote(cwd: Path) -> str | None:
-    """origin, else the only git remote; None when there is no such remote."""
-    names = list(git_remotes(cwd))
-    if "origin" in names:
-        return "origin"
-    return names[0] if len(names) == 1 else None
 
 
 def lfs_endpoint(cwd: Path, git_remote: str | None, operation: str = DOWNLOAD) -> LfsEndpoint | None:

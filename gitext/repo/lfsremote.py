@@ -197,18 +197,22 @@ def _client_until(cwd: Path | None, endpoint: LfsEndpoint,
 
 
 # -- choosing the kind ----------------------------------------------------------------------
+def default_remote(cwd: Path, prefer: str | None = None) -> str | None:
+    """`prefer` if it is a git remote, else origin, else the only git remote; None when there
+    is no such remote."""
+    names = list(git_remotes(cwd))
+    for candidate in (prefer, "origin"):
+        if candidate in names:
+            return candidate
+    return names[0] if len(names) == 1 else None
+
+
 def _git_remote_for(repo: RepoPaths, name: str, options: Mapping[str, str]) -> str:
     """The git remote that holds an lfs remote's directory: option `git_remote`, else the
     git remote of the same name, else origin, else the only one."""
-    named = options.get("git_remote")
-    if named:
-        return named
-    gits = git_remotes(repo.work_tree or repo.git_dir)
-    for candidate in (name, "origin"):
-        if candidate in gits:
-            return candidate
-    if len(gits) == 1:
-        return next(iter(gits))
+    found = options.get("git_remote") or default_remote(repo.work_tree or repo.git_dir, name)
+    if found:
+        return found
     raise MlxError(f"lfs remote {name!r} needs a git remote to keep its list of objects "
                    "in, and there is no git remote of that name, no origin and not exactly one",
                    hint=f"git mlx remote modify {name} git_remote NAME")
