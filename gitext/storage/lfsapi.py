@@ -346,11 +346,15 @@ class LfsClient:
                                      oid=oid)
         data = response.data
         if len(data) != size or hashlib.sha256(data).hexdigest() != oid:
-            raise CorruptObject(f"the LFS server {self.endpoint} sent {len(data)} bytes for {oid} "
-                                f"({size} expected) that do not hash to it", oid,
-                                "the copy on the server is damaged; push it again from a clone "
-                                "that has it")
+            raise self._damaged(oid, size, len(data))
         return data
+
+    def _damaged(self, oid: str, size: int, got: int) -> CorruptObject:
+        """The error for a whole download of `got` bytes that is not the object `oid`."""
+        return CorruptObject(f"the LFS server {self.endpoint} sent {got} bytes for {oid} "
+                             f"({size} expected) that do not hash to it", oid,
+                             "the copy on the server is damaged; push it again from a clone "
+                             "that has it")
 
     def download_to(self, oid: str, size: int, path: str | os.PathLike[str],
                     action: Action | None = None) -> None:
@@ -379,10 +383,7 @@ class LfsClient:
                                       f"while downloading {oid} ({got} of {size} bytes): "
                                       f"{type(exc).__name__}", "try again") from None
             if got != size or digest.hexdigest() != oid:
-                raise CorruptObject(f"the LFS server {self.endpoint} sent {got} bytes for {oid} "
-                                    f"({size} expected) that do not hash to it", oid,
-                                    "the copy on the server is damaged; push it again from a "
-                                    "clone that has it")
+                raise self._damaged(oid, size, got)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(path)
