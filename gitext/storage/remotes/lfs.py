@@ -113,13 +113,9 @@ class LfsRemote(Remote):
 
     def upload(self, key: str, src: Path) -> None:
         check_key(key)
-        digest = hashlib.sha256()
-        size = 0
         with open(src, "rb") as f:
-            while block := f.read(1 << 20):
-                digest.update(block)
-                size += len(block)
-        self._store(key, digest.hexdigest(), size, src)
+            oid, size = hashlib.file_digest(f, "sha256").hexdigest(), os.fstat(f.fileno()).st_size
+        self._store(key, oid, size, src)
 
     def put(self, key: str, data: bytes | bytearray) -> None:
         check_key(key)
