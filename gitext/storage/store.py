@@ -91,6 +91,15 @@ def file_key(manifest: Manifest) -> str:
     return object_key(CHUNKS if manifest.single else FILES, manifest.oid)
 
 
+def _base_in(head: bytes) -> str:
+    """The base a chunk object's first bytes name ("" for none, or for a header that cannot be
+    read: a reader will find the damage)."""
+    try:
+        return codecs.base_of(head)
+    except (codecs.Malformed, UnsupportedObject):
+        return ""
+
+
 @dataclass(frozen=True)
 class StoreSettings:
     """Chunking and compression knobs (defaults measured: docs/store.md, "Decisions")."""
@@ -328,9 +337,9 @@ class Store:
         find the damage)."""
         try:
             head = self._head(hexid)
-            return codecs.base_of(head) if head is not None else ""
-        except (OSError, codecs.Malformed, UnsupportedObject):
+        except OSError:
             return ""
+        return _base_in(head) if head is not None else ""
 
     def _bases_closure(self, needs: Iterable[str]) -> dict[str, bytes]:
         """The chunks the given bases need, transitively (each base's own base, ...), with the
@@ -345,10 +354,7 @@ class Store:
             if head is None:
                 continue
             found[bid] = head
-            try:
-                nxt = codecs.base_of(head)
-            except (codecs.Malformed, UnsupportedObject):
-                nxt = ""
+            nxt = _base_in(head)
             if nxt:
                 todo.append(nxt)
         return found
